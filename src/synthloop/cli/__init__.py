@@ -1,0 +1,1 @@
+"""The `synthloop` command."""

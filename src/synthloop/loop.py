@@ -1,0 +1,309 @@
+"""One round of the loop, top to bottom: plan -> generate -> curate -> ground -> train -> evaluate.
+
+Every step writes its output atomically and checks first whether a killed run already finished it,
+so `--resume` continues exactly where the run stopped: no row twice, none lost, no teacher call
+paid again for a finished shard. Each step's seconds go to metrics.json."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synthloop.config import Recipe
+from synthloop.curation.base import Stage, question_key, run_stages
+from synthloop.curation.decontaminate import Decontaminate
+from synthloop.curation.dedup import ExactDedup
+from synthloop.curation.verify import VerifyAnswers
+from synthloop.evaluation.allocate import allocate, counts_from_shares, weakness_report
+from synthloop.evaluation.evaluate import evaluate
+from synthloop.evaluation.probes import build_probes
+from synthloop.grounding.golden import embedded_golden, load_golden_file
+from synthloop.grounding.mix import mix
+from synthloop.monitoring.diversity import diversity
+from synthloop.records import Record
+from synthloop.registry import SKILLS, TASKS, TEACHERS
+from synthloop.reports.html import write_report
+from synthloop.runners.local import generate_shards
+from synthloop.skills.base import Problem, Skill
+from synthloop.storage.atomic import read_json, replace_dir, write_json
+from synthloop.storage.rundir import RunDir, open_run, set_round_status
+from synthloop.storage.shards import (
+    is_complete,
+    mark_complete,
+    read_marker,
+    read_records,
+    reset,
+    write_records,
+)
+from synthloop.teachers.base import SamplingParams, Teacher, TeacherRequest, TeacherResponse
+from synthloop.training import student
+from synthloop.training.trainer import TrainSettings
+
+Log = Callable[[str], None]
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """Independent seed streams (probes, golden, each round) derived from the recipe seed."""
+    return int(hashlib.sha256(f"{seed}/{stream}".encode()).hexdigest()[:12], 16)
+
+
+@dataclass
+class Loop:
+    """What every round shares: the recipe, the run directory and the fixed data sets."""
+
+    recipe: Recipe
+    run: RunDir
+    manifest: dict[str, Any]
+    skills: dict[str, Skill]
+    difficulty: dict[str, int]
+    probes: list[Problem]
+    golden: list[Record]
+    teacher: Teacher
+    log: Log
+
+
+def run_loop(recipe: Recipe, root: Path, resume: bool = False, log: Log = print) -> RunDir:
+    """Run (or resume) every round of `recipe` in `root`."""
+    setup_torch(recipe)
+    skills = {name: SKILLS.get(name) for name in recipe.skills}
+    difficulty = {name: spec.difficulty for name, spec in recipe.skills.items()}
+    golden = load_golden(recipe, skills, difficulty)  # a bad golden file fails here, before anything is written
+    run, manifest = open_run(root, recipe, resume)
+    probes = build_probes(skills, difficulty, recipe.evaluation.probes_per_skill, stream_seed(recipe.seed, "probes"))
+    # The golden set is held apart from the probes too: nothing the student is tested on is trained on.
+    held_out = Decontaminate(p.question for p in probes)
+    golden = [r for r in held_out.run(golden) if r.kept]
+    teacher = make_teacher(recipe)
+    loop = Loop(recipe, run, manifest, skills, difficulty, probes, golden, teacher, log)
+    student.prepare_tokenizer(run.tokenizer, recipe, tokenizer_corpus(loop))
+    for number in range(1, recipe.rounds + 1):
+        if manifest["rounds"].get(str(number)) == "done":
+            log(f"round {number}: already done, skipped")
+            continue
+        set_round_status(run, manifest, number, "running")
+        run_round(loop, number)
+        set_round_status(run, manifest, number, "done")
+        write_json(run.metrics, collect_metrics(run, recipe.rounds))
+        write_report(run)
+    write_report(run)
+    return run
+
+
+def run_round(loop: Loop, number: int) -> None:
+    rdir = loop.run.round(number)
+    # 1. Plan: round 1 spreads the budget evenly; later rounds follow the previous weakness report.
+    plan = plan_round(loop, number, rdir)
+    loop.log(f"round {number}: plan {plan['counts']}")
+    # 2. Generate: one teacher call per planned problem, shard by shard.
+    stats = generate_shards(
+        generation_requests(loop, number, plan["counts"]), loop.teacher, record_maker(loop, number),
+        rdir / "generated", loop.recipe.generation.shard_size, loop.recipe.teacher.concurrency,
+        loop.recipe.teacher.max_retries,
+    )
+    loop.log(f"round {number}: generated {stats['requests']} rows in {stats['seconds']}s")
+    # 3. Curate: verify, decontaminate, dedup. Rejected rows keep their reason in rejected/.
+    counts = curate_round(loop, number, rdir)
+    loop.log(f"round {number}: kept {counts['kept']}, rejected {counts['rejected']}")
+    # 4. Ground: mix the kept synthetic rows with the golden set.
+    mix_counts = ground_round(loop, number, rdir)
+    loop.log(f"round {number}: training mix {mix_counts}")
+    # 5. Train: continue from the previous round's student.
+    train_stats = train_round(loop, number, rdir)
+    loop.log(f"round {number}: trained {train_stats['steps']} steps, {train_stats['tokens_per_second']:.0f} tokens/s, "
+             f"loss {train_stats['final_loss']:.3f}")
+    # 6. Evaluate on the fixed held-out probes.
+    report = evaluate_round(loop, rdir)
+    loop.log(f"round {number}: macro accuracy {report['macro']:.3f} " +
+             " ".join(f"{s}={a:.2f}" for s, a in report["per_skill"].items()))
+
+
+def plan_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
+    path = rdir / "plan.json"
+    if path.exists():
+        return read_json(path)
+    previous = read_json(loop.run.round(number - 1) / "eval.json")["per_skill"] if number > 1 else None
+    shares = allocate(list(loop.skills), previous, loop.recipe.allocation.policy, loop.recipe.allocation.floor)
+    plan = {
+        "allocation": shares,
+        "counts": counts_from_shares(shares, loop.recipe.generation.budget_per_round),
+        "weakness": weakness_report(previous) if previous else None,
+    }
+    write_json(path, plan)
+    return plan
+
+
+def generation_requests(loop: Loop, number: int, counts: dict[str, int]) -> list[TeacherRequest]:
+    task = TASKS.get(loop.recipe.generation.task)()
+    seed = stream_seed(loop.recipe.seed, f"round-{number}")
+    sampling = SamplingParams()
+    return [
+        task.build_request(loop.skills[name].generate(seed, i, loop.difficulty[name]), sampling)
+        for name, count in counts.items()
+        for i in range(count)
+    ]
+
+
+def record_maker(loop: Loop, number: int) -> Callable[[TeacherRequest, TeacherResponse], Record]:
+    task = TASKS.get(loop.recipe.generation.task)()
+    recipe_hash = loop.recipe.hash()
+
+    def make(request: TeacherRequest, response: TeacherResponse) -> Record:
+        problem = request.problem
+        parsed = task.parse(response.text) if response.text is not None else None
+        return Record(
+            kind=task.kind, skill=problem.skill, question=problem.question, source="synthetic", round=number,
+            difficulty=problem.difficulty, messages=list(request.messages),
+            reasoning=parsed.reasoning if parsed else "", answer=parsed.answer if parsed else None,
+            reference_answer=problem.answer, raw_output=response.text or "", error=response.error,
+            teacher_backend=loop.teacher.backend, teacher_model=loop.teacher.model, task=task.name,
+            template_version=task.template_version, recipe_hash=recipe_hash,
+            request_id=request.key(loop.teacher.backend, loop.teacher.model), seed=problem.seed, index=problem.index,
+        )
+
+    return make
+
+
+def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
+    curated, rejected = rdir / "curated", rdir / "rejected"
+    if is_complete(curated):
+        return read_marker(curated)
+    reset(curated), reset(rejected)
+    start = time.perf_counter()
+    stages: list[Stage] = []
+    if loop.recipe.curation.verify:
+        stages.append(VerifyAnswers())
+    if loop.recipe.curation.decontaminate:
+        stages.append(Decontaminate(p.question for p in loop.probes))
+    if loop.recipe.curation.dedup:
+        stages.append(ExactDedup(earlier_questions(loop, number)))
+    rows = list(run_stages(stages, read_records(rdir / "generated")))
+    kept, dropped = [r for r in rows if r.kept], [r for r in rows if not r.kept]
+    size = loop.recipe.generation.shard_size
+    write_records(rejected, dropped, size)
+    write_records(curated, kept, size)
+    reasons: dict[str, int] = {}
+    for row in dropped:
+        reasons[row.reject_reason] = reasons.get(row.reject_reason, 0) + 1
+    counts = {"generated": len(rows), "kept": len(kept), "rejected": reasons,
+              "seconds": round(time.perf_counter() - start, 3)}
+    mark_complete(rejected, {"rows": len(dropped)})
+    mark_complete(curated, counts)  # last: the round's curation is done only when both are written
+    return counts
+
+
+def earlier_questions(loop: Loop, number: int) -> dict[str, str]:
+    """Questions already kept in earlier rounds (accumulate only: they are still in the training set)."""
+    if loop.recipe.grounding.strategy != "accumulate":
+        return {}
+    seen: dict[str, str] = {}
+    for earlier in range(1, number):
+        for row in read_records(loop.run.round(earlier) / "curated"):
+            seen.setdefault(question_key(row.question), row.id)
+    return seen
+
+
+def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
+    train_dir = rdir / "train"
+    if is_complete(train_dir):
+        return read_marker(train_dir)
+    reset(train_dir)
+    rounds = range(1, number + 1) if loop.recipe.grounding.strategy == "accumulate" else [number]
+    synthetic = [row for r in rounds for row in read_records(loop.run.round(r) / "curated")]
+    rows = mix(synthetic, loop.golden, loop.recipe.grounding.ratio, stream_seed(loop.recipe.seed, f"mix-{number}"))
+    write_records(train_dir, rows, loop.recipe.generation.shard_size)
+    counts = {"rows": len(rows), "synthetic": len(synthetic), "golden": len(rows) - len(synthetic),
+              "monitor": diversity(rows)}
+    mark_complete(train_dir, counts)
+    return counts
+
+
+def train_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
+    out = rdir / "student"
+    if not out.exists():
+        previous = loop.run.round(number - 1) / "student" if number > 1 else None
+        rows = read_records(rdir / "train")
+        model, tokenizer = student.load_student(loop.recipe, loop.run.tokenizer, previous)
+        settings = train_settings(loop.recipe, stream_seed(loop.recipe.seed, f"train-{number}"))
+        result = student.train_student(model, tokenizer, rows, loop.recipe, settings)
+        replace_dir(out, lambda tmp: student.save_student(model, tokenizer, result, tmp))
+    return read_json(out / "train_stats.json")
+
+
+def train_settings(recipe: Recipe, seed: int) -> TrainSettings:
+    t = recipe.student.train
+    return TrainSettings(t.steps_per_round, t.batch_size, t.learning_rate, t.warmup_steps, t.weight_decay,
+                         t.grad_clip, seed % 2**31)
+
+
+def evaluate_round(loop: Loop, rdir: Path) -> dict[str, Any]:
+    path = rdir / "eval.json"
+    if not path.exists():
+        start = time.perf_counter()
+        model, tokenizer = student.load_checkpoint(rdir / "student")
+        cfg = loop.recipe.evaluation
+        report = evaluate(model, tokenizer, loop.probes, cfg.max_new_tokens, cfg.batch_size)
+        report["seconds"] = round(time.perf_counter() - start, 3)
+        write_json(path, report)
+    return read_json(path)
+
+
+def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:
+    """metrics.json, rebuilt from the finished rounds' files (so a resumed run writes the same)."""
+    out = []
+    for number in range(1, rounds + 1):
+        rdir = run.round(number)
+        if not (rdir / "eval.json").exists():
+            break
+        plan, curated = read_json(rdir / "plan.json"), read_marker(rdir / "curated")
+        train, generated = read_marker(rdir / "train"), read_marker(rdir / "generated")
+        evaluation, stats = read_json(rdir / "eval.json"), read_json(rdir / "student" / "train_stats.json")
+        out.append({
+            "round": number,
+            "eval": {"per_skill": evaluation["per_skill"], "macro": evaluation["macro"]},
+            "counts": {"generated": curated["generated"], "kept": curated["kept"], "rejected": curated["rejected"],
+                       "train_rows": train["rows"], "golden_rows": train["golden"]},
+            "allocation": plan["allocation"],
+            "monitor": train["monitor"],
+            "timings_s": {"generate": generated["seconds"], "curate": curated["seconds"],
+                          "train": stats["seconds"], "evaluate": evaluation["seconds"]},
+            "train": {k: stats[k] for k in ("steps", "tokens", "tokens_per_second", "first_loss", "final_loss")},
+        })
+    return {"rounds": out}
+
+
+def setup_torch(recipe: Recipe) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the loop logs one line per step; per-file bars are noise
+    hf_logging.set_verbosity_error()
+    if recipe.student.train.threads:
+        torch.set_num_threads(recipe.student.train.threads)
+
+
+def load_golden(recipe: Recipe, skills: dict[str, Skill], difficulty: dict[str, int]) -> list[Record]:
+    golden = recipe.grounding.golden
+    if golden.path:
+        return load_golden_file(golden.path)
+    return embedded_golden(skills, difficulty, golden.size, stream_seed(recipe.seed, "golden"))
+
+
+def make_teacher(recipe: Recipe) -> Teacher:
+    cfg = recipe.teacher
+    return TEACHERS.get(cfg.backend)(model=cfg.model, noise=cfg.noise, seed=recipe.seed)
+
+
+def tokenizer_corpus(loop: Loop) -> list[str]:
+    """Text the tokenizer is trained on: golden rows and a sample of every skill (never the probes)."""
+    seed = stream_seed(loop.recipe.seed, "tokenizer")
+    texts = [f"{r.question}\n{r.reasoning}\n#### {r.answer}" for r in loop.golden]
+    for name, skill in loop.skills.items():
+        for i in range(200):
+            problem = skill.generate(seed, i, loop.difficulty[name])
+            texts.append(f"{problem.question}\n{problem.solution}")
+    return texts

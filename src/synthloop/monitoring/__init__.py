@@ -1,0 +1,1 @@
+"""Collapse and diversity metrics watched every round."""

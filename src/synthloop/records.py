@@ -1,0 +1,96 @@
+"""The one record that flows through every stage, from the teacher call to the training set.
+
+Provenance is real attributes, not a metadata dict: any row of a training shard can be traced to
+the round, teacher, task template, recipe and request that made it, and to every curation verdict."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field, fields
+from typing import Literal
+
+import pyarrow as pa
+
+Source = Literal["synthetic", "human", "reference"]
+"""`reference`: ground-truth items written by the skills (the embedded golden set), treated as human data."""
+
+
+@dataclass(slots=True)
+class Verdict:
+    stage: str  # e.g. "verify", "dedup", "decontaminate"
+    keep: bool
+    reason: str | None = None  # why a row was rejected ("wrong_answer", "duplicate", ...)
+    score: float | None = None
+
+
+@dataclass(slots=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(slots=True)
+class Record:
+    kind: str  # "solution", "problem", "textbook", "refusal", ...
+    skill: str
+    question: str  # the problem as the student will see it
+    source: Source
+    round: int
+    difficulty: int | None = None
+    messages: list[Message] = field(default_factory=list)  # the prompt sent to the teacher
+    reasoning: str = ""  # the teacher's chain of thought, without the final answer
+    answer: str | None = None  # the teacher's final answer, as parsed
+    reference_answer: str | None = None
+    raw_output: str = ""  # the teacher's text exactly as returned
+    error: str | None = None  # a teacher call that failed after its retries
+    teacher_backend: str = ""
+    teacher_model: str = ""
+    task: str = ""
+    template_version: str = ""
+    recipe_hash: str = ""
+    request_id: str = ""  # content address of the teacher request (the cache key)
+    seed: int | None = None  # generator seed and index of a procedural problem
+    index: int | None = None
+    parent_ids: list[str] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = content_id(self.kind, self.skill, self.question, self.reasoning, self.answer, self.source)
+
+    @property
+    def kept(self) -> bool:
+        return all(v.keep for v in self.verdicts)
+
+    @property
+    def reject_reason(self) -> str | None:
+        return next((v.reason or v.stage for v in self.verdicts if not v.keep), None)
+
+    def add_verdict(self, stage: str, keep: bool, reason: str | None = None, score: float | None = None) -> None:
+        self.verdicts.append(Verdict(stage, keep, reason, score))
+
+
+def content_id(*parts: object) -> str:
+    digest = hashlib.sha256("\x1f".join("" if p is None else str(p) for p in parts).encode())
+    return digest.hexdigest()[:20]
+
+
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+_VERDICT = pa.struct([("stage", pa.string()), ("keep", pa.bool_()), ("reason", pa.string()), ("score", pa.float64())])
+_TYPES = {"difficulty": pa.int32(), "round": pa.int32(), "seed": pa.int64(), "index": pa.int64(),
+          "messages": pa.list_(_MESSAGE), "parent_ids": pa.list_(pa.string()), "verdicts": pa.list_(_VERDICT)}
+SCHEMA = pa.schema([(f.name, _TYPES.get(f.name, pa.string())) for f in fields(Record)])
+
+
+def to_table(records: list[Record]) -> pa.Table:
+    return pa.Table.from_pylist([asdict(r) for r in records], schema=SCHEMA)
+
+
+def from_table(table: pa.Table) -> list[Record]:
+    rows = table.to_pylist()
+    for row in rows:
+        row["messages"] = [Message(**m) for m in row["messages"] or []]
+        row["verdicts"] = [Verdict(**v) for v in row["verdicts"] or []]
+        row["parent_ids"] = row["parent_ids"] or []
+    return [Record(**row) for row in rows]

@@ -1,0 +1,1 @@
+"""Procedural, verifiable skills. Look skills up through `synthloop.registry.SKILLS`."""

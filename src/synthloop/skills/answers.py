@@ -1,0 +1,78 @@
+"""Final-answer extraction from free text and the equivalences the scorers share."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+_MARKER = re.compile(r"####\s*(.+)")
+_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*(.+?)\s*(?:\.\s*$|$)", re.IGNORECASE | re.MULTILINE)
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)(/\d+)?$")
+
+
+def extract_final_answer(text: str) -> str | None:
+    """The final answer in `text`: the last `#### X`, else the last "the answer is X", else the last
+    `\\boxed{X}`. None when the text states no answer (that scores 0, it is never guessed)."""
+    for pattern in (_MARKER, _ANSWER_IS, _BOXED):
+        found = pattern.findall(text)
+        if found:
+            return found[-1].strip()
+    return None
+
+
+def normalize_text(text: str) -> str:
+    """Case-folded, trimmed, inner whitespace collapsed, trailing full stop removed."""
+    return " ".join(text.strip().rstrip(".").casefold().split())
+
+
+def parse_number(text: str) -> Fraction | None:
+    """An exact number from `42`, `-3`, `1,234`, `0.75`, `3/4`, `1 1/2`, `$5`; None if it is not one."""
+    cleaned = text.strip().rstrip(".").replace(",", "").replace("$", "").replace(" ", "")
+    mixed = re.fullmatch(r"([-+]?\d+)\s*(\d+)/(\d+)", text.strip().replace(",", ""))
+    if mixed and " " in text.strip():
+        whole, num, den = (int(g) for g in mixed.groups())
+        if den == 0:
+            return None
+        sign = -1 if whole < 0 else 1
+        return whole + sign * Fraction(num, den)
+    if not _NUMBER.match(cleaned):
+        return None
+    try:
+        return Fraction(cleaned)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def parse_number_list(text: str) -> list[Fraction] | None:
+    """`3, 5, 7` or `[3, 5, 7]` or `3 < 5 < 7` as exact numbers; None if any item is not a number."""
+    body = text.strip().strip("[]()").replace("<", ",").replace(";", ",")
+    items = [part for part in re.split(r",\s*|\s+(?=[-+]?\d)", body) if part.strip()]
+    numbers = [parse_number(item) for item in items]
+    if not numbers or any(n is None for n in numbers):
+        return None
+    return numbers  # type: ignore[return-value]
+
+
+def score_by(parse, response: str, reference: str) -> float:
+    """1.0 when the final answer in `response` parses and equals the parsed reference, else 0.0."""
+    answer = extract_final_answer(response)
+    if answer is None:
+        return 0.0
+    got, want = parse(answer), parse(reference)
+    return float(got is not None and got == want)
+
+
+def score_number(response: str, reference: str) -> float:
+    """Exact numeric equality: `0.75 == 3/4 == 6/8`, `1,000 == 1000`."""
+    return score_by(parse_number, response, reference)
+
+
+def score_number_list(response: str, reference: str) -> float:
+    """The same numbers in the same order."""
+    return score_by(parse_number_list, response, reference)
+
+
+def score_text(response: str, reference: str) -> float:
+    """Case- and whitespace-insensitive text equality (for yes/no, true/false and named answers)."""
+    return score_by(normalize_text, response, reference)

@@ -1,0 +1,1 @@
+"""Run directory, Parquet shards, manifest. Every write is atomic: a temporary file, then rename."""
