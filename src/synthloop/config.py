@@ -33,7 +33,9 @@ class TeacherConfig(Strict):
     backend: str = Field("oracle", description="teacher backend name (see the registry)")
     model: str = Field("skills-reference", description="model name recorded on every row")
     noise: float = Field(
-        0.0, ge=0.0, le=1.0,
+        0.0,
+        ge=0.0,
+        le=1.0,
         description="oracle only: share of answers deliberately corrupted, so verification has errors to catch",
     )
     concurrency: int = Field(64, ge=1, description="teacher calls in flight at once")
@@ -48,7 +50,9 @@ class TeacherConfig(Strict):
 
 class GenerationConfig(Strict):
     task: str = Field("solve", description="prompt task that turns a problem into a teacher request")
-    budget_per_round: int = Field(3000, ge=1, description="teacher calls per round, split across skills by the allocation")
+    budget_per_round: int = Field(
+        3000, ge=1, description="teacher calls per round, split across skills by the allocation"
+    )
     shard_size: int = Field(1000, ge=1, description="records per Parquet shard")
 
     @field_validator("task")

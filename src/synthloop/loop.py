@@ -102,8 +102,12 @@ def run_round(loop: Loop, number: int) -> None:
     loop.log(f"round {number}: plan {plan['counts']}")
     # 2. Generate: one teacher call per planned problem, shard by shard.
     stats = generate_shards(
-        generation_requests(loop, number, plan["counts"]), loop.teacher, record_maker(loop, number),
-        rdir / "generated", loop.recipe.generation.shard_size, loop.recipe.teacher.concurrency,
+        generation_requests(loop, number, plan["counts"]),
+        loop.teacher,
+        record_maker(loop, number),
+        rdir / "generated",
+        loop.recipe.generation.shard_size,
+        loop.recipe.teacher.concurrency,
         loop.recipe.teacher.max_retries,
     )
     loop.log(f"round {number}: generated {stats['requests']} rows in {stats['seconds']}s")
@@ -115,12 +119,16 @@ def run_round(loop: Loop, number: int) -> None:
     loop.log(f"round {number}: training mix {mix_counts}")
     # 5. Train: continue from the previous round's student.
     train_stats = train_round(loop, number, rdir)
-    loop.log(f"round {number}: trained {train_stats['steps']} steps, {train_stats['tokens_per_second']:.0f} tokens/s, "
-             f"loss {train_stats['final_loss']:.3f}")
+    loop.log(
+        f"round {number}: trained {train_stats['steps']} steps, {train_stats['tokens_per_second']:.0f} tokens/s, "
+        f"loss {train_stats['final_loss']:.3f}"
+    )
     # 6. Evaluate on the fixed held-out probes.
     report = evaluate_round(loop, rdir)
-    loop.log(f"round {number}: macro accuracy {report['macro']:.3f} " +
-             " ".join(f"{s}={a:.2f}" for s, a in report["per_skill"].items()))
+    loop.log(
+        f"round {number}: macro accuracy {report['macro']:.3f} "
+        + " ".join(f"{s}={a:.2f}" for s, a in report["per_skill"].items())
+    )
 
 
 def plan_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
@@ -157,13 +165,26 @@ def record_maker(loop: Loop, number: int) -> Callable[[TeacherRequest, TeacherRe
         problem = request.problem
         parsed = task.parse(response.text) if response.text is not None else None
         return Record(
-            kind=task.kind, skill=problem.skill, question=problem.question, source="synthetic", round=number,
-            difficulty=problem.difficulty, messages=list(request.messages),
-            reasoning=parsed.reasoning if parsed else "", answer=parsed.answer if parsed else None,
-            reference_answer=problem.answer, raw_output=response.text or "", error=response.error,
-            teacher_backend=loop.teacher.backend, teacher_model=loop.teacher.model, task=task.name,
-            template_version=task.template_version, recipe_hash=recipe_hash,
-            request_id=request.key(loop.teacher.backend, loop.teacher.model), seed=problem.seed, index=problem.index,
+            kind=task.kind,
+            skill=problem.skill,
+            question=problem.question,
+            source="synthetic",
+            round=number,
+            difficulty=problem.difficulty,
+            messages=list(request.messages),
+            reasoning=parsed.reasoning if parsed else "",
+            answer=parsed.answer if parsed else None,
+            reference_answer=problem.answer,
+            raw_output=response.text or "",
+            error=response.error,
+            teacher_backend=loop.teacher.backend,
+            teacher_model=loop.teacher.model,
+            task=task.name,
+            template_version=task.template_version,
+            recipe_hash=recipe_hash,
+            request_id=request.key(loop.teacher.backend, loop.teacher.model),
+            seed=problem.seed,
+            index=problem.index,
         )
 
     return make
@@ -190,8 +211,12 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     reasons: dict[str, int] = {}
     for row in dropped:
         reasons[row.reject_reason] = reasons.get(row.reject_reason, 0) + 1
-    counts = {"generated": len(rows), "kept": len(kept), "rejected": reasons,
-              "seconds": round(time.perf_counter() - start, 3)}
+    counts = {
+        "generated": len(rows),
+        "kept": len(kept),
+        "rejected": reasons,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
     mark_complete(rejected, {"rows": len(dropped)})
     mark_complete(curated, counts)  # last: the round's curation is done only when both are written
     return counts
@@ -217,8 +242,12 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     synthetic = [row for r in rounds for row in read_records(loop.run.round(r) / "curated")]
     rows = mix(synthetic, loop.golden, loop.recipe.grounding.ratio, stream_seed(loop.recipe.seed, f"mix-{number}"))
     write_records(train_dir, rows, loop.recipe.generation.shard_size)
-    counts = {"rows": len(rows), "synthetic": len(synthetic), "golden": len(rows) - len(synthetic),
-              "monitor": diversity(rows)}
+    counts = {
+        "rows": len(rows),
+        "synthetic": len(synthetic),
+        "golden": len(rows) - len(synthetic),
+        "monitor": diversity(rows),
+    }
     mark_complete(train_dir, counts)
     return counts
 
@@ -237,8 +266,9 @@ def train_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
 
 def train_settings(recipe: Recipe, seed: int) -> TrainSettings:
     t = recipe.student.train
-    return TrainSettings(t.steps_per_round, t.batch_size, t.learning_rate, t.warmup_steps, t.weight_decay,
-                         t.grad_clip, seed % 2**31)
+    return TrainSettings(
+        t.steps_per_round, t.batch_size, t.learning_rate, t.warmup_steps, t.weight_decay, t.grad_clip, seed % 2**31
+    )
 
 
 def evaluate_round(loop: Loop, rdir: Path) -> dict[str, Any]:
@@ -263,17 +293,28 @@ def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:
         plan, curated = read_json(rdir / "plan.json"), read_marker(rdir / "curated")
         train, generated = read_marker(rdir / "train"), read_marker(rdir / "generated")
         evaluation, stats = read_json(rdir / "eval.json"), read_json(rdir / "student" / "train_stats.json")
-        out.append({
-            "round": number,
-            "eval": {"per_skill": evaluation["per_skill"], "macro": evaluation["macro"]},
-            "counts": {"generated": curated["generated"], "kept": curated["kept"], "rejected": curated["rejected"],
-                       "train_rows": train["rows"], "golden_rows": train["golden"]},
-            "allocation": plan["allocation"],
-            "monitor": train["monitor"],
-            "timings_s": {"generate": generated["seconds"], "curate": curated["seconds"],
-                          "train": stats["seconds"], "evaluate": evaluation["seconds"]},
-            "train": {k: stats[k] for k in ("steps", "tokens", "tokens_per_second", "first_loss", "final_loss")},
-        })
+        out.append(
+            {
+                "round": number,
+                "eval": {"per_skill": evaluation["per_skill"], "macro": evaluation["macro"]},
+                "counts": {
+                    "generated": curated["generated"],
+                    "kept": curated["kept"],
+                    "rejected": curated["rejected"],
+                    "train_rows": train["rows"],
+                    "golden_rows": train["golden"],
+                },
+                "allocation": plan["allocation"],
+                "monitor": train["monitor"],
+                "timings_s": {
+                    "generate": generated["seconds"],
+                    "curate": curated["seconds"],
+                    "train": stats["seconds"],
+                    "evaluate": evaluation["seconds"],
+                },
+                "train": {k: stats[k] for k in ("steps", "tokens", "tokens_per_second", "first_loss", "final_loss")},
+            }
+        )
     return {"rounds": out}
 
 

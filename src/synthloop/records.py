@@ -78,8 +78,15 @@ def content_id(*parts: object) -> str:
 
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 _VERDICT = pa.struct([("stage", pa.string()), ("keep", pa.bool_()), ("reason", pa.string()), ("score", pa.float64())])
-_TYPES = {"difficulty": pa.int32(), "round": pa.int32(), "seed": pa.int64(), "index": pa.int64(),
-          "messages": pa.list_(_MESSAGE), "parent_ids": pa.list_(pa.string()), "verdicts": pa.list_(_VERDICT)}
+_TYPES = {
+    "difficulty": pa.int32(),
+    "round": pa.int32(),
+    "seed": pa.int64(),
+    "index": pa.int64(),
+    "messages": pa.list_(_MESSAGE),
+    "parent_ids": pa.list_(pa.string()),
+    "verdicts": pa.list_(_VERDICT),
+}
 SCHEMA = pa.schema([(f.name, _TYPES.get(f.name, pa.string())) for f in fields(Record)])
 
 

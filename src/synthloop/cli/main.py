@@ -39,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     skills = sub.add_parser("skills", help="list or sample the procedural skills").add_subparsers(
-        required=True, metavar="ACTION")
+        required=True, metavar="ACTION"
+    )
     skills.add_parser("list", help="every skill with its description").set_defaults(handler=cmd_skills_list)
     sample = skills.add_parser("sample", help="print generated problems with reference solutions")
     sample.add_argument("skill")
@@ -76,8 +77,10 @@ def cmd_skills_list(args: argparse.Namespace) -> int:
 def cmd_skills_sample(args: argparse.Namespace) -> int:
     skill = SKILLS.get(args.skill)
     if not MIN_DIFFICULTY <= args.difficulty <= MAX_DIFFICULTY:
-        print(f"synthloop: error: --difficulty must be from {MIN_DIFFICULTY} to {MAX_DIFFICULTY}, got {args.difficulty}",
-              file=sys.stderr)
+        print(
+            f"synthloop: error: --difficulty must be from {MIN_DIFFICULTY} to {MAX_DIFFICULTY}, got {args.difficulty}",
+            file=sys.stderr,
+        )
         return 2
     for i in range(args.n):
         problem = skill.generate(args.seed, i, args.difficulty)

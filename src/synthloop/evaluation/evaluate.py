@@ -14,8 +14,13 @@ from synthloop.skills.base import Problem
 from synthloop.training.format import student_prompt
 
 
-def evaluate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, probes: list[Problem],
-             max_new_tokens: int, batch_size: int) -> dict[str, Any]:
+def evaluate(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerFast,
+    probes: list[Problem],
+    max_new_tokens: int,
+    batch_size: int,
+) -> dict[str, Any]:
     """`{"per_skill": {skill: accuracy}, "macro": mean, "items": [...]}`; items keep every answer."""
     outputs = greedy_answers(model, tokenizer, [student_prompt(p.question) for p in probes], max_new_tokens, batch_size)
     per_skill: dict[str, list[float]] = {}
@@ -23,8 +28,16 @@ def evaluate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, probes:
     for problem, output in zip(probes, outputs, strict=True):
         score = SKILLS.get(problem.skill).score(output, problem.answer)
         per_skill.setdefault(problem.skill, []).append(score)
-        items.append({"skill": problem.skill, "index": problem.index, "question": problem.question,
-                      "reference": problem.answer, "extracted": extract_final_answer(output), "score": score,
-                      "output": output})
+        items.append(
+            {
+                "skill": problem.skill,
+                "index": problem.index,
+                "question": problem.question,
+                "reference": problem.answer,
+                "extracted": extract_final_answer(output),
+                "score": score,
+                "output": output,
+            }
+        )
     accuracy = {skill: sum(s) / len(s) for skill, s in per_skill.items()}
     return {"per_skill": accuracy, "macro": sum(accuracy.values()) / len(accuracy), "items": items}

@@ -72,8 +72,14 @@ def golden_record(row: dict[str, Any], where: str, round_: int) -> Record:
     if not isinstance(reasoning, str):
         raise GoldenSetError(f"{where}: 'reasoning' must be text")
     return Record(
-        kind="solution", skill=str(row.get("skill") or "golden"), question=row["question"], source="human",
-        round=round_, reasoning=reasoning, answer=row["answer"], reference_answer=row["answer"],
+        kind="solution",
+        skill=str(row.get("skill") or "golden"),
+        question=row["question"],
+        source="human",
+        round=round_,
+        reasoning=reasoning,
+        answer=row["answer"],
+        reference_answer=row["answer"],
     )
 
 
@@ -84,10 +90,21 @@ def embedded_golden(skills: dict[str, Skill], difficulties: dict[str, int], size
     for i in range(size):
         name = names[i % len(names)]
         problem = skills[name].generate(seed, i // len(names), difficulties[name])
-        records.append(Record(
-            kind="solution", skill=name, question=problem.question, source="reference", round=0,
-            difficulty=problem.difficulty, reasoning="\n".join(problem.steps), answer=problem.answer,
-            reference_answer=problem.answer, seed=seed, index=problem.index, teacher_backend="skills",
-            teacher_model="reference",
-        ))
+        records.append(
+            Record(
+                kind="solution",
+                skill=name,
+                question=problem.question,
+                source="reference",
+                round=0,
+                difficulty=problem.difficulty,
+                reasoning="\n".join(problem.steps),
+                answer=problem.answer,
+                reference_answer=problem.answer,
+                seed=seed,
+                index=problem.index,
+                teacher_backend="skills",
+                teacher_model="reference",
+            )
+        )
     return records

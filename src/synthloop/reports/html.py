@@ -9,9 +9,11 @@ from synthloop.reports.svg import line_chart, stacked_bars
 from synthloop.storage.atomic import read_json, write_text
 from synthloop.storage.rundir import RunDir
 
-STYLE = ("body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;color:#222}"
-         "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px;text-align:right}"
-         "th:first-child,td:first-child{text-align:left}h2{margin-top:1.6em}")
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px;text-align:right}"
+    "th:first-child,td:first-child{text-align:left}h2{margin-top:1.6em}"
+)
 
 
 def write_report(run: RunDir) -> None:
@@ -22,30 +24,39 @@ def write_report(run: RunDir) -> None:
 
 def render(manifest: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
     recipe = manifest["recipe"]
-    parts = [f"<!doctype html><meta charset='utf-8'><title>synthloop: {escape(recipe['name'])}</title>",
-             f"<style>{STYLE}</style><h1>synthloop run: {escape(recipe['name'])}</h1>",
-             f"<p>recipe hash <code>{manifest['recipe_hash']}</code>, teacher <code>{escape(recipe['teacher']['backend'])}"
-             f"</code> ({escape(recipe['teacher']['model'])}), {len(rounds)} of {recipe['rounds']} rounds finished.</p>"]
+    parts = [
+        f"<!doctype html><meta charset='utf-8'><title>synthloop: {escape(recipe['name'])}</title>",
+        f"<style>{STYLE}</style><h1>synthloop run: {escape(recipe['name'])}</h1>",
+        f"<p>recipe hash <code>{manifest['recipe_hash']}</code>, teacher <code>{escape(recipe['teacher']['backend'])}"
+        f"</code> ({escape(recipe['teacher']['model'])}), {len(rounds)} of {recipe['rounds']} rounds finished.</p>",
+    ]
     if not rounds:
         return "".join([*parts, "<p>No round has finished yet.</p>"])
     labels = [f"round {r['round']}" for r in rounds]
     skills = list(rounds[0]["eval"]["per_skill"])
     accuracy = {s: [r["eval"]["per_skill"][s] for r in rounds] for s in skills}
     accuracy["macro"] = [r["eval"]["macro"] for r in rounds]
-    parts += ["<h2>Per-skill accuracy on the held-out probes</h2>", line_chart(accuracy, labels, 1.0, "accuracy"),
-              accuracy_table(rounds, skills),
-              "<h2>Generation budget per skill</h2><p>Round 1 is uniform; later rounds follow the weakness report.</p>",
-              stacked_bars([r["allocation"] for r in rounds], labels, "share of budget"),
-              "<h2>Kept and rejected rows</h2>",
-              stacked_bars([{"kept": r["counts"]["kept"], **r["counts"]["rejected"]} for r in rounds], labels, "rows"),
-              counts_table(rounds), "<h2>Monitor and timings</h2>", monitor_table(rounds)]
+    parts += [
+        "<h2>Per-skill accuracy on the held-out probes</h2>",
+        line_chart(accuracy, labels, 1.0, "accuracy"),
+        accuracy_table(rounds, skills),
+        "<h2>Generation budget per skill</h2><p>Round 1 is uniform; later rounds follow the weakness report.</p>",
+        stacked_bars([r["allocation"] for r in rounds], labels, "share of budget"),
+        "<h2>Kept and rejected rows</h2>",
+        stacked_bars([{"kept": r["counts"]["kept"], **r["counts"]["rejected"]} for r in rounds], labels, "rows"),
+        counts_table(rounds),
+        "<h2>Monitor and timings</h2>",
+        monitor_table(rounds),
+    ]
     return "".join(parts)
 
 
 def accuracy_table(rounds: list[dict[str, Any]], skills: list[str]) -> str:
     head = "".join(f"<th>round {r['round']}</th>" for r in rounds)
-    body = "".join(f"<tr><td>{escape(s)}</td>" + "".join(f"<td>{r['eval']['per_skill'][s]:.2f}</td>" for r in rounds)
-                   + "</tr>" for s in skills)
+    body = "".join(
+        f"<tr><td>{escape(s)}</td>" + "".join(f"<td>{r['eval']['per_skill'][s]:.2f}</td>" for r in rounds) + "</tr>"
+        for s in skills
+    )
     macro = "".join(f"<td><b>{r['eval']['macro']:.3f}</b></td>" for r in rounds)
     return f"<table><tr><th>skill</th>{head}</tr>{body}<tr><td><b>macro</b></td>{macro}</tr></table>"
 
@@ -57,15 +68,19 @@ def counts_table(rounds: list[dict[str, Any]]) -> str:
         f"<td>{r['counts']['train_rows']}</td><td>{r['counts']['golden_rows']}</td></tr>"
         for r in rounds
     )
-    return ("<table><tr><th>round</th><th>generated</th><th>kept</th><th>rejected by reason</th>"
-            f"<th>training rows</th><th>golden rows</th></tr>{rows}</table>")
+    return (
+        "<table><tr><th>round</th><th>generated</th><th>kept</th><th>rejected by reason</th>"
+        f"<th>training rows</th><th>golden rows</th></tr>{rows}</table>"
+    )
 
 
 def monitor_table(rounds: list[dict[str, Any]]) -> str:
     keys = list(rounds[0]["monitor"]) + [f"{k} (s)" for k in rounds[0]["timings_s"]]
     rows = "".join(
-        f"<tr><td>round {r['round']}</td>" + "".join(f"<td>{v}</td>" for v in r["monitor"].values())
-        + "".join(f"<td>{v:.1f}</td>" for v in r["timings_s"].values()) + "</tr>"
+        f"<tr><td>round {r['round']}</td>"
+        + "".join(f"<td>{v}</td>" for v in r["monitor"].values())
+        + "".join(f"<td>{v:.1f}</td>" for v in r["timings_s"].values())
+        + "</tr>"
         for r in rounds
     )
     return "<table><tr><th>round</th>" + "".join(f"<th>{escape(k)}</th>" for k in keys) + f"</tr>{rows}</table>"

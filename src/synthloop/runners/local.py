@@ -17,8 +17,15 @@ from synthloop.teachers.engine import run_requests
 MakeRecord = Callable[[TeacherRequest, TeacherResponse], Record]
 
 
-def generate_shards(requests: Sequence[TeacherRequest], teacher: Teacher, make_record: MakeRecord, out_dir: Path,
-                    shard_size: int, concurrency: int, max_retries: int) -> dict[str, float]:
+def generate_shards(
+    requests: Sequence[TeacherRequest],
+    teacher: Teacher,
+    make_record: MakeRecord,
+    out_dir: Path,
+    shard_size: int,
+    concurrency: int,
+    max_retries: int,
+) -> dict[str, float]:
     """Answer every request into `out_dir/part-*.parquet`; returns the marker's stats."""
     if is_complete(out_dir):
         return read_marker(out_dir)

@@ -68,6 +68,4 @@ ADDITION = Skill("addition", "multi-digit addition with carries, column by colum
 SUBTRACTION = Skill(
     "subtraction", "multi-digit subtraction with borrows, column by column", make_subtraction, score_number
 )
-MULTIPLICATION = Skill(
-    "multiplication", "multiplication by partial products", make_multiplication, score_number
-)
+MULTIPLICATION = Skill("multiplication", "multiplication by partial products", make_multiplication, score_number)

@@ -45,9 +45,7 @@ class Skill:
 
 def check_difficulty(difficulty: int) -> None:
     if not (isinstance(difficulty, int) and MIN_DIFFICULTY <= difficulty <= MAX_DIFFICULTY):
-        raise ValueError(
-            f"difficulty must be an integer from {MIN_DIFFICULTY} to {MAX_DIFFICULTY}, got {difficulty!r}"
-        )
+        raise ValueError(f"difficulty must be an integer from {MIN_DIFFICULTY} to {MAX_DIFFICULTY}, got {difficulty!r}")
 
 
 def item_rng(skill: str, seed: int, idx: int, difficulty: int) -> random.Random:

@@ -34,6 +34,4 @@ def make_comparison(rng: random.Random, difficulty: int) -> tuple[str, list[str]
     return question, steps, ", ".join(show(v) for v in ordered)
 
 
-COMPARISON = Skill(
-    "comparison", "compare two numbers, then order lists of numbers", make_comparison, score_number_list
-)
+COMPARISON = Skill("comparison", "compare two numbers, then order lists of numbers", make_comparison, score_number_list)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from synthloop.skills.answers import score_text
@@ -38,7 +39,7 @@ def make_boolean(rng: random.Random, difficulty: int) -> tuple[str, list[str], s
 def make_syllogism(rng: random.Random, difficulty: int) -> tuple[str, list[str], str]:
     words = rng.sample(WORDS, difficulty + 3)
     chain = words[: difficulty + 2]  # every chain[i] is a chain[i+1]
-    premises = [f"Every {a} is a {b}." for a, b in zip(chain, chain[1:], strict=False)]
+    premises = [f"Every {a} is a {b}." for a, b in itertools.pairwise(chain)]
     premises.append(f"Every {words[-1]} is a {chain[rng.randrange(1, len(chain))]}.")  # a distractor
     rng.shuffle(premises)
     i, j = sorted(rng.sample(range(len(chain)), 2))

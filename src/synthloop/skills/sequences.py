@@ -4,6 +4,7 @@ the same next term, so no item is ambiguous within the families the skill teache
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 
@@ -12,7 +13,7 @@ from synthloop.skills.base import Skill
 
 
 def diffs(terms: list[int]) -> list[int]:
-    return [b - a for a, b in zip(terms, terms[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(terms)]
 
 
 def predict_arithmetic(t: list[int]) -> int | None:
@@ -21,9 +22,9 @@ def predict_arithmetic(t: list[int]) -> int | None:
 
 
 def predict_geometric(t: list[int]) -> int | None:
-    if 0 in t[:-1] or any(b % a for a, b in zip(t, t[1:], strict=False)):
+    if 0 in t[:-1] or any(b % a for a, b in itertools.pairwise(t)):
         return None
-    ratios = {b // a for a, b in zip(t, t[1:], strict=False)}
+    ratios = {b // a for a, b in itertools.pairwise(t)}
     return t[-1] * ratios.pop() if len(ratios) == 1 else None
 
 
@@ -62,8 +63,15 @@ def predictions(terms: list[int]) -> set[int]:
 
 
 def draw(rng: random.Random, difficulty: int) -> tuple[list[int], list[str]]:
-    kind = rng.choice({1: ["arithmetic"], 2: ["arithmetic", "geometric"], 3: ["geometric", "second_order"],
-                       4: ["second_order", "interleaved"], 5: ["interleaved", "fibonacci"]}[difficulty])
+    kind = rng.choice(
+        {
+            1: ["arithmetic"],
+            2: ["arithmetic", "geometric"],
+            3: ["geometric", "second_order"],
+            4: ["second_order", "interleaved"],
+            5: ["interleaved", "fibonacci"],
+        }[difficulty]
+    )
     if kind == "arithmetic":
         a, d = rng.randint(1, 20), rng.choice([x for x in range(-9, 10) if x])
         terms = [a + d * i for i in range(5)]
@@ -76,14 +84,19 @@ def draw(rng: random.Random, difficulty: int) -> tuple[list[int], list[str]]:
         a, d, s = rng.randint(1, 10), rng.randint(1, 5), rng.randint(1, 4)
         terms = [a + d * i + s * i * (i - 1) // 2 for i in range(6)]
         d1 = diffs(terms)
-        return terms, [f"differences: {', '.join(map(str, d1))}", f"they grow by {s}, next difference {d1[-1] + s}",
-                       f"{terms[-1]} + {d1[-1] + s} = {terms[-1] + d1[-1] + s}"]
+        return terms, [
+            f"differences: {', '.join(map(str, d1))}",
+            f"they grow by {s}, next difference {d1[-1] + s}",
+            f"{terms[-1]} + {d1[-1] + s} = {terms[-1] + d1[-1] + s}",
+        ]
     if kind == "interleaved":
         a, da, b, db = rng.randint(1, 9), rng.randint(1, 6), rng.randint(20, 40), rng.randint(-6, -1)
         terms = [a + da * (i // 2) if i % 2 == 0 else b + db * (i // 2) for i in range(7)]
-        return terms, [f"odd positions add {da}: {', '.join(map(str, terms[0::2]))}",
-                       f"even positions add {db}: {', '.join(map(str, terms[1::2]))}",
-                       f"next is an even position: {terms[-2]} + {db} = {terms[-2] + db}"]
+        return terms, [
+            f"odd positions add {da}: {', '.join(map(str, terms[0::2]))}",
+            f"even positions add {db}: {', '.join(map(str, terms[1::2]))}",
+            f"next is an even position: {terms[-2]} + {db} = {terms[-2] + db}",
+        ]
     a, b = rng.randint(1, 6), rng.randint(1, 6)
     terms = [a, b]
     while len(terms) < 7:

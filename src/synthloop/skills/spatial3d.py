@@ -11,7 +11,14 @@ import re
 from synthloop.skills.answers import extract_final_answer, normalize_text, score_text
 from synthloop.skills.base import Skill
 
-MOVES = {"east": (1, 0, 0), "west": (-1, 0, 0), "north": (0, 1, 0), "south": (0, -1, 0), "up": (0, 0, 1), "down": (0, 0, -1)}
+MOVES = {
+    "east": (1, 0, 0),
+    "west": (-1, 0, 0),
+    "north": (0, 1, 0),
+    "south": (0, -1, 0),
+    "up": (0, 0, 1),
+    "down": (0, 0, -1),
+}
 OBJECTS = ("red cube", "blue ball", "green cone", "yellow box", "white cylinder")
 GRID = 9  # coordinates stay in 0..GRID
 

@@ -24,7 +24,11 @@ def one_step(rng: random.Random, count: int, name: str, friend: str, things: str
     if kind == "packs":
         packs, size = rng.randint(2, 4), rng.randint(2, 6)
         text = f"{name} buys {packs} packs of {size} {things}."
-        return text, f"{packs} * {size} = {packs * size}, {count} + {packs * size} = {count + packs * size}", count + packs * size
+        return (
+            text,
+            f"{packs} * {size} = {packs * size}, {count} + {packs * size} = {count + packs * size}",
+            count + packs * size,
+        )
     if kind == "shares":
         ways = [k for k in (2, 3, 4) if count % k == 0 and count // k > 0]
         if ways:

@@ -72,7 +72,9 @@ def open_run(root: Path, recipe: Recipe, resume: bool) -> tuple[RunDir, dict[str
         remove_temporaries(root)
         return run, manifest
     if root.exists() and any(root.iterdir()):
-        raise RunDirError(f"{root} already exists and is not empty; add --resume to continue it, or choose a new --run-dir")
+        raise RunDirError(
+            f"{root} already exists and is not empty; add --resume to continue it, or choose a new --run-dir"
+        )
     manifest = {
         "recipe": recipe.model_dump(mode="json"),
         "recipe_hash": recipe.hash(),

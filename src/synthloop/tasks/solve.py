@@ -13,8 +13,7 @@ from synthloop.skills.base import Problem
 from synthloop.teachers.base import SamplingParams, TeacherRequest
 
 SYSTEM = (
-    "Solve the problem step by step, one short step per line. "
-    "End with a last line of the form '#### <final answer>'."
+    "Solve the problem step by step, one short step per line. End with a last line of the form '#### <final answer>'."
 )
 
 

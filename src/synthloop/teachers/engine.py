@@ -13,14 +13,16 @@ from collections.abc import Sequence
 from synthloop.teachers.base import Teacher, TeacherError, TeacherRequest, TeacherResponse
 
 
-async def _one(teacher: Teacher, request: TeacherRequest, slots: asyncio.Semaphore, max_retries: int,
-               base_delay: float) -> TeacherResponse:
+async def _one(
+    teacher: Teacher, request: TeacherRequest, slots: asyncio.Semaphore, max_retries: int, base_delay: float
+) -> TeacherResponse:
     async with slots:
         for attempt in range(1, max_retries + 2):
             try:
                 response = await teacher.complete(request)
-                return TeacherResponse(response.text, response.error, response.prompt_tokens,
-                                       response.completion_tokens, attempt)
+                return TeacherResponse(
+                    response.text, response.error, response.prompt_tokens, response.completion_tokens, attempt
+                )
             except TeacherError as err:
                 if not err.retryable or attempt > max_retries:
                     return TeacherResponse(None, f"{type(err).__name__}: {err}", attempts=attempt)
@@ -31,8 +33,9 @@ async def _one(teacher: Teacher, request: TeacherRequest, slots: asyncio.Semapho
     raise AssertionError("unreachable")
 
 
-async def run_requests(teacher: Teacher, requests: Sequence[TeacherRequest], concurrency: int,
-                       max_retries: int, base_delay: float = 0.5) -> list[TeacherResponse]:
+async def run_requests(
+    teacher: Teacher, requests: Sequence[TeacherRequest], concurrency: int, max_retries: int, base_delay: float = 0.5
+) -> list[TeacherResponse]:
     """One response per request, in request order."""
     slots = asyncio.Semaphore(concurrency)
     return list(await asyncio.gather(*(_one(teacher, r, slots, max_retries, base_delay) for r in requests)))

@@ -23,7 +23,9 @@ class OracleTeacher(Teacher):
     async def complete(self, request: TeacherRequest) -> TeacherResponse:
         problem = request.problem
         if problem is None:
-            raise TeacherError("the oracle teacher answers only skill problems (request has no problem)", retryable=False)
+            raise TeacherError(
+                "the oracle teacher answers only skill problems (request has no problem)", retryable=False
+            )
         key = request.key(self.backend, self.model)
         rng = random.Random(int(hashlib.sha256(f"{self.seed}/{key}".encode()).hexdigest()[:16], 16))
         answer = corrupt(problem.answer, rng) if rng.random() < self.noise else problem.answer

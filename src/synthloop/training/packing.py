@@ -33,8 +33,9 @@ def tokenize_pairs(
     return out
 
 
-def length_grouped_batches(examples: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int,
-                           seed: int) -> list[Batch]:
+def length_grouped_batches(
+    examples: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int, seed: int
+) -> list[Batch]:
     """Batches of similar-length examples, in a seeded random order."""
     rng = random.Random(seed)
     order = list(range(len(examples)))

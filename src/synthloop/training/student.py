@@ -27,15 +27,18 @@ def prepare_tokenizer(path: Path, recipe: Recipe, corpus: list[str]) -> None:
     replace_dir(path, tokenizer.save_pretrained)
 
 
-def load_student(recipe: Recipe, tokenizer_dir: Path, previous: Path | None) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
+def load_student(
+    recipe: Recipe, tokenizer_dir: Path, previous: Path | None
+) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     if previous is not None:
         return load_checkpoint(previous)
     if recipe.student.base != "scratch":
         return load_checkpoint(Path(recipe.student.base) if Path(recipe.student.base).exists() else recipe.student.base)
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     a = recipe.student.architecture
-    model = build_scratch_model(tokenizer, a.hidden_size, a.layers, a.heads, a.intermediate_size, a.max_positions,
-                                recipe.seed)
+    model = build_scratch_model(
+        tokenizer, a.hidden_size, a.layers, a.heads, a.intermediate_size, a.max_positions, recipe.seed
+    )
     return model, tokenizer
 
 
@@ -46,8 +49,13 @@ def load_checkpoint(path: Path | str) -> tuple[torch.nn.Module, PreTrainedTokeni
     return load_model(path), tokenizer
 
 
-def train_student(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, rows: list[Record], recipe: Recipe,
-                  settings: TrainSettings) -> TrainResult:
+def train_student(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: list[Record],
+    recipe: Recipe,
+    settings: TrainSettings,
+) -> TrainResult:
     pairs = [(student_prompt(r.question), student_completion(r.reasoning, r.answer or "")) for r in rows]
     examples = tokenize_pairs(tokenizer, pairs, recipe.student.train.max_len)
     batches = length_grouped_batches(examples, settings.batch_size, tokenizer.pad_token_id, settings.seed)
@@ -57,7 +65,12 @@ def train_student(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, ro
 def save_student(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, result: TrainResult, out: Path) -> None:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    stats = {"steps": result.steps, "tokens": result.tokens, "seconds": round(result.seconds, 3),
-             "tokens_per_second": round(result.tokens_per_second, 1), "first_loss": round(result.first_loss, 4),
-             "final_loss": round(result.final_loss, 4)}
+    stats = {
+        "steps": result.steps,
+        "tokens": result.tokens,
+        "seconds": round(result.seconds, 3),
+        "tokens_per_second": round(result.tokens_per_second, 1),
+        "first_loss": round(result.first_loss, 4),
+        "final_loss": round(result.final_loss, 4),
+    }
     (out / "train_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
