@@ -13,15 +13,14 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(ValueError):
+    """An unknown registry name; a ValueError so that recipe validation reports it at its key."""
+
     def __init__(self, kind: str, name: str, known: list[str]):
         self.kind, self.name, self.known = kind, name, known
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}? " if close else ""
         super().__init__(f"unknown {kind} {name!r}; {hint}known {kind}s: {', '.join(sorted(known))}")
-
-    def __str__(self) -> str:
-        return self.args[0]
 
 
 def closest(name: str, known: list[str]) -> str | None:

@@ -68,7 +68,7 @@ def golden_record(row: dict[str, Any], where: str, round_: int) -> Record:
     for key in ("question", "answer"):
         if not isinstance(row.get(key), str) or not row[key].strip():
             raise GoldenSetError(f"{where}: missing or empty {key!r} (a golden row needs 'question' and 'answer')")
-    reasoning = row.get("reasoning", "")
+    reasoning = row.get("reasoning") or ""  # absent, or null in a Parquet column
     if not isinstance(reasoning, str):
         raise GoldenSetError(f"{where}: 'reasoning' must be text")
     return Record(

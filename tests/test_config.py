@@ -1,0 +1,43 @@
+import pytest
+
+from synthloop.config import RecipeError, load_recipe, parse_recipe
+
+
+def test_default_recipe_loads_and_hash_is_stable():
+    recipe = load_recipe()
+    assert recipe.rounds >= 1 and len(recipe.skills) >= 10
+    assert recipe.hash() == load_recipe().hash()
+
+
+BASE = "name: t\nskills: {addition: {difficulty: 1}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (BASE + "grounding: {ratoi: 0.2}", "unknown key 'grounding.ratoi'; did you mean 'grounding.ratio'?"),
+        (BASE + "rounsd: 3", "did you mean 'rounds'?"),
+        ("name: t\nskills: {additoin: {difficulty: 1}}", "unknown skill 'additoin'; did you mean 'addition'?"),
+        ("name: t\nskills: {addition: {difficulty: 7}}", "skills.addition.difficulty"),
+        ("name: t\nskills: {addition: {dificulty: 2}}", "did you mean 'skills.addition.difficulty'?"),
+        (BASE + "teacher: {backend: oracel}", "unknown teacher backend 'oracel'; did you mean 'oracle'?"),
+        (BASE + "grounding: {ratio: 1.5}", "grounding.ratio"),
+        (BASE + "student: {train: {steps_per_round: many}}", "student.train.steps_per_round"),
+        ("skills: {addition: {}}", "missing key 'name'"),
+        ("name: t\nskills: {}", "list at least one skill"),
+        ("name: t\nskills: [addition", "line"),
+        ("- just\n- a list", "a recipe is a YAML mapping"),
+    ],
+)
+def test_bad_recipes_name_the_key(text, expected):
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(text, "r.yaml")
+    message = str(err.value)
+    assert expected in message
+    assert message.startswith("r.yaml")
+    assert "\n" not in message
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe(tmp_path / "nope.yaml")
