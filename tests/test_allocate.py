@@ -29,3 +29,11 @@ def test_counts_add_up_exactly(budget):
 
 def test_weakness_report_orders_weakest_first():
     assert [r["skill"] for r in weakness_report({"x": 0.9, "y": 0.1, "z": 0.5})] == ["y", "z", "x"]
+
+
+def test_sharpness_concentrates_on_the_weakest():
+    report = {"a": 0.0, "b": 0.4, "c": 0.6, "d": 0.9}
+    plain = allocate(SKILLS, report, "proportional_to_error", 0.05, sharpness=1)
+    sharp = allocate(SKILLS, report, "proportional_to_error", 0.05, sharpness=3)
+    assert sharp["a"] > plain["a"] and sharp["c"] < plain["c"]
+    assert sum(sharp.values()) == pytest.approx(1.0) and min(sharp.values()) >= 0.05

@@ -20,9 +20,19 @@ def oracle_records(noise: float, n_per_skill: int = 60) -> list[Record]:
     records = []
     for p, r in zip(problems, responses, strict=True):
         parsed = task.parse(r.text)
-        records.append(Record(kind="solution", skill=p.skill, question=p.question, source="synthetic", round=1,
-                              reasoning=parsed.reasoning, answer=parsed.answer, reference_answer=p.answer,
-                              raw_output=r.text))
+        records.append(
+            Record(
+                kind="solution",
+                skill=p.skill,
+                question=p.question,
+                source="synthetic",
+                round=1,
+                reasoning=parsed.reasoning,
+                answer=parsed.answer,
+                reference_answer=p.answer,
+                raw_output=r.text,
+            )
+        )
     return records
 
 

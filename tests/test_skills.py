@@ -133,7 +133,9 @@ def rotate(m, v):
 def test_spatial_matches_independent_model(idx, difficulty):
     p = generated("spatial_3d", 1, idx, difficulty)
     if p.question.startswith("A die"):
-        top, north, east = (int(x) for x in re.search(r"has (\d) on top, (\d) facing north and (\d)", p.question).groups())
+        top, north, east = (
+            int(x) for x in re.search(r"has (\d) on top, (\d) facing north and (\d)", p.question).groups()
+        )
         faces = {(0, 0, 1): top, (0, 1, 0): north, (1, 0, 0): east}
         faces.update({tuple(-c for c in v): 7 - f for v, f in list(faces.items())})
         moves = re.search(r"It is (.*)\. What", p.question).group(1).split(", then ")

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from synthloop.records import Message, Record, Verdict, from_table, to_table
 from synthloop.storage.atomic import atomic_write, remove_temporaries, write_json
 from synthloop.storage.shards import is_complete, mark_complete, read_records, write_records
@@ -7,10 +9,22 @@ from synthloop.storage.shards import is_complete, mark_complete, read_records, w
 
 def sample_records(n: int) -> list[Record]:
     return [
-        Record(kind="solution", skill="addition", question=f"What is {i} + 1?", source="synthetic", round=1,
-               difficulty=1, messages=[Message("user", f"What is {i} + 1?")], reasoning="add one",
-               answer=str(i + 1), reference_answer=str(i + 1), parent_ids=["p"] if i % 2 else [],
-               verdicts=[Verdict("verify", True, None, 1.0)], seed=0, index=i)
+        Record(
+            kind="solution",
+            skill="addition",
+            question=f"What is {i} + 1?",
+            source="synthetic",
+            round=1,
+            difficulty=1,
+            messages=[Message("user", f"What is {i} + 1?")],
+            reasoning="add one",
+            answer=str(i + 1),
+            reference_answer=str(i + 1),
+            parent_ids=["p"] if i % 2 else [],
+            verdicts=[Verdict("verify", True, None, 1.0)],
+            seed=0,
+            index=i,
+        )
         for i in range(n)
     ]
 
@@ -25,7 +39,10 @@ def test_parquet_round_trip(tmp_path):
     records = sample_records(25)
     write_records(tmp_path / "d", records, shard_size=10)
     assert sorted(p.name for p in (tmp_path / "d").glob("*.parquet")) == [
-        "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]
     assert read_records(tmp_path / "d") == records
     assert from_table(to_table(records)) == records
 
@@ -45,10 +62,8 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("killed")
 
-    try:
+    with pytest.raises(RuntimeError):
         atomic_write(path, broken)
-    except RuntimeError:
-        pass
     assert json.loads(path.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 

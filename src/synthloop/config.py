@@ -82,10 +82,11 @@ class GroundingConfig(Strict):
 
 
 class ArchitectureConfig(Strict):
+    family: Literal["gpt2", "llama"] = Field("gpt2", description="scratch model family (HF GPT-2 or Llama)")
     hidden_size: int = Field(128, ge=8)
     layers: int = Field(4, ge=1)
     heads: int = Field(4, ge=1)
-    intermediate_size: int = Field(384, ge=8)
+    intermediate_size: int = Field(512, ge=8)
     max_positions: int = Field(512, ge=32)
 
 
@@ -118,6 +119,7 @@ class AllocationConfig(Strict):
         "proportional_to_error", description="how the next round's budget follows the weakness report"
     )
     floor: float = Field(0.03, ge=0.0, description="minimum share of every skill, so none is starved")
+    sharpness: float = Field(1.0, gt=0.0, description="share grows with error ** sharpness; above 1 focuses harder")
 
 
 class Recipe(Strict):

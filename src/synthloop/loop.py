@@ -136,7 +136,8 @@ def plan_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     if path.exists():
         return read_json(path)
     previous = read_json(loop.run.round(number - 1) / "eval.json")["per_skill"] if number > 1 else None
-    shares = allocate(list(loop.skills), previous, loop.recipe.allocation.policy, loop.recipe.allocation.floor)
+    policy = loop.recipe.allocation
+    shares = allocate(list(loop.skills), previous, policy.policy, policy.floor, policy.sharpness)
     plan = {
         "allocation": shares,
         "counts": counts_from_shares(shares, loop.recipe.generation.budget_per_round),

@@ -36,7 +36,7 @@ def add_or_subtract(a: Fraction, b: Fraction, op: str) -> list[str]:
 
 def make_fractions(rng: random.Random, difficulty: int) -> tuple[str, list[str], str]:
     if difficulty == 1:  # same denominator
-        den = rng.choice([3, 5, 7, 9, 11])
+        den = rng.randint(3, 20)
         a, b = (Fraction(rng.choice([n for n in range(1, den) if gcd(n, den) == 1]), den) for _ in "ab")
         op = "+"
     else:

@@ -45,7 +45,7 @@ def make_unit_conversion(rng: random.Random, difficulty: int) -> tuple[str, list
         f = factor(src, dst)
         if (difficulty == 1 and f < 1) or (difficulty == 2 and f >= 1):
             continue  # level 1 goes to a smaller unit (multiply), level 2 to a larger one (divide)
-        amount = Fraction(rng.randint(1, 9 * difficulty))
+        amount = Fraction(rng.randint(1, 99))
         if difficulty >= 4:
             amount += Fraction(rng.choice([1, 2, 5]), 10)
         if f < 1:  # choose the amount so the result is exact and short

@@ -37,7 +37,7 @@ def load_student(
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     a = recipe.student.architecture
     model = build_scratch_model(
-        tokenizer, a.hidden_size, a.layers, a.heads, a.intermediate_size, a.max_positions, recipe.seed
+        tokenizer, a.family, a.hidden_size, a.layers, a.heads, a.intermediate_size, a.max_positions, recipe.seed
     )
     return model, tokenizer
 

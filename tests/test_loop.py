@@ -1,0 +1,127 @@
+"""The whole loop on a tiny recipe: the run-directory contract, traceability and safe reruns."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from synthloop.cli.main import main
+from synthloop.config import load_recipe, validate_recipe
+from synthloop.loop import run_loop
+from synthloop.storage.shards import read_records
+
+TINY = Path(__file__).parent / "tiny_recipe.yaml"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs") / "tiny"
+    run_loop(load_recipe(TINY), root, log=lambda line: None)
+    return root
+
+
+def test_run_directory_contract(finished_run):
+    manifest = json.loads((finished_run / "manifest.json").read_text())
+    assert manifest["rounds"] == {"1": "done", "2": "done", "3": "done"}
+    assert manifest["recipe_hash"] == load_recipe(TINY).hash() and manifest["versions"]["torch"]
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["rounds"]] == [1, 2, 3]
+    for r in metrics["rounds"]:
+        assert set(r) >= {"round", "eval", "counts", "allocation", "monitor", "timings_s"}
+        assert set(r["eval"]["per_skill"]) == {"addition", "comparison", "logic", "spatial_3d"}
+        assert 0 <= r["eval"]["macro"] <= 1
+        assert sum(r["allocation"].values()) == pytest.approx(1.0)
+        assert r["counts"]["generated"] == 400
+        assert r["counts"]["kept"] + sum(r["counts"]["rejected"].values()) == 400
+        assert r["counts"]["rejected"]["wrong_answer"] > 40  # noise 0.2 on 400 rows
+    for n in ("01", "02", "03"):
+        rdir = finished_run / "rounds" / n
+        for sub in ("generated", "curated", "rejected", "train"):
+            assert (rdir / sub / "_SUCCESS.json").exists()
+        assert (rdir / "student" / "config.json").exists() and (rdir / "eval.json").exists()
+    html = (finished_run / "report.html").read_text()
+    assert html.count("<svg") == 3 and "http" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_student_checkpoint_loads_with_plain_transformers(finished_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = finished_run / "rounds" / "03" / "student"
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    assert model.config.model_type == "llama"
+    assert tokenizer.decode(tokenizer("What is 12 + 7?")["input_ids"]) == "What is 12 + 7?"
+
+
+def test_every_training_row_traces_back_to_its_teacher_call(finished_run):
+    rdir = finished_run / "rounds" / "03"
+    generated = {r.id: r for n in ("01", "02", "03") for r in read_records(finished_run / "rounds" / n / "generated")}
+    train = read_records(rdir / "train")
+    synthetic = [r for r in train if r.source == "synthetic"]
+    assert synthetic and all(r.id in generated for r in synthetic)
+    for row in synthetic:
+        assert row.kept and row.request_id == generated[row.id].request_id
+        assert row.teacher_backend == "oracle" and row.template_version == "solve-v1" and row.recipe_hash
+        assert row.answer == row.reference_answer  # verification let no wrong answer through
+    assert {r.round for r in synthetic} == {1, 2, 3}, "accumulate keeps earlier rounds"
+    golden = [r for r in train if r.source == "reference"]
+    assert 0.2 < len(golden) / len(train) < 0.3
+    probes = {item["question"].lower() for item in json.loads((rdir / "eval.json").read_text())["items"]}
+    assert not probes & {r.question.lower() for r in train}, "never train on a probe"
+
+
+def test_rejected_rows_keep_their_reason(finished_run):
+    rejected = read_records(finished_run / "rounds" / "01" / "rejected")
+    assert rejected and all(not r.kept and r.reject_reason for r in rejected)
+    wrong = [r for r in rejected if r.reject_reason == "wrong_answer"]
+    assert all(r.answer != r.reference_answer and r.raw_output for r in wrong)
+
+
+def test_resume_of_a_finished_run_changes_nothing(finished_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy)
+    before = {p: p.stat().st_mtime_ns for p in copy.rglob("*.parquet")}
+    lines = []
+    run_loop(load_recipe(TINY), copy, resume=True, log=lines.append)
+    assert lines == [f"round {n}: already done, skipped" for n in (1, 2, 3)]
+    assert {p: p.stat().st_mtime_ns for p in copy.rglob("*.parquet")} == before
+
+
+def test_replace_strategy_trains_on_this_round_only(tmp_path):
+    data = load_recipe(TINY).model_dump()
+    data["rounds"], data["grounding"]["strategy"] = 2, "replace"
+    root = tmp_path / "replace"
+    run_loop(validate_recipe(data), root, log=lambda line: None)
+    train = read_records(root / "rounds" / "02" / "train")
+    assert {r.round for r in train if r.source == "synthetic"} == {2}
+
+
+def test_cli_refuses_a_foreign_or_existing_run_dir(finished_run, tmp_path, capsys):
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY.read_text().replace("seed: 0", "") + "seed: 9\n")
+    before = sorted(p.relative_to(finished_run) for p in finished_run.rglob("*"))
+    assert main(["run", str(other), "--run-dir", str(finished_run), "--resume"]) == 2
+    assert "belongs to a different recipe" in capsys.readouterr().err
+    assert main(["run", str(TINY), "--run-dir", str(finished_run)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert sorted(p.relative_to(finished_run) for p in finished_run.rglob("*")) == before, "nothing touched"
+
+
+def test_cli_bad_recipe_writes_nothing(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.read_text().replace("ratio: 0.25", "ratoi: 0.25"))
+    assert main(["run", str(bad), "--run-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'grounding.ratio'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_bad_golden_file_writes_nothing(tmp_path, capsys):
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text('{"question": "q", "answer": "a"}\n{"question": "q2"\n')
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(TINY.read_text().replace("{size: 40}", f"{{path: {golden}}}"))
+    assert main(["run", str(recipe), "--run-dir", str(tmp_path / "out")]) == 2
+    assert f"{golden} line 2: not valid JSON" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
