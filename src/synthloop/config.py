@@ -9,16 +9,26 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from synthloop.registry import SKILLS, TASKS, TEACHERS, UnknownNameError, closest
+from synthloop.registry import SKILLS, TASKS, TEACHERS, Registry, UnknownNameError, closest
 
 
 class RecipeError(ValueError):
     """A recipe that cannot be used; the message says which key and what to do."""
+
+
+def Registered(registry: Registry) -> Any:  # capitalised: it is used as a type
+    """A name that must be in `registry`; an unknown one fails validation with "did you mean"."""
+
+    def known(name: str) -> str:
+        registry.check(name)
+        return name
+
+    return Annotated[str, AfterValidator(known)]
 
 
 class Strict(BaseModel):
@@ -30,7 +40,7 @@ class SkillSpec(Strict):
 
 
 class TeacherConfig(Strict):
-    backend: str = Field("oracle", description="teacher backend name (see the registry)")
+    backend: Registered(TEACHERS) = Field("oracle", description="teacher backend name (see the registry)")
     model: str = Field("skills-reference", description="model name recorded on every row")
     noise: float = Field(
         0.0,
@@ -41,25 +51,13 @@ class TeacherConfig(Strict):
     concurrency: int = Field(64, ge=1, description="teacher calls in flight at once")
     max_retries: int = Field(3, ge=0, description="retries of a failed call before it is kept as a failed record")
 
-    @field_validator("backend")
-    @classmethod
-    def known_backend(cls, name: str) -> str:
-        TEACHERS.check(name)
-        return name
-
 
 class GenerationConfig(Strict):
-    task: str = Field("solve", description="prompt task that turns a problem into a teacher request")
+    task: Registered(TASKS) = Field("solve", description="prompt task that turns a problem into a teacher request")
     budget_per_round: int = Field(
         3000, ge=1, description="teacher calls per round, split across skills by the allocation"
     )
     shard_size: int = Field(1000, ge=1, description="records per Parquet shard")
-
-    @field_validator("task")
-    @classmethod
-    def known_task(cls, name: str) -> str:
-        TASKS.check(name)
-        return name
 
 
 class CurationConfig(Strict):
