@@ -10,8 +10,8 @@ from synthloop.storage.atomic import read_json, write_text
 from synthloop.storage.rundir import RunDir
 
 STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;color:#222}"
-    "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px;text-align:right}"
+    "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}"
     "th:first-child,td:first-child{text-align:left}h2{margin-top:1.6em}"
 )
 

@@ -49,7 +49,8 @@ def frame(x_labels: list[str], y_max: float, y_label: str) -> tuple[str, callabl
     ]
     for k in range(5):
         v = y_max * k / 4
-        parts.append(f'<text x="{LEFT - 6}" y="{y(v) + 4}" font-size="10" text-anchor="end">{v:.2g}</text>')
+        label = f"{v:.2f}" if y_max <= 1 else f"{v:.0f}"
+        parts.append(f'<text x="{LEFT - 6}" y="{y(v) + 4}" font-size="10" text-anchor="end">{label}</text>')
         parts.append(f'<line x1="{LEFT}" y1="{y(v)}" x2="{LEFT + plot_w}" y2="{y(v)}" stroke="#eee"/>')
     for i, label in enumerate(x_labels):
         parts.append(f'<text x="{x(i)}" y="{H - 14}" font-size="11" text-anchor="middle">{escape(label)}</text>')
@@ -74,7 +75,7 @@ def line_chart(series: dict[str, list[float]], x_labels: list[str], y_max: float
 
 
 def stacked_bars(stacks: list[dict[str, float]], x_labels: list[str], y_label: str) -> str:
-    names = sorted({k for s in stacks for k in s})
+    names = list(dict.fromkeys(k for s in stacks for k in s))  # first-seen order: colours match the other charts
     y_max = max((sum(s.values()) for s in stacks), default=1) or 1
     body, x, y = frame(x_labels, y_max, y_label)
     width = (W - LEFT - RIGHT) / max(1, len(stacks)) * 0.6
