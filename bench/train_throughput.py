@@ -67,6 +67,9 @@ def run_trl(tokenizer, pairs, steps, batch_size) -> float | str:
         return "not installed (pip install -e '.[bench]')"
     import tempfile
 
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
     data = Dataset.from_list([{"prompt": p, "completion": c} for p, c in pairs])
     with tempfile.TemporaryDirectory() as out:
         config = SFTConfig(
@@ -83,7 +86,7 @@ def run_trl(tokenizer, pairs, steps, batch_size) -> float | str:
             use_cpu=True,
             dataloader_num_workers=0,
             disable_tqdm=True,
-            group_by_length=True,
+            train_sampling_strategy="group_by_length",  # the same length grouping as the project
         )
         trainer = SFTTrainer(model=fresh_model(tokenizer), args=config, train_dataset=data, processing_class=tokenizer)
         lengths = [len(x) for x in trainer.train_dataset["input_ids"]]
