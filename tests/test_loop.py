@@ -88,6 +88,16 @@ def test_resume_of_a_finished_run_changes_nothing(finished_run, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in copy.rglob("*.parquet")} == before
 
 
+def test_resume_rebuilds_metrics_a_kill_left_behind(finished_run, tmp_path):
+    """Killed after round 3 was marked done but before metrics.json was rewritten."""
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy)
+    complete = json.loads((copy / "metrics.json").read_text())
+    (copy / "metrics.json").write_text(json.dumps({"rounds": complete["rounds"][:2]}))
+    run_loop(load_recipe(TINY), copy, resume=True, log=lambda line: None)
+    assert json.loads((copy / "metrics.json").read_text()) == complete
+
+
 def test_replace_strategy_trains_on_this_round_only(tmp_path):
     data = load_recipe(TINY).model_dump()
     data["rounds"], data["grounding"]["strategy"] = 2, "replace"

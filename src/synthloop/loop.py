@@ -88,9 +88,12 @@ def run_loop(recipe: Recipe, root: Path, resume: bool = False, log: Log = print)
             continue
         set_round_status(run, manifest, number, "running")
         run_round(loop, number)
-        set_round_status(run, manifest, number, "done")
         write_json(run.metrics, collect_metrics(run, recipe.rounds))
+        set_round_status(run, manifest, number, "done")
         write_report(run)
+    # metrics.json and the report derive from the rounds' files: rebuilding them here repairs a run
+    # that was killed between marking a round done and writing them.
+    write_json(run.metrics, collect_metrics(run, recipe.rounds))
     write_report(run)
     return run
 
