@@ -31,7 +31,9 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-dev
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/student_family.py
 	$(BIN)/python bench/targeting.py
 
 clean:
