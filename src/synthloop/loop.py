@@ -59,7 +59,6 @@ class Loop:
 
     recipe: Recipe
     run: RunDir
-    manifest: dict[str, Any]
     skills: dict[str, Skill]
     difficulty: dict[str, int]
     probes: list[Problem]
@@ -80,7 +79,7 @@ def run_loop(recipe: Recipe, root: Path, resume: bool = False, log: Log = print)
     held_out = Decontaminate(p.question for p in probes)
     golden = [r for r in held_out.run(golden) if r.kept]
     teacher = make_teacher(recipe)
-    loop = Loop(recipe, run, manifest, skills, difficulty, probes, golden, teacher, log)
+    loop = Loop(recipe, run, skills, difficulty, probes, golden, teacher, log)
     student.prepare_tokenizer(run.tokenizer, recipe, tokenizer_corpus(loop))
     for number in range(1, recipe.rounds + 1):
         if manifest["rounds"].get(str(number)) == "done":
@@ -198,7 +197,8 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     curated, rejected = rdir / "curated", rdir / "rejected"
     if is_complete(curated):
         return read_marker(curated)
-    reset(curated), reset(rejected)
+    reset(curated)
+    reset(rejected)
     start = time.perf_counter()
     stages: list[Stage] = []
     if loop.recipe.curation.verify:
