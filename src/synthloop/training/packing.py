@@ -1,10 +1,9 @@
 """Tokenize (prompt, completion) pairs into length-grouped batches, one example per row.
 
-One example per row (not several packed together) matches evaluation, where the student sees a
-single question: measured here, packing several questions into a row held a tiny student back
-from learning to copy numbers out of *its* question. Rows of similar length share a batch, so
-padding stays small; padding goes on the right, where causal attention never looks back at it,
-so no attention mask is needed. Loss is on completion tokens only."""
+One example per row (rather than several packed together) matches evaluation, where the student
+sees a single question in its context. Rows of similar length share a batch, so padding stays
+small; padding goes on the right, where causal attention never looks back at it, so no attention
+mask is needed. Loss is on completion tokens only."""
 
 from __future__ import annotations
 
