@@ -5,6 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from synthloop.evaluation.allocate import weakness_report
 from synthloop.reports.svg import line_chart, stacked_bars
 from synthloop.storage.atomic import read_json, write_text
 from synthloop.storage.rundir import RunDir
@@ -40,6 +41,7 @@ def render(manifest: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
         "<h2>Per-skill accuracy on the held-out probes</h2>",
         line_chart(accuracy, labels, 1.0, "accuracy"),
         accuracy_table(rounds, skills),
+        weakness_paragraph(rounds[-1]),
         "<h2>Generation budget per skill</h2><p>Round 1 is uniform; later rounds follow the weakness report.</p>",
         stacked_bars([r["allocation"] for r in rounds], labels, "share of budget"),
         "<h2>Kept and rejected rows</h2>",
@@ -49,6 +51,13 @@ def render(manifest: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
         monitor_table(rounds),
     ]
     return "".join(parts)
+
+
+def weakness_paragraph(last: dict[str, Any]) -> str:
+    """The weakness report after the last finished round: the next round's budget follows it."""
+    ranked = weakness_report(last["eval"]["per_skill"])
+    items = ", ".join(f"{escape(r['skill'])} {r['accuracy']:.2f}" for r in ranked)
+    return f"<p><b>Weakness report after round {last['round']}</b> (weakest first): {items}.</p>"
 
 
 def accuracy_table(rounds: list[dict[str, Any]], skills: list[str]) -> str:
