@@ -80,7 +80,7 @@ class GroundingConfig(Strict):
 
 
 class ArchitectureConfig(Strict):
-    family: Literal["llama", "gpt2"] = Field("llama", description="scratch model family (HF Llama or GPT-2)")
+    family: Literal["gpt2", "llama"] = Field("gpt2", description="scratch model family (HF GPT-2 or Llama)")
     hidden_size: int = Field(128, ge=8)
     layers: int = Field(4, ge=1)
     heads: int = Field(4, ge=1)

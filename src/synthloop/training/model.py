@@ -1,10 +1,10 @@
 """The student model: a Hugging Face causal LM, either built tiny from scratch or loaded from a
 checkpoint (an earlier round's, or any HF model id or path).
 
-Two scratch families: `llama` (RoPE, RMSNorm, SwiGLU; the default) and `gpt2` (learned absolute
-positions). Measured here (bench/student_family.py): at lr 3e-3 the tiny Llama barely learns while
-GPT-2 does; at lr 1e-3 Llama starts slower and then overtakes GPT-2, so the default recipe trains
-Llama at 1e-3. Both save with `save_pretrained` and load with `AutoModelForCausalLM`."""
+Two scratch families: `gpt2` (learned absolute positions; the embedded default) and `llama` (RoPE,
+RMSNorm, SwiGLU). Measured here (bench/student_family.py): at lr 3e-3 the tiny Llama barely learns
+while GPT-2 does; at lr 1e-3 Llama starts slower and then overtakes GPT-2. Both save with
+`save_pretrained` and load with `AutoModelForCausalLM`."""
 
 from __future__ import annotations
 
