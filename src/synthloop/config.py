@@ -55,7 +55,7 @@ class TeacherConfig(Strict):
 class GenerationConfig(Strict):
     task: Registered(TASKS) = Field("solve", description="prompt task that turns a problem into a teacher request")
     budget_per_round: int = Field(
-        3000, ge=1, description="teacher calls per round, split across skills by the allocation"
+        4000, ge=1, description="teacher calls per round, split across skills by the allocation"
     )
     shard_size: int = Field(1000, ge=1, description="records per Parquet shard")
 
@@ -75,7 +75,7 @@ class GroundingConfig(Strict):
     golden: GoldenConfig = GoldenConfig()
     ratio: float = Field(0.2, ge=0.0, lt=1.0, description="share of golden rows in each round's training mix")
     strategy: Literal["accumulate", "replace"] = Field(
-        "accumulate", description="accumulate: train on every round's kept data; replace: this round's only"
+        "replace", description="accumulate: train on every round's kept data; replace: this round's only"
     )
 
 
@@ -89,11 +89,11 @@ class ArchitectureConfig(Strict):
 
 
 class TrainConfig(Strict):
-    steps_per_round: int = Field(150, ge=1, description="optimizer steps per round (the training budget)")
-    batch_size: int = Field(64, ge=1, description="examples per step")
+    steps_per_round: int = Field(1500, ge=1, description="optimizer steps per round (the training budget)")
+    batch_size: int = Field(16, ge=1, description="examples per step")
     max_len: int = Field(256, ge=16, description="longest example in tokens; longer ones are cut")
     learning_rate: float = Field(3e-3, gt=0.0)
-    warmup_steps: int = Field(20, ge=0)
+    warmup_steps: int = Field(50, ge=0)
     weight_decay: float = Field(0.1, ge=0.0)
     grad_clip: float = Field(1.0, gt=0.0)
     threads: int = Field(0, ge=0, description="torch threads; 0 uses every core")
@@ -107,7 +107,7 @@ class StudentConfig(Strict):
 
 
 class EvaluationConfig(Strict):
-    probes_per_skill: int = Field(40, ge=1, description="held-out golden probes per skill, fixed across rounds")
+    probes_per_skill: int = Field(60, ge=1, description="held-out golden probes per skill, fixed across rounds")
     max_new_tokens: int = Field(128, ge=1)
     batch_size: int = Field(128, ge=1)
 
@@ -116,8 +116,8 @@ class AllocationConfig(Strict):
     policy: Literal["uniform", "proportional_to_error"] = Field(
         "proportional_to_error", description="how the next round's budget follows the weakness report"
     )
-    floor: float = Field(0.03, ge=0.0, description="minimum share of every skill, so none is starved")
-    sharpness: float = Field(1.0, gt=0.0, description="share grows with error ** sharpness; above 1 focuses harder")
+    floor: float = Field(0.05, ge=0.0, description="minimum share of every skill, so none is starved")
+    sharpness: float = Field(2.0, gt=0.0, description="share grows with error ** sharpness; above 1 focuses harder")
 
 
 class Recipe(Strict):
