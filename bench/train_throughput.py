@@ -1,11 +1,13 @@
 """Student training throughput: the project's trainer vs a bare PyTorch loop vs TRL's SFTTrainer,
 on the same architecture and data, side by side in one process.
 
-Tokens/s counts real (non-padding) tokens. The project's figure includes its own tokenization and
-batching; the bare loop gets pre-built batches and does only forward, backward, step. Each
-contender runs `--repeats` times, interleaved, and the median is reported.
+Every contender makes whole passes over the same examples (each batch, or each example for TRL,
+exactly `--passes` times), so all of them process the same real (non-padding) tokens, and tokens/s
+counts exactly those. The project's figure includes its own tokenization and batching; the bare loop
+gets pre-built batches and does only forward, backward, step. Each contender runs `--repeats` times,
+interleaved, and the median is reported.
 
-    python bench/train_throughput.py [--steps 60] [--repeats 3]
+    python bench/train_throughput.py [--passes 1] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -30,36 +32,36 @@ def fresh_model(tokenizer):
     )
 
 
-def run_project(tokenizer, pairs, steps, batch_size) -> float:
+def run_project(tokenizer, pairs, passes, batch_size) -> float:
     model, start = fresh_model(tokenizer), time.perf_counter()
     examples = tokenize_pairs(tokenizer, pairs, 256)
     batches = length_grouped_batches(examples, batch_size, tokenizer.pad_token_id, 0)
-    train(model, batches, TrainSettings(steps, batch_size, 3e-3, 10, 0.1, 1.0, 0))
+    # Whole passes: the trainer visits every batch once per pass (in its own shuffled order).
+    train(model, batches, TrainSettings(passes * len(batches), batch_size, 3e-3, 10, 0.1, 1.0, 0))
     seconds = time.perf_counter() - start
-    used = [batches[i % len(batches)] for i in range(steps)]  # the same number of batches as the bare loop
-    return non_pad(used, tokenizer.pad_token_id) / seconds
+    return passes * non_pad(batches, tokenizer.pad_token_id) / seconds
 
 
 def non_pad(batches, pad_id) -> int:
     return sum(int((ids != pad_id).sum()) for ids, _ in batches)
 
 
-def run_bare(tokenizer, batches, steps) -> float:
+def run_bare(tokenizer, batches, passes) -> float:
     model = fresh_model(tokenizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     start = time.perf_counter()
-    for step in range(steps):
+    for step in range(passes * len(batches)):
         ids, labels = batches[step % len(batches)]
         loss = model(input_ids=ids, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     seconds = time.perf_counter() - start
-    return non_pad([batches[i % len(batches)] for i in range(steps)], tokenizer.pad_token_id) / seconds
+    return passes * non_pad(batches, tokenizer.pad_token_id) / seconds
 
 
-def run_trl(tokenizer, pairs, steps, batch_size) -> float | str:
+def run_trl(tokenizer, pairs, passes, batch_size) -> float | str:
     try:
         from datasets import Dataset
         from trl import SFTConfig, SFTTrainer
@@ -74,7 +76,7 @@ def run_trl(tokenizer, pairs, steps, batch_size) -> float | str:
     with tempfile.TemporaryDirectory() as out:
         config = SFTConfig(
             output_dir=out,
-            max_steps=steps,
+            num_train_epochs=passes,  # every example once per pass, like the other contenders
             per_device_train_batch_size=batch_size,
             learning_rate=3e-3,
             logging_steps=10**6,
@@ -93,12 +95,12 @@ def run_trl(tokenizer, pairs, steps, batch_size) -> float | str:
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
-    return statistics.mean(lengths) * steps * batch_size / seconds
+    return passes * sum(lengths) / seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--passes", type=int, default=1, help="passes over the examples per contender")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     recipe = load_recipe()
@@ -109,15 +111,16 @@ def main() -> None:
     batches = length_grouped_batches(tokenize_pairs(tokenizer, pairs, 256), batch_size, tokenizer.pad_token_id, 0)
     project, bare, trl = [], [], []
     for _ in range(args.repeats):
-        bare.append(run_bare(tokenizer, batches, args.steps))
-        project.append(run_project(tokenizer, pairs, args.steps, batch_size))
-        trl.append(run_trl(tokenizer, pairs, args.steps, batch_size))
+        bare.append(run_bare(tokenizer, batches, args.passes))
+        project.append(run_project(tokenizer, pairs, args.passes, batch_size))
+        trl.append(run_trl(tokenizer, pairs, args.passes, batch_size))
     median_project, median_bare = statistics.median(project), statistics.median(bare)
     trl_figure = statistics.median(trl) if all(isinstance(x, float) for x in trl) else trl[0]
     emit(
         {
             "bench": "train_throughput",
-            "steps": args.steps,
+            "passes": args.passes,
+            "steps_per_contender": args.passes * len(batches),
             "repeats": args.repeats,
             "batch_size": batch_size,
             "torch_threads": threads,
