@@ -27,8 +27,8 @@ def oracle_records(noise: float, n_per_skill: int = 60) -> list[Record]:
                 question=p.question,
                 source="synthetic",
                 round=1,
-                reasoning=parsed.reasoning,
-                answer=parsed.answer,
+                reasoning=parsed.items[0].reasoning,
+                answer=parsed.items[0].answer if not parsed.failure else None,
                 reference_answer=p.answer,
                 raw_output=r.text,
             )

@@ -25,7 +25,7 @@ class Flaky(Teacher):
             raise TeacherError("400 bad request", retryable=False)
         if self.attempts[key] <= self.failures:
             raise TeacherError("503 try later")
-        return TeacherResponse(f"answer to {key}")
+        return TeacherResponse.of(f"answer to {key}")
 
 
 def requests(*keys):

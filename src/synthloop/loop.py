@@ -27,11 +27,12 @@ from synthloop.grounding.golden import embedded_golden, load_golden_file
 from synthloop.grounding.mix import mix
 from synthloop.monitoring.diversity import diversity
 from synthloop.records import Record
-from synthloop.registry import SKILLS, TASKS, TEACHERS
+from synthloop.registry import SKILLS, TASKS
 from synthloop.reports.html import write_report
-from synthloop.runners.local import generate_shards
+from synthloop.runners.local import Answered, generate, usage_fields
 from synthloop.skills.base import Problem, Skill
 from synthloop.storage.atomic import read_json, replace_dir, write_json
+from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.rundir import RunDir, open_run, set_round_status
 from synthloop.storage.shards import (
     is_complete,
@@ -41,7 +42,11 @@ from synthloop.storage.shards import (
     reset,
     write_records,
 )
-from synthloop.teachers.base import SamplingParams, Teacher, TeacherRequest, TeacherResponse
+from synthloop.teachers.base import SamplingParams, TeacherRequest
+from synthloop.teachers.engine import Engine
+from synthloop.teachers.estimate import estimate
+from synthloop.teachers.factory import check_teacher, engine_settings, make_teacher
+from synthloop.teachers.progress import Progress
 from synthloop.training import student
 from synthloop.training.trainer import TrainSettings
 
@@ -63,23 +68,29 @@ class Loop:
     difficulty: dict[str, int]
     probes: list[Problem]
     golden: list[Record]
-    teacher: Teacher
+    engine: Engine
     log: Log
 
 
-def run_loop(recipe: Recipe, root: Path, resume: bool = False, log: Log = print) -> RunDir:
-    """Run (or resume) every round of `recipe` in `root`."""
+def run_loop(
+    recipe: Recipe, root: Path, resume: bool = False, log: Log = print, cache_path: Path | None = None
+) -> RunDir:
+    """Run (or resume) every round of `recipe` in `root`. `cache_path` shares a response cache across runs."""
     setup_torch(recipe)
     skills = {name: SKILLS.get(name) for name in recipe.skills}
     difficulty = {name: spec.difficulty for name, spec in recipe.skills.items()}
     golden = load_golden(recipe, skills, difficulty)  # a bad golden file fails here, before anything is written
+    teacher = make_teacher(recipe.teacher, recipe.seed)  # a missing key variable fails here
+    check_teacher(teacher)  # and an unreachable server or unknown model here
     run, manifest = open_run(root, recipe, resume)
     probes = build_probes(skills, difficulty, recipe.evaluation.probes_per_skill, stream_seed(recipe.seed, "probes"))
     # The golden set is held apart from the probes too: nothing the student is tested on is trained on.
     held_out = Decontaminate(p.question for p in probes)
     golden = [r for r in held_out.run(golden) if r.kept]
-    teacher = make_teacher(recipe)
-    loop = Loop(recipe, run, skills, difficulty, probes, golden, teacher, log)
+    cache = ResponseCache(cache_path or run.cache)
+    run_id = manifest.get("run_id", manifest["recipe_hash"])
+    engine = Engine(teacher, engine_settings(recipe.teacher), cache, run_id, Progress("teacher", log=log))
+    loop = Loop(recipe, run, skills, difficulty, probes, golden, engine, log)
     student.prepare_tokenizer(run.tokenizer, recipe, tokenizer_corpus(loop))
     for number in range(1, recipe.rounds + 1):
         if manifest["rounds"].get(str(number)) == "done":
@@ -102,17 +113,17 @@ def run_round(loop: Loop, number: int) -> None:
     # 1. Plan: round 1 spreads the budget evenly; later rounds follow the previous weakness report.
     plan = plan_round(loop, number, rdir)
     loop.log(f"round {number}: plan {plan['counts']}")
-    # 2. Generate: one teacher call per planned problem, shard by shard.
-    stats = generate_shards(
-        generation_requests(loop, number, plan["counts"]),
-        loop.teacher,
-        record_maker(loop, number),
-        rdir / "generated",
-        loop.recipe.generation.shard_size,
-        loop.recipe.teacher.concurrency,
-        loop.recipe.teacher.max_retries,
+    # 2. Generate: one teacher call per planned problem (identical prompts and cached answers cost nothing).
+    task = TASKS.get(loop.recipe.generation.task)()
+    requests = generation_requests(loop.recipe, loop.skills, loop.difficulty, number, plan["counts"])
+    stats = generate(
+        loop.engine, task, requests, record_maker(loop, number), rdir / "generated", loop.recipe.generation.shard_size
     )
-    loop.log(f"round {number}: generated {stats['requests']} rows in {stats['seconds']}s")
+    calls = stats["calls"]
+    loop.log(
+        f"round {number}: generated {stats['rows']} rows in {stats['seconds']}s "
+        f"({calls['issued']} calls made, {calls['cached']} cached, {calls['failed']} failed)"
+    )
     # 3. Curate: verify, decontaminate, dedup. Rejected rows keep their reason in rejected/.
     counts = curate_round(loop, number, rdir)
     loop.log(f"round {number}: kept {counts['kept']}, rejected {counts['rejected']}")
@@ -133,6 +144,28 @@ def run_round(loop: Loop, number: int) -> None:
     )
 
 
+def dry_run(recipe: Recipe, cache_path: Path | None) -> list[str]:
+    """What the run's teacher calls would cost: round 1 exactly (its plan is known), later rounds assumed
+    alike (same budget, allocation still unknown). Nothing is sent and nothing is written."""
+    skills = {name: SKILLS.get(name) for name in recipe.skills}
+    difficulty = {name: spec.difficulty for name, spec in recipe.skills.items()}
+    policy = recipe.allocation
+    shares = allocate(list(skills), None, policy.policy, policy.floor, policy.sharpness)
+    requests = generation_requests(
+        recipe, skills, difficulty, 1, counts_from_shares(shares, recipe.generation.budget_per_round)
+    )
+    cache = ResponseCache(cache_path) if cache_path and cache_path.exists() else None
+    teacher = recipe.teacher
+    backend = teacher.backend
+    first = estimate(requests, backend, teacher.model, engine_settings(teacher).prices, cache)
+    lines = [f"dry run of {recipe.name!r} with teacher {backend}:{teacher.model}; nothing is sent", "round 1:"]
+    lines += [f"  {line}" for line in first.lines()]
+    if recipe.rounds > 1:
+        lines += [f"all {recipe.rounds} rounds (later rounds assumed like round 1):"]
+        lines += [f"  {line}" for line in first.scaled(recipe.rounds).lines()]
+    return lines
+
+
 def plan_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     path = rdir / "plan.json"
     if path.exists():
@@ -149,46 +182,61 @@ def plan_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     return plan
 
 
-def generation_requests(loop: Loop, number: int, counts: dict[str, int]) -> list[TeacherRequest]:
-    task = TASKS.get(loop.recipe.generation.task)()
-    seed = stream_seed(loop.recipe.seed, f"round-{number}")
-    sampling = SamplingParams()
+def generation_requests(
+    recipe: Recipe, skills: dict[str, Skill], difficulty: dict[str, int], number: int, counts: dict[str, int]
+) -> list[TeacherRequest]:
+    task = TASKS.get(recipe.generation.task)()
+    seed = stream_seed(recipe.seed, f"round-{number}")
+    sampling = SamplingParams(recipe.generation.temperature, max_tokens=recipe.generation.max_tokens)
     return [
-        task.build_request(loop.skills[name].generate(seed, i, loop.difficulty[name]), sampling)
+        task.build_request(skills[name].generate(seed, i, difficulty[name]), sampling)
         for name, count in counts.items()
         for i in range(count)
     ]
 
 
-def record_maker(loop: Loop, number: int) -> Callable[[TeacherRequest, TeacherResponse], Record]:
+def record_maker(loop: Loop, number: int) -> Callable[[Answered], list[Record]]:
     task = TASKS.get(loop.recipe.generation.task)()
     recipe_hash = loop.recipe.hash()
+    backend, model = loop.engine.teacher.backend, loop.engine.teacher.model
 
-    def make(request: TeacherRequest, response: TeacherResponse) -> Record:
-        problem = request.problem
-        parsed = task.parse(response.text) if response.text is not None else None
-        return Record(
-            kind=task.kind,
-            skill=problem.skill,
-            question=problem.question,
-            source="synthetic",
-            round=number,
-            difficulty=problem.difficulty,
-            messages=list(request.messages),
-            reasoning=parsed.reasoning if parsed else "",
-            answer=parsed.answer if parsed else None,
-            reference_answer=problem.answer,
-            raw_output=response.text or "",
-            error=response.error,
-            teacher_backend=loop.teacher.backend,
-            teacher_model=loop.teacher.model,
-            task=task.name,
-            template_version=task.template_version,
-            recipe_hash=recipe_hash,
-            request_id=request.key(loop.teacher.backend, loop.teacher.model),
-            seed=problem.seed,
-            index=problem.index,
-        )
+    def make(answered: Answered) -> list[Record]:
+        request, response, problem = answered.request, answered.response, answered.request.problem
+        common = {
+            "kind": task.kind,
+            "skill": problem.skill,
+            "question": problem.question,
+            "source": "synthetic",
+            "round": number,
+            "difficulty": problem.difficulty,
+            "messages": list(request.messages),
+            "reference_answer": problem.answer,
+            "teacher_backend": backend,
+            "teacher_model": model,
+            "task": task.name,
+            "template_version": task.template_version,
+            "recipe_hash": recipe_hash,
+            "request_id": request.key(backend, model),
+            "seed": problem.seed,
+            "index": problem.index,
+        }
+        if not answered.samples:  # the call failed after its retries: kept, with the error
+            return [Record(**common, error=response.error, **usage_fields(answered, True))]
+        rows = []
+        for j, sample in enumerate(answered.samples):
+            item = sample.parsed.items[0] if sample.parsed.items else None
+            rows.append(
+                Record(
+                    **common,
+                    reasoning=item.reasoning if item else "",
+                    answer=None if sample.parsed.failure else item.answer,
+                    raw_output=sample.text,
+                    sample_index=j,
+                    parse_status=sample.status,
+                    **usage_fields(answered, j == 0),
+                )
+            )
+        return rows
 
     return make
 
@@ -316,6 +364,10 @@ def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:
                     "train": stats["seconds"],
                     "evaluate": evaluation["seconds"],
                 },
+                "teacher": {
+                    k: generated["calls"][k]
+                    for k in ("issued", "cached", "failed", "prompt_tokens", "completion_tokens", "cost_usd")
+                },
                 "train": {k: stats[k] for k in ("steps", "tokens", "tokens_per_second", "first_loss", "final_loss")},
             }
         )
@@ -336,11 +388,6 @@ def load_golden(recipe: Recipe, skills: dict[str, Skill], difficulty: dict[str, 
     if golden.path:
         return load_golden_file(golden.path)
     return embedded_golden(skills, difficulty, golden.size, stream_seed(recipe.seed, "golden"))
-
-
-def make_teacher(recipe: Recipe) -> Teacher:
-    cfg = recipe.teacher
-    return TEACHERS.get(cfg.backend)(model=cfg.model, noise=cfg.noise, seed=recipe.seed)
 
 
 def tokenizer_corpus(loop: Loop) -> list[str]:

@@ -49,6 +49,11 @@ class Record:
     template_version: str = ""
     recipe_hash: str = ""
     request_id: str = ""  # content address of the teacher request (the cache key)
+    sample_index: int = 0  # which of the call's `n` samples (or of the items a list-making task returned)
+    prompt_tokens: int | None = None  # the call's usage, on the call's first row only (so sums are exact)
+    completion_tokens: int | None = None
+    attempts: int | None = None  # tries the call took (1: first time)
+    parse_status: str | None = None  # schema (enforced by the server) | parsed | repaired | failed
     seed: int | None = None  # generator seed and index of a procedural problem
     index: int | None = None
     parent_ids: list[str] = field(default_factory=list)
@@ -81,6 +86,10 @@ _VERDICT = pa.struct([("stage", pa.string()), ("keep", pa.bool_()), ("reason", p
 _TYPES = {
     "difficulty": pa.int32(),
     "round": pa.int32(),
+    "sample_index": pa.int32(),
+    "prompt_tokens": pa.int64(),
+    "completion_tokens": pa.int64(),
+    "attempts": pa.int32(),
     "seed": pa.int64(),
     "index": pa.int64(),
     "messages": pa.list_(_MESSAGE),

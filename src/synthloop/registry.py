@@ -81,6 +81,13 @@ SKILLS: Registry = Registry(
     },
 )
 
-TEACHERS: Registry = Registry("teacher backend", {"oracle": "synthloop.teachers.oracle:OracleTeacher"})
+TEACHERS: Registry = Registry(
+    "teacher backend",
+    {
+        "oracle": "synthloop.teachers.oracle:OracleTeacher",
+        "openai": "synthloop.teachers.openai_http:OpenAITeacher",
+        "transformers": "synthloop.teachers.transformers_local:TransformersTeacher",
+    },
+)
 
 TASKS: Registry = Registry("task", {"solve": "synthloop.tasks.solve:SolveTask"})

@@ -15,8 +15,11 @@ from synthloop.grounding.golden import GoldenSetError
 from synthloop.registry import SKILLS, UnknownNameError
 from synthloop.skills.base import MAX_DIFFICULTY, MIN_DIFFICULTY
 from synthloop.storage.rundir import RunDirError
+from synthloop.teachers.base import TeacherUnavailable
+from synthloop.teachers.engine import BudgetExhausted
 
-USER_ERRORS = (RecipeError, UnknownNameError, GoldenSetError, RunDirError)
+USER_ERRORS = (RecipeError, UnknownNameError, GoldenSetError, RunDirError, TeacherUnavailable)
+BUDGET_STOP = 3  # exit status of a run stopped cleanly by a budget cap
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"synthloop: error: {err}", file=sys.stderr)
         return 2
+    except BudgetExhausted as err:
+        print(
+            f"synthloop: stopped: {err}. Every answer received is kept in the response cache; raise the cap in the "
+            "recipe and rerun with --resume to continue without paying again.",
+            file=sys.stderr,
+        )
+        return BUDGET_STOP
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,7 +46,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("recipe", nargs="?", help="recipe YAML; omitted: the default shipped in the package")
     run.add_argument("--run-dir", type=Path, help="where outputs go (default: runs/<name>-<time>)")
     run.add_argument("--resume", action="store_true", help="continue a killed or finished run in --run-dir")
+    add_engine_flags(run)
     run.set_defaults(handler=cmd_run)
+
+    gen = sub.add_parser("generate", help="run prompt tasks (topics, textbook, exercises, ...) from a job file")
+    gen.add_argument("job", help="job YAML: teacher and steps")
+    gen.add_argument("--run-dir", type=Path, help="where outputs go (default: runs/<name>-<time>)")
+    gen.add_argument("--resume", action="store_true", help="continue a killed job in --run-dir")
+    add_engine_flags(gen)
+    gen.set_defaults(handler=cmd_generate)
 
     skills = sub.add_parser("skills", help="list or sample the procedural skills").add_subparsers(
         required=True, metavar="ACTION"
@@ -54,17 +72,50 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_engine_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the calls, tokens and cost it would take; send nothing"
+    )
+    p.add_argument("--cache", type=Path, help="response cache file to share across runs (default: RUN/cache/)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)  # validated before anything is written
+    from synthloop.loop import dry_run, run_loop  # imports torch: only when a run starts
+
+    if args.dry_run:
+        cache = args.cache or (args.run_dir / "cache" / "responses.sqlite" if args.run_dir else None)
+        print("\n".join(dry_run(recipe, cache)))
+        return 0
     if args.resume and args.run_dir is None:
         raise RunDirError("--resume needs --run-dir (the run to continue)")
     root = args.run_dir or Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    from synthloop.loop import run_loop  # imports torch: only when a run starts
-
     start = time.perf_counter()
     print(f"synthloop: running {recipe.name!r} ({recipe.rounds} rounds) in {root}", flush=True)
-    run = run_loop(recipe, root, resume=args.resume, log=lambda line: print(line, flush=True))
+    run = run_loop(recipe, root, resume=args.resume, log=lambda line: print(line, flush=True), cache_path=args.cache)
     print(f"synthloop: done in {time.perf_counter() - start:.0f}s; metrics: {run.metrics}; report: {run.report}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from synthloop.generate import dry_run_job, load_job, run_job
+
+    job = load_job(args.job)  # validated, input files read, before anything is written
+    base = Path(args.job).parent
+    if args.dry_run:
+        cache = args.cache or (args.run_dir / "cache" / "responses.sqlite" if args.run_dir else None)
+        print("\n".join(dry_run_job(job, base, cache)))
+        return 0
+    if args.resume and args.run_dir is None:
+        raise RunDirError("--resume needs --run-dir (the job to continue)")
+    root = args.run_dir or Path("runs") / f"{job.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"synthloop: generating {job.name!r} ({len(job.steps)} steps) in {root}", flush=True)
+    metrics = run_job(job, root, base, args.resume, lambda line: print(line, flush=True), args.cache)
+    total = metrics["total"]
+    print(
+        f"synthloop: done; {total['calls']} calls this run ({total['failed']} failed), {total['tokens']:,} tokens, "
+        f"${total['cost_usd']:.4f}; rows in {root / 'steps'}"
+    )
     return 0
 
 

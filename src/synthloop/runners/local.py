@@ -1,43 +1,125 @@
-"""Generate records shard by shard. A shard is written atomically once all its calls are answered
-(or kept as failed); on resume, shards already on disk are skipped, so no call is made twice for
-them and no row is duplicated."""
+"""Answer a batch of teacher requests through the engine, parse every sample, repair what does not
+parse (one bounded follow-up call), and write the records as Parquet shards.
+
+The response cache makes this resumable at the granularity of single calls: a run killed anywhere
+re-issues only the calls whose answers had not arrived. The shard directory is written, then marked
+complete, only once every request is answered or kept as failed."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from synthloop.records import Record
-from synthloop.storage.shards import is_complete, mark_complete, read_marker, shard_path, write_shard
-from synthloop.teachers.base import Teacher, TeacherRequest, TeacherResponse
-from synthloop.teachers.engine import run_requests
+from synthloop.storage.shards import is_complete, mark_complete, read_marker, reset, write_records
+from synthloop.tasks.base import Parsed, Task, repair_request
+from synthloop.teachers.base import TeacherRequest, TeacherResponse
+from synthloop.teachers.engine import BudgetExhausted, Engine, EngineReport
 
-MakeRecord = Callable[[TeacherRequest, TeacherResponse], Record]
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample of one call, parsed. `status`: schema | parsed | repaired | failed."""
+
+    text: str
+    parsed: Parsed
+    status: str
+    repair_text: str | None = None
 
 
-def generate_shards(
+@dataclass
+class Answered:
+    request: TeacherRequest
+    response: TeacherResponse
+    samples: list[Sample] = field(default_factory=list)  # empty when the call failed
+
+
+MakeRecords = Callable[[Answered], list[Record]]
+
+
+def run_engine(engine: Engine, requests: Sequence[TeacherRequest]) -> tuple[list[TeacherResponse | None], EngineReport]:
+    async def go() -> tuple[list[TeacherResponse | None], EngineReport]:
+        try:
+            return await engine.run(requests)
+        finally:
+            await engine.teacher.aclose()
+
+    return asyncio.run(go())
+
+
+def answer_and_parse(
+    engine: Engine, task: Task, requests: Sequence[TeacherRequest], repair: bool = True
+) -> tuple[list[Answered], dict[str, Any]]:
+    """Every request answered (or failed), every sample parsed; raises `BudgetExhausted` if a cap
+    stopped the engine (what was answered is already in the cache)."""
+    responses, report = run_engine(engine, requests)
+    stats: dict[str, Any] = {"calls": report.as_dict()}
+    if report.stopped:
+        raise BudgetExhausted(report.stopped)
+    enforced = engine.teacher.supports_response_schema
+    answered: list[Answered] = []
+    to_repair: list[tuple[Answered, int, TeacherRequest]] = []
+    for request, response in zip(requests, responses, strict=True):
+        entry = Answered(request, response)
+        for j, text in enumerate(response.texts or ()):
+            parsed = task.parse(text)
+            status = "failed" if parsed.failure else ("schema" if enforced and request.response_schema else "parsed")
+            entry.samples.append(Sample(text, parsed, status))
+            if parsed.failure and repair and task.schema is not None:
+                to_repair.append((entry, j, repair_request(request, text, parsed.failure, task.schema)))
+        answered.append(entry)
+    if to_repair:
+        fixes, repair_report = run_engine(engine, [r for _, _, r in to_repair])
+        stats["repair_calls"] = repair_report.as_dict()
+        if repair_report.stopped:
+            raise BudgetExhausted(repair_report.stopped)
+        repaired = 0
+        for (entry, j, _), fix in zip(to_repair, fixes, strict=True):
+            first = entry.samples[j]
+            if fix is None or fix.text is None:
+                why = f"{first.parsed.failure}; the repair call failed ({fix.error if fix else 'not sent'})"
+                entry.samples[j] = Sample(first.text, Parsed(first.parsed.items, why), "failed")
+                continue
+            again = task.parse(fix.text)
+            if again.failure:
+                why = f"{first.parsed.failure}; after one repair: {again.failure}"
+                entry.samples[j] = Sample(first.text, Parsed(first.parsed.items, why), "failed", fix.text)
+            else:
+                entry.samples[j] = Sample(first.text, again, "repaired", fix.text)
+                repaired += 1
+        stats["repaired"] = repaired
+    stats["parse_failed"] = sum(s.status == "failed" for a in answered for s in a.samples)
+    return answered, stats
+
+
+def generate(
+    engine: Engine,
+    task: Task,
     requests: Sequence[TeacherRequest],
-    teacher: Teacher,
-    make_record: MakeRecord,
+    make_records: MakeRecords,
     out_dir: Path,
     shard_size: int,
-    concurrency: int,
-    max_retries: int,
-) -> dict[str, float]:
-    """Answer every request into `out_dir/part-*.parquet`; returns the marker's stats."""
+) -> dict[str, Any]:
+    """Answer `requests` into `out_dir/part-*.parquet` (skipped if already complete); returns the stats."""
     if is_complete(out_dir):
         return read_marker(out_dir)
-    start, calls = time.perf_counter(), 0
-    for shard, first in enumerate(range(0, max(1, len(requests)), shard_size)):
-        path = shard_path(out_dir, shard)
-        if path.exists():
-            continue
-        batch = list(requests[first : first + shard_size])
-        responses = asyncio.run(run_requests(teacher, batch, concurrency, max_retries))
-        calls += len(batch)
-        write_shard(path, [make_record(q, r) for q, r in zip(batch, responses, strict=True)])
-    stats = {"requests": len(requests), "calls_this_session": calls, "seconds": round(time.perf_counter() - start, 3)}
+    reset(out_dir)
+    answered, stats = answer_and_parse(engine, task, requests)
+    rows = [row for entry in answered for row in make_records(entry)]
+    write_records(out_dir, rows, shard_size)
+    stats |= {"requests": len(requests), "rows": len(rows), "seconds": stats["calls"]["seconds"]}
     mark_complete(out_dir, stats)
     return stats
+
+
+def usage_fields(answered: Answered, first: bool) -> dict[str, Any]:
+    """The call's usage for the call's first row, zeros after it, so summing rows gives the total."""
+    r = answered.response
+    return {
+        "prompt_tokens": r.prompt_tokens if first else 0,
+        "completion_tokens": r.completion_tokens if first else 0,
+        "attempts": r.attempts,
+    }

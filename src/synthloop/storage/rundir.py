@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import uuid
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -38,7 +39,7 @@ class RunDir:
 
     @property
     def cache(self) -> Path:
-        return self.root / "cache"
+        return self.root / "cache" / "responses.sqlite"
 
     def round(self, number: int) -> Path:
         return self.root / "rounds" / f"{number:02d}"
@@ -76,6 +77,7 @@ def open_run(root: Path, recipe: Recipe, resume: bool) -> tuple[RunDir, dict[str
             f"{root} already exists and is not empty; add --resume to continue it, or choose a new --run-dir"
         )
     manifest = {
+        "run_id": uuid.uuid4().hex,  # tags this run's calls in a response cache shared across runs
         "recipe": recipe.model_dump(mode="json"),
         "recipe_hash": recipe.hash(),
         "versions": package_versions(),

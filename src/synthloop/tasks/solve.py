@@ -5,11 +5,12 @@ reply with no final answer is a parse failure, returned as data (the record keep
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 from synthloop.records import Message
 from synthloop.skills.answers import extract_final_answer
 from synthloop.skills.base import Problem
+from synthloop.tasks.base import Item, Parsed
 from synthloop.teachers.base import SamplingParams, TeacherRequest
 
 SYSTEM = (
@@ -17,25 +18,19 @@ SYSTEM = (
 )
 
 
-@dataclass(frozen=True)
-class Parsed:
-    reasoning: str
-    answer: str | None
-    failure: str | None = None  # why the output could not be parsed
-
-
 class SolveTask:
     name = "solve"
     template_version = "solve-v1"
     kind = "solution"
+    schema: dict[str, Any] | None = None
 
     def build_request(self, problem: Problem, sampling: SamplingParams, sample_index: int = 0) -> TeacherRequest:
         messages = (Message("system", SYSTEM), Message("user", problem.question))
-        return TeacherRequest(messages, sampling, sample_index, problem)
+        return TeacherRequest(messages, sampling, sample_index, problem=problem)
 
     def parse(self, text: str) -> Parsed:
         answer = extract_final_answer(text)
         if answer is None:
-            return Parsed(text.strip(), None, "no final answer ('#### ...') in the output")
+            return Parsed([Item(None, text.strip())], "no final answer ('#### ...') in the output")
         reasoning = text.split("####")[0].strip() if "####" in text else text.strip()
-        return Parsed(reasoning, answer)
+        return Parsed([Item(None, reasoning, answer)])

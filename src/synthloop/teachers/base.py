@@ -1,5 +1,6 @@
 """The one async teacher interface. A backend turns a `TeacherRequest` into a `TeacherResponse`;
-concurrency, retries and bookkeeping live in the engine, so every backend gets them alike."""
+concurrency, rate limits, retries, the response cache and accounting live in the engine, so every
+backend gets them alike."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from synthloop.records import Message
 from synthloop.skills.base import Problem
@@ -17,17 +19,19 @@ class SamplingParams:
     temperature: float = 0.0
     top_p: float = 1.0
     max_tokens: int = 1024
+    n: int = 1  # samples of the same prompt returned by one call
 
 
 @dataclass(frozen=True)
 class TeacherRequest:
     messages: tuple[Message, ...]
     sampling: SamplingParams = SamplingParams()
-    sample_index: int = 0  # the k-th sample of the same prompt: part of the identity, so k samples differ
+    sample_index: int = 0  # the k-th call with the same prompt: part of the identity, so k calls differ
+    response_schema: dict[str, Any] | None = field(default=None, hash=False)  # JSON schema the reply must match
     problem: Problem | None = field(default=None, compare=False)  # what the oracle reads; others ignore it
 
     def key(self, backend: str, model: str) -> str:
-        """Content address of the call: backend, model, messages, sampling and sample index."""
+        """Content address of the call: backend, model, messages, sampling, sample index and schema."""
         payload = {
             "backend": backend,
             "model": model,
@@ -35,24 +39,46 @@ class TeacherRequest:
             "sampling": asdict(self.sampling),
             "sample_index": self.sample_index,
         }
+        if self.response_schema is not None:
+            payload["response_schema"] = self.response_schema
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+    def estimated_prompt_tokens(self) -> int:
+        """A tokenizer-free estimate (about 4 characters per token) for rate limits and --dry-run."""
+        return sum(len(m.content) for m in self.messages) // 4 + 4 * len(self.messages) + 1
 
 
 @dataclass(frozen=True)
 class TeacherResponse:
-    text: str | None
+    texts: tuple[str, ...] | None  # one text per sample (`n`); None when the call failed
     error: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     attempts: int = 1
+    cached: bool = False  # answered from the response cache: no call was made this time
+
+    @property
+    def text(self) -> str | None:
+        return self.texts[0] if self.texts else None
+
+    @classmethod
+    def of(cls, text: str, prompt_tokens: int = 0, completion_tokens: int = 0) -> TeacherResponse:
+        return cls((text,), None, prompt_tokens, completion_tokens)
 
 
 class TeacherError(RuntimeError):
-    """A call that failed; `retryable` says whether trying again can help."""
+    """A call that failed. `retryable` says whether trying again can help; `retry_after` is the wait
+    in seconds the server asked for (a 429 or 503 with a Retry-After header)."""
 
-    def __init__(self, message: str, retryable: bool = True):
+    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None):
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class TeacherUnavailable(RuntimeError):
+    """The teacher cannot be used at all (unreachable server, unknown model, missing key): a user error,
+    raised before any record is written."""
 
 
 class Teacher(ABC):
@@ -63,5 +89,13 @@ class Teacher(ABC):
     async def complete(self, request: TeacherRequest) -> TeacherResponse:
         """Answer one request, or raise `TeacherError`."""
 
+    async def check(self) -> None:  # noqa: B027 - optional hook
+        """Raise `TeacherUnavailable` if the teacher cannot answer at all (called once before a run)."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release connections or models."""
+
+    @property
+    def supports_response_schema(self) -> bool:
+        """Whether the backend makes the server enforce a JSON schema (otherwise tasks parse and repair)."""
+        return False

@@ -27,11 +27,16 @@ class OracleTeacher(Teacher):
                 "the oracle teacher answers only skill problems (request has no problem)", retryable=False
             )
         key = request.key(self.backend, self.model)
-        rng = random.Random(int(hashlib.sha256(f"{self.seed}/{key}".encode()).hexdigest()[:16], 16))
-        answer = corrupt(problem.answer, rng) if rng.random() < self.noise else problem.answer
-        text = "\n".join((*problem.steps, f"#### {answer}"))
+        texts = []
+        for sample in range(request.sampling.n):
+            stream = f"{self.seed}/{key}" if sample == 0 else f"{self.seed}/{key}/{sample}"
+            rng = random.Random(int(hashlib.sha256(stream.encode()).hexdigest()[:16], 16))
+            answer = corrupt(problem.answer, rng) if rng.random() < self.noise else problem.answer
+            texts.append("\n".join((*problem.steps, f"#### {answer}")))
         prompt_words = sum(len(m.content.split()) for m in request.messages)
-        return TeacherResponse(text, prompt_tokens=prompt_words, completion_tokens=len(text.split()))
+        return TeacherResponse(
+            tuple(texts), prompt_tokens=prompt_words, completion_tokens=sum(len(t.split()) for t in texts)
+        )
 
 
 FLIPS = {"yes": "no", "no": "yes", "true": "false", "false": "true"}

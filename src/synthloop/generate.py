@@ -1,0 +1,309 @@
+"""`synthloop generate JOB.yaml`: run prompt tasks (topics, textbook, exercises, self_instruct,
+evol_instruct, refusal, misinformation) through the engine, step by step, into Parquet.
+
+A step takes its inputs from the job (`inputs`, or `inputs_file`: JSONL with the task's input
+field, or plain text one per line) or from an earlier step's rows (`from`), e.g. a topic tree feeding
+textbook sections. Each step writes `RUN/steps/<name>/` once all its calls are answered or failed;
+the shared response cache makes a killed job resume at the granularity of single calls."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from synthloop.config import OracleTeacherConfig, RecipeError, Strict, TeacherConfig, describe, first_error
+from synthloop.records import Record
+from synthloop.registry import TASKS
+from synthloop.runners.local import Answered, generate, usage_fields
+from synthloop.storage.atomic import read_json, write_json
+from synthloop.storage.response_cache import ResponseCache
+from synthloop.storage.rundir import RunDirError
+from synthloop.storage.shards import read_records
+from synthloop.tasks.prompted import EVOLUTIONS, PromptTask
+from synthloop.teachers.base import SamplingParams, TeacherRequest
+from synthloop.teachers.engine import Engine
+from synthloop.teachers.estimate import estimate
+from synthloop.teachers.factory import check_teacher, engine_settings, make_teacher
+from synthloop.teachers.progress import Progress
+
+PROMPT_TASKS = ("topics", "textbook", "exercises", "self_instruct", "evol_instruct", "refusal", "misinformation")
+
+
+class StepConfig(Strict):
+    name: str = Field(description="names the step's output directory and lets later steps use it with `from`")
+    task: str = Field(description=f"one of {', '.join(PROMPT_TASKS)}")
+    inputs: list[str] | None = Field(None, description="the step's inputs (subjects, topics, instructions, ...)")
+    inputs_file: str | None = Field(None, description="JSONL with the task's input field, or text, one per line")
+    from_step: str | None = Field(None, alias="from", description="an earlier step whose rows are the inputs")
+    limit: int | None = Field(None, ge=1, description="use at most this many inputs")
+    count: int = Field(5, ge=1, le=100, description="items asked for per call (topics, exercises, pairs, ...)")
+    samples: int = Field(1, ge=1, description="calls per input, each a distinct sample")
+    personas: list[str] = Field(default_factory=list, description="rotated over calls, for diversity")
+    operations: list[str] = Field(default_factory=lambda: list(EVOLUTIONS), description="evol_instruct only")
+    template: str | None = Field(None, description="replaces the task's user prompt; {fields} are checked")
+    temperature: float = Field(0.8, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(1024, ge=1)
+    repair: bool = Field(True, description="one follow-up call when a JSON reply does not parse")
+
+    @field_validator("task")
+    @classmethod
+    def prompt_task(cls, task: str) -> str:
+        TASKS.check(task)
+        if task not in PROMPT_TASKS:
+            raise ValueError(
+                f"task {task!r} runs inside the loop (synthloop run); generate runs {', '.join(PROMPT_TASKS)}"
+            )
+        return task
+
+    @field_validator("operations")
+    @classmethod
+    def known_operations(cls, operations: list[str]) -> list[str]:
+        for op in operations:
+            if op not in EVOLUTIONS:
+                raise ValueError(f"unknown operation {op!r}; choose from {', '.join(EVOLUTIONS)}")
+        return operations
+
+    @model_validator(mode="after")
+    def one_source_and_a_valid_template(self) -> StepConfig:
+        sources = [s for s in ("inputs", "inputs_file", "from_step") if getattr(self, s) is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of inputs, inputs_file or from")
+        if self.template is not None:
+            TASKS.get(self.task).check_template(self.template)
+        return self
+
+
+class GenerateJob(Strict):
+    name: str
+    seed: int = 0
+    teacher: TeacherConfig = OracleTeacherConfig()
+    steps: list[StepConfig] = Field(min_length=1)
+    shard_size: int = Field(1000, ge=1)
+
+    @model_validator(mode="after")
+    def steps_chain(self) -> GenerateJob:
+        if self.teacher.backend == "oracle":
+            raise ValueError(
+                "teacher: the oracle answers only skill problems; set teacher.backend to openai or transformers"
+            )
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.name in seen:
+                raise ValueError(f"steps: two steps are named {step.name!r}")
+            if step.from_step is not None and step.from_step not in seen:
+                raise ValueError(
+                    f"step {step.name!r}: from {step.from_step!r} is not an earlier step ({', '.join(seen) or 'none'})"
+                )
+            seen.add(step.name)
+        return self
+
+    def hash(self) -> str:
+        data = self.model_dump(mode="json", by_alias=True)
+        from synthloop.config import OPERATIONAL_TEACHER_KEYS
+
+        for key in OPERATIONAL_TEACHER_KEYS:
+            data["teacher"].pop(key, None)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_job(path: str | Path) -> GenerateJob:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"job file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a job is a YAML mapping of keys (name, teacher, steps)")
+    try:
+        job = GenerateJob.model_validate(data)
+    except ValidationError as err:
+        raise RecipeError(f"{path}: {describe(first_error(err), GenerateJob)}") from None
+    base = path.parent
+    for step in job.steps:  # input files are read now, so a bad one fails before any call
+        if step.inputs_file is not None:
+            read_inputs(base / step.inputs_file, TASKS.get(step.task).input_field)
+    return job
+
+
+def read_inputs(path: Path, field: str) -> list[str]:
+    if not path.is_file():
+        raise RecipeError(f"inputs file not found: {path}")
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                raise RecipeError(f"{path} line {number}: not valid JSON ({err})") from None
+            if not isinstance(row, dict) or not isinstance(row.get(field), str):
+                raise RecipeError(f"{path} line {number}: needs a string field {field!r}")
+            items.append(row[field])
+        else:
+            items.append(line.strip())
+    return items
+
+
+@dataclass(frozen=True)
+class Call:
+    request: TeacherRequest
+    item: str  # the input this call is about
+    parent_id: str | None  # the row it came from (steps fed by an earlier step)
+
+
+def step_calls(step: StepConfig, inputs: list[tuple[str, str | None]]) -> list[Call]:
+    task: PromptTask = TASKS.get(step.task)(template=step.template, count=step.count)
+    sampling = SamplingParams(step.temperature, step.top_p, step.max_tokens)
+    operations = step.operations if step.task == "evol_instruct" else [None]
+    calls, n = [], 0
+    for item, parent in inputs[: step.limit]:
+        for operation in operations:
+            for sample in range(step.samples):
+                persona = step.personas[n % len(step.personas)] if step.personas else None
+                n += 1
+                calls.append(Call(task.build_request(item, sampling, sample, persona, operation), item, parent))
+    return calls
+
+
+def step_inputs(step: StepConfig, root: Path, base: Path) -> list[tuple[str, str | None]]:
+    """(input text, parent row id) for every input of the step."""
+    if step.inputs is not None:
+        return [(x, None) for x in step.inputs]
+    if step.inputs_file is not None:
+        return [(x, None) for x in read_inputs(base / step.inputs_file, TASKS.get(step.task).input_field)]
+    return [(r.question, r.id) for r in read_records(root / "steps" / step.from_step) if r.error is None and r.kept]
+
+
+def run_job(
+    job: GenerateJob, root: Path, base: Path, resume: bool = False, log=print, cache_path: Path | None = None
+) -> dict[str, Any]:
+    """Run every step of `job` in `root` (`base`: where relative input files are found); returns metrics."""
+    teacher = make_teacher(job.teacher, job.seed)
+    check_teacher(teacher)  # unreachable server, unknown model: fail before anything is written
+    manifest = open_job_dir(root, job, resume)
+    cache = ResponseCache(cache_path or root / "cache" / "responses.sqlite")
+    engine = Engine(teacher, engine_settings(job.teacher), cache, manifest["run_id"], Progress("teacher", log=log))
+    metrics: dict[str, Any] = {"steps": {}}
+    for step in job.steps:
+        calls = step_calls(step, step_inputs(step, root, base))
+        task = TASKS.get(step.task)(template=step.template, count=step.count)
+        by_request = {id(c.request): c for c in calls}
+        make = record_maker(job, step, task, engine, by_request)
+        stats = generate(engine, task, [c.request for c in calls], make, root / "steps" / step.name, job.shard_size)
+        metrics["steps"][step.name] = stats
+        log(
+            f"step {step.name}: {stats['rows']} rows from {stats['requests']} requests "
+            f"({stats['calls']['issued']} calls made, {stats['calls']['cached']} cached, "
+            f"{stats['parse_failed']} unparsable kept as failed)"
+        )
+    spent = cache.spent(manifest["run_id"])
+    metrics["total"] = {**spent.__dict__, "tokens": spent.tokens}
+    write_json(root / "metrics.json", metrics)
+    return metrics
+
+
+def record_maker(job: GenerateJob, step: StepConfig, task: PromptTask, engine: Engine, by_request: dict[int, Call]):
+    backend, model, job_hash = engine.teacher.backend, engine.teacher.model, job.hash()
+
+    def make(answered: Answered) -> list[Record]:
+        call = by_request[id(answered.request)]
+        common = {
+            "kind": task.kind,
+            "skill": call.item,
+            "source": "synthetic",
+            "round": 1,
+            "messages": list(answered.request.messages),
+            "teacher_backend": backend,
+            "teacher_model": model,
+            "task": task.name,
+            "template_version": task.template_version if step.template is None else f"{task.template_version}+custom",
+            "recipe_hash": job_hash,
+            "request_id": answered.request.key(backend, model),
+            "parent_ids": [call.parent_id] if call.parent_id else [],
+        }
+        if not answered.samples:
+            return [Record(**common, question=call.item, error=answered.response.error, **usage_fields(answered, True))]
+        rows: list[Record] = []
+        for sample in answered.samples:
+            status, raw = sample.status, sample.repair_text or sample.text
+            if sample.parsed.failure:
+                rows.append(
+                    Record(
+                        **common,
+                        question=call.item,
+                        raw_output=sample.text,
+                        parse_status=status,
+                        error=f"parse: {sample.parsed.failure}",
+                        sample_index=len(rows),
+                        **usage_fields(answered, not rows),
+                    )
+                )
+                continue
+            for item in sample.parsed.items:
+                rows.append(
+                    Record(
+                        **common,
+                        question=item.question or call.item,
+                        reasoning=item.reasoning,
+                        answer=item.answer,
+                        raw_output=raw,
+                        parse_status=status,
+                        sample_index=len(rows),
+                        **usage_fields(answered, not rows),
+                    )
+                )
+        return rows
+
+    return make
+
+
+def open_job_dir(root: Path, job: GenerateJob, resume: bool) -> dict[str, Any]:
+    manifest_path = root / "manifest.json"
+    if resume:
+        if not manifest_path.exists():
+            raise RunDirError(f"nothing to resume in {root}: no manifest.json (start it without --resume)")
+        manifest = read_json(manifest_path)
+        if manifest.get("job_hash") != job.hash():
+            raise RunDirError(f"{root} belongs to a different job; resume it with the job it was started with")
+        return manifest
+    if root.exists() and any(root.iterdir()):
+        raise RunDirError(
+            f"{root} already exists and is not empty; add --resume to continue it, or choose a new --run-dir"
+        )
+    import uuid
+
+    manifest = {"run_id": uuid.uuid4().hex, "job": job.model_dump(mode="json", by_alias=True), "job_hash": job.hash()}
+    write_json(manifest_path, manifest)
+    return manifest
+
+
+def dry_run_job(job: GenerateJob, base: Path, cache_path: Path | None) -> list[str]:
+    cache = ResponseCache(cache_path) if cache_path and cache_path.exists() else None
+    prices = engine_settings(job.teacher).prices
+    backend, model = job.teacher.backend, job.teacher.model
+    lines = [f"dry run of {job.name!r} with teacher {backend}:{model}; nothing is sent"]
+    known: dict[str, int] = {}
+    for step in job.steps:
+        if step.from_step is None:
+            inputs = step_inputs(step, Path("/nonexistent"), base)
+            est = estimate([c.request for c in step_calls(step, inputs)], backend, model, prices, cache)
+        else:  # inputs unknown until the earlier step runs: assume it yields `count` rows per call
+            upstream = known[step.from_step]
+            placeholder = [(f"input {i}", None) for i in range(min(upstream, 1000))]
+            sample = estimate([c.request for c in step_calls(step, placeholder)], backend, model, prices, None)
+            est = sample.scaled(max(1, upstream // max(1, len(placeholder))))
+        by_step = TASKS.get(step.task)
+        known[step.name] = est.calls * (step.count if by_step.list_key else 1)
+        lines.append(f"step {step.name} ({step.task}):" + (" (inputs estimated)" if step.from_step else ""))
+        lines += [f"  {line}" for line in est.lines()]
+    return lines

@@ -1,0 +1,56 @@
+"""Build the teacher and the engine settings a recipe asks for."""
+
+from __future__ import annotations
+
+import asyncio
+
+from synthloop.config import EngineFields, OpenAITeacherConfig, OracleTeacherConfig, TransformersTeacherConfig
+from synthloop.registry import TEACHERS
+from synthloop.teachers.base import Teacher
+from synthloop.teachers.engine import EngineSettings, Prices
+
+
+def make_teacher(cfg: EngineFields, seed: int = 0) -> Teacher:
+    """The backend named by `cfg.backend`; raises `TeacherUnavailable` for a key variable that is not set."""
+    backend = TEACHERS.get(cfg.backend)
+    if isinstance(cfg, OracleTeacherConfig):
+        return backend(model=cfg.model, noise=cfg.noise, seed=seed)
+    if isinstance(cfg, OpenAITeacherConfig):
+        return backend(
+            model=cfg.model,
+            base_url=cfg.base_url,
+            api_key_env=cfg.api_key_env,
+            endpoint=cfg.endpoint,
+            structured_output=cfg.structured_output,
+            concurrency=cfg.concurrency,
+            extra_body=cfg.extra_body,
+        )
+    if isinstance(cfg, TransformersTeacherConfig):
+        return backend(model=cfg.model, device=cfg.device, batch_size=cfg.batch_size, dtype=cfg.dtype)
+    raise TypeError(f"no factory for teacher config {type(cfg).__name__}")
+
+
+def engine_settings(cfg: EngineFields) -> EngineSettings:
+    return EngineSettings(
+        concurrency=cfg.concurrency,
+        max_retries=cfg.max_retries,
+        timeout_s=cfg.timeout_s,
+        requests_per_minute=cfg.requests_per_minute,
+        tokens_per_minute=cfg.tokens_per_minute,
+        backoff_base_s=cfg.backoff_base_s,
+        max_total_tokens=cfg.max_total_tokens,
+        max_cost_usd=cfg.max_cost_usd,
+        prices=Prices(cfg.prices.input_per_million, cfg.prices.output_per_million),
+    )
+
+
+def check_teacher(teacher: Teacher) -> None:
+    """Fail now, before anything is written, if the teacher cannot answer (unreachable, unknown model)."""
+
+    async def check() -> None:
+        try:
+            await teacher.check()
+        finally:
+            await teacher.aclose()
+
+    asyncio.run(check())
