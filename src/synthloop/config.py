@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
 )
 
-from synthloop.registry import SKILLS, TASKS, TEACHERS, Registry, UnknownNameError, closest
+from synthloop.registry import SKILLS, TEACHERS, Registry, UnknownNameError, closest
 
 
 class RecipeError(ValueError):
@@ -124,7 +124,7 @@ TeacherConfig = Annotated[
 
 
 class GenerationConfig(Strict):
-    task: Registered(TASKS) = Field("solve", description="prompt task that turns a problem into a teacher request")
+    task: Literal["solve"] = Field("solve", description="the loop's task (prompt tasks run with synthloop generate)")
     budget_per_round: int = Field(
         4000, ge=1, description="teacher calls per round, split across skills by the allocation"
     )

@@ -90,4 +90,16 @@ TEACHERS: Registry = Registry(
     },
 )
 
-TASKS: Registry = Registry("task", {"solve": "synthloop.tasks.solve:SolveTask"})
+TASKS: Registry = Registry(
+    "task",
+    {
+        "solve": "synthloop.tasks.solve:SolveTask",
+        "topics": "synthloop.tasks.prompted:TopicsTask",
+        "textbook": "synthloop.tasks.prompted:TextbookTask",
+        "exercises": "synthloop.tasks.prompted:ExercisesTask",
+        "self_instruct": "synthloop.tasks.prompted:SelfInstructTask",
+        "evol_instruct": "synthloop.tasks.prompted:EvolInstructTask",
+        "refusal": "synthloop.tasks.prompted:RefusalTask",
+        "misinformation": "synthloop.tasks.prompted:MisinformationTask",
+    },
+)

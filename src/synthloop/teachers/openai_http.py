@@ -8,6 +8,7 @@ when the server is unreachable, the model is not served or the key is refused.""
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import os
@@ -50,13 +51,16 @@ class OpenAITeacher(Teacher):
             self.headers["Authorization"] = f"Bearer {key}"
         self.url = f"{self.base_url}/{'chat/completions' if endpoint == 'chat' else 'completions'}"
         self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def supports_response_schema(self) -> bool:
         return self.structured_output
 
     def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            self._session_loop = loop  # a session belongs to one event loop (each asyncio.run makes a new one)
             connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=0, ttl_dns_cache=300)
             # Timeouts belong to the engine (per attempt), so the session sets none of its own.
             self._session = aiohttp.ClientSession(

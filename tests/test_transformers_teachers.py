@@ -1,0 +1,85 @@
+"""Real models behind the teacher interface: a tiny model the test builds, run in-process by the
+`transformers` backend, and served by a real `transformers serve` that the engine and the official
+`openai` client both drive."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from synthloop.records import Message
+from synthloop.teachers.base import SamplingParams, TeacherRequest, TeacherUnavailable
+from synthloop.teachers.engine import Engine, EngineSettings
+from synthloop.teachers.factory import check_teacher
+from synthloop.teachers.openai_http import OpenAITeacher
+from synthloop.teachers.transformers_local import TransformersTeacher
+from synthloop.testing import free_port
+from synthloop.testing.tiny_model import build_tiny_chat_model
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def ask(n, max_tokens=6, temperature=0.0):
+    return [
+        TeacherRequest((Message("user", f"What is {i} + 1?"),), SamplingParams(temperature, max_tokens=max_tokens))
+        for i in range(n)
+    ]
+
+
+def test_local_transformers_teacher_batches_and_matches_one_by_one(tiny_model):
+    teacher = TransformersTeacher(str(tiny_model), device="cpu", batch_size=8)
+    out, report = asyncio.run(Engine(teacher, EngineSettings(concurrency=8)).run(ask(12)))
+    assert report.answered == 12 and all(r.completion_tokens > 0 and r.prompt_tokens > 0 for r in out)
+    alone, _ = asyncio.run(Engine(teacher, EngineSettings(concurrency=1)).run(ask(3)))
+    assert [r.text for r in alone] == [r.text for r in out[:3]], "greedy output does not depend on the batch"
+
+
+def test_local_teacher_that_cannot_be_loaded_says_so(tmp_path):
+    with pytest.raises(TeacherUnavailable, match="cannot load teacher model"):
+        TransformersTeacher(str(tmp_path / "nothing-here"))
+
+
+@pytest.mark.slow
+def test_transformers_serve_driven_by_the_engine_and_the_openai_client(tiny_model):
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cli = os.path.join(os.path.dirname(sys.executable), "transformers")
+    server = subprocess.Popen(
+        [cli, "serve", str(tiny_model), "--port", str(port), "--device", "cpu"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("transformers serve did not start within 120 s")
+        teacher = OpenAITeacher(str(tiny_model), f"{base}/v1", concurrency=4)
+        check_teacher(teacher)
+        out, report = asyncio.run(Engine(teacher, EngineSettings(concurrency=4, timeout_s=60)).run(ask(8)))
+        assert report.answered == 8 and report.failed == 0
+        assert all(r.completion_tokens > 0 for r in out), "usage comes back from the server"
+        from openai import OpenAI
+
+        client = OpenAI(base_url=f"{base}/v1", api_key="unused")
+        reply = client.chat.completions.create(
+            model=str(tiny_model), messages=[{"role": "user", "content": "What is 0 + 1?"}], max_tokens=6, temperature=0
+        )
+        assert reply.choices[0].message.content == out[0].text, "the engine and the official client get the same reply"
+    finally:
+        server.terminate()
+        server.wait(30)
