@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -45,6 +46,8 @@ class SimulatedServer:
         self.slots = asyncio.Semaphore(max_concurrent) if max_concurrent else None
         self.completed: Counter[str] = Counter()  # prompt hash -> completed calls: what was "paid"
         self.in_flight = self.peak = 0
+        self.first_received: float | None = None  # the busy window, for throughput seen at the server
+        self.last_completed: float | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 2**20)
@@ -53,6 +56,7 @@ class SimulatedServer:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/health", self.health)
         app.router.add_get("/stats", self.stats)
+        app.router.add_post("/reset", self.reset)
         return app
 
     async def models(self, request: web.Request) -> web.Response:
@@ -63,8 +67,20 @@ class SimulatedServer:
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"received": dict(self.received), "completed": dict(self.completed), "peak_in_flight": self.peak}
+            {
+                "received": sum(self.received.values()),
+                "completed": sum(self.completed.values()),
+                "distinct_completed": len(self.completed),
+                "peak_in_flight": self.peak,
+                "window_s": (self.last_completed or 0) - (self.first_received or 0),
+            }
         )
+
+    async def reset(self, request: web.Request) -> web.Response:
+        self.received.clear()
+        self.completed.clear()
+        self.peak, self.first_received, self.last_completed = 0, None, None
+        return web.json_response({"status": "reset"})
 
     async def chat(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -80,7 +96,11 @@ class SimulatedServer:
             return web.json_response({"error": {"message": f"model {body.get('model')!r} not found"}}, status=404)
         key = hashlib.sha256(prompt.encode()).hexdigest()[:24]
         self.received[key] += 1
-        tokens = self.output_tokens or int(body.get("max_tokens") or 16)
+        if self.first_received is None:
+            self.first_received = time.monotonic()
+        limit = int(body.get("max_tokens") or 16)
+        tokens = min(self.output_tokens, limit) if self.output_tokens else limit
+        finish = "length" if tokens >= limit else "stop"
         n = int(body.get("n") or 1)
         if self.slots:
             async with self.slots:
@@ -88,6 +108,7 @@ class SimulatedServer:
         else:
             await self._work(tokens)
         self.completed[key] += 1
+        self.last_completed = time.monotonic()
         if self.responder is not None:
             texts = [self.responder(body) for _ in range(n)]
         else:
@@ -95,7 +116,7 @@ class SimulatedServer:
         choices = [
             {
                 "index": i,
-                "finish_reason": "length",
+                "finish_reason": finish,
                 **choice_body(t, chat),
             }
             for i, t in enumerate(texts)
