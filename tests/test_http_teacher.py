@@ -174,3 +174,27 @@ def test_completions_endpoint_and_n_samples():
         out, _ = run(Engine(teacher), [request])
     assert len(out[0].texts) == 3 and len(set(out[0].texts)) == 3
     assert Counter(server.completed.values()) == Counter({1: 1})
+
+
+def test_structured_output_sends_the_schema_only_when_enabled():
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    request = TeacherRequest((Message("user", "x"),), SamplingParams(max_tokens=5), response_schema=schema)
+    on = OpenAITeacher("m", "http://127.0.0.1:1/v1", structured_output=True).body(request)
+    assert on["response_format"]["json_schema"]["schema"] == schema and on["max_tokens"] == 5
+    assert "response_format" not in OpenAITeacher("m", "http://127.0.0.1:1/v1").body(request)
+    assert request.key("b", "m") != TeacherRequest((Message("user", "x"),), SamplingParams(max_tokens=5)).key("b", "m")
+
+
+def test_progress_logs_plain_lines_when_not_a_terminal():
+    import io
+
+    from synthloop.teachers.progress import Progress
+
+    lines = []
+    progress = Progress("teacher", stream=io.StringIO(), log=lines.append, interval_s=0.0)
+    progress.begin(total=4, cached=1)
+    progress.advance(ok=True, completion_tokens=10)
+    progress.advance(ok=False, completion_tokens=0)
+    progress.finish()
+    assert lines[0].startswith("teacher: 1/4 calls") and "3/4 calls" in lines[-1] and "errors 1" in lines[-1]
+    assert "ETA" in lines[-1] and "calls/s" in lines[-1] and "tok/s" in lines[-1]

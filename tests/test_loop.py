@@ -9,6 +9,7 @@ import pytest
 from synthloop.cli.main import main
 from synthloop.config import load_recipe, validate_recipe
 from synthloop.loop import run_loop
+from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.shards import read_records
 
 TINY = Path(__file__).parent / "tiny_recipe.yaml"
@@ -36,6 +37,10 @@ def test_run_directory_contract(finished_run):
         assert r["counts"]["generated"] == 400
         assert r["counts"]["kept"] + sum(r["counts"]["rejected"].values()) == 400
         assert r["counts"]["rejected"]["wrong_answer"] > 40  # noise 0.2 on 400 rows
+        teacher = r["teacher"]  # identical prompts are called once, so calls <= rows
+        assert 0 < teacher["issued"] <= 400 and teacher["failed"] == 0 and teacher["completion_tokens"] > 0
+    cache = ResponseCache(finished_run / "cache" / "responses.sqlite")
+    assert cache.spent(manifest["run_id"]).calls == sum(r["teacher"]["issued"] for r in metrics["rounds"])
     for n in ("01", "02", "03"):
         rdir = finished_run / "rounds" / n
         for sub in ("generated", "curated", "rejected", "train"):
