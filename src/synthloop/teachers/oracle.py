@@ -1,7 +1,7 @@
 """The skills oracle: a teacher that writes each problem's reference chain of thought.
 
-With `noise` > 0 it corrupts that share of final answers (chosen by a hash of the request, so the
-same request always gets the same answer): a stand-in for a fallible teacher that gives
+With `noise` > 0 it corrupts that share of final answers (chosen by a hash of the problem and the
+sample, so the same problem always gets the same answer): a stand-in for a fallible teacher that gives
 verification real errors to catch, with exact labels."""
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ class OracleTeacher(Teacher):
             raise TeacherError(
                 "the oracle teacher answers only skill problems (request has no problem)", retryable=False
             )
-        key = request.key(self.backend, self.model)
         texts = []
         for sample in range(request.sampling.n):
-            stream = f"{self.seed}/{key}" if sample == 0 else f"{self.seed}/{key}/{sample}"
+            # Which answers are corrupted depends on the problem and the sample only, not on sampling
+            # settings or model name, so changing those does not change the data.
+            stream = f"{self.seed}/{problem.skill}/{problem.question}/{request.sample_index}/{sample}"
             rng = random.Random(int(hashlib.sha256(stream.encode()).hexdigest()[:16], 16))
             answer = corrupt(problem.answer, rng) if rng.random() < self.noise else problem.answer
             texts.append("\n".join((*problem.steps, f"#### {answer}")))

@@ -28,6 +28,7 @@ class Progress:
 
     def begin(self, total: int, cached: int) -> None:
         self.total, self.cached, self.done = total, cached, cached
+        self.errors = self.tokens = 0
         self.start = self.last = time.monotonic()
         self._show(force=True)
 
