@@ -146,7 +146,11 @@ class Engine:
         for attempt in range(1, s.max_retries + 2):
             await self._wait_for_retry_after()
             if not self._reserve(estimate, report):
-                return None
+                if attempt == 1:
+                    return None  # never sent: left for a resumed run
+                return TeacherResponse(
+                    None, f"budget cap reached while retrying: {report.stopped}", attempts=attempt - 1
+                )
             await self.limits.acquire(estimate)
             report.attempts += 1
             if attempt == 1:
