@@ -219,11 +219,13 @@ class Recipe(Strict):
         """Identity of the recipe: two runs with the same hash make the same data. How calls flow
         (concurrency, limits, timeouts, prices, budget caps, where the server is) is left out, so a
         run stopped by a budget cap resumes after the cap is raised."""
-        data = self.model_dump(mode="json")
-        for key in OPERATIONAL_TEACHER_KEYS:
-            data["teacher"].pop(key, None)
-        canonical = json.dumps(data, sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return identity_hash(self.model_dump(mode="json"))
+
+
+def identity_hash(data: dict[str, Any]) -> str:
+    """Hash of a recipe or job as dumped to JSON, without the teacher's operational keys."""
+    data = {**data, "teacher": {k: v for k, v in data["teacher"].items() if k not in OPERATIONAL_TEACHER_KEYS}}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def default_recipe_text() -> str:

@@ -8,8 +8,8 @@ the shared response cache makes a killed job resume at the granularity of single
 
 from __future__ import annotations
 
-import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,15 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from synthloop.config import OracleTeacherConfig, RecipeError, Strict, TeacherConfig, describe, first_error
+from synthloop.config import (
+    OracleTeacherConfig,
+    RecipeError,
+    Strict,
+    TeacherConfig,
+    describe,
+    first_error,
+    identity_hash,
+)
 from synthloop.records import Record
 from synthloop.registry import TASKS
 from synthloop.runners.local import Answered, generate, usage_fields
@@ -105,12 +113,7 @@ class GenerateJob(Strict):
         return self
 
     def hash(self) -> str:
-        data = self.model_dump(mode="json", by_alias=True)
-        from synthloop.config import OPERATIONAL_TEACHER_KEYS
-
-        for key in OPERATIONAL_TEACHER_KEYS:
-            data["teacher"].pop(key, None)
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        return identity_hash(self.model_dump(mode="json", by_alias=True))
 
 
 def load_job(path: str | Path) -> GenerateJob:
@@ -280,8 +283,6 @@ def open_job_dir(root: Path, job: GenerateJob, resume: bool) -> dict[str, Any]:
         raise RunDirError(
             f"{root} already exists and is not empty; add --resume to continue it, or choose a new --run-dir"
         )
-    import uuid
-
     manifest = {"run_id": uuid.uuid4().hex, "job": job.model_dump(mode="json", by_alias=True), "job_hash": job.hash()}
     write_json(manifest_path, manifest)
     return manifest
