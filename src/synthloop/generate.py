@@ -9,7 +9,6 @@ the shared response cache makes a killed job resume at the granularity of single
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,9 @@ from synthloop.config import (
 from synthloop.records import Record
 from synthloop.registry import TASKS
 from synthloop.runners.local import Answered, generate, usage_fields
-from synthloop.storage.atomic import read_json, write_json
+from synthloop.storage.atomic import write_json
 from synthloop.storage.response_cache import ResponseCache
-from synthloop.storage.rundir import RunDirError
+from synthloop.storage.rundir import open_manifest
 from synthloop.storage.shards import read_records
 from synthloop.tasks.prompted import EVOLUTIONS, PromptTask
 from synthloop.teachers.base import SamplingParams, TeacherRequest
@@ -164,8 +163,11 @@ class Call:
     parent_id: str | None  # the row it came from (steps fed by an earlier step)
 
 
-def step_calls(step: StepConfig, inputs: list[tuple[str, str | None]]) -> list[Call]:
-    task: PromptTask = TASKS.get(step.task)(template=step.template, count=step.count)
+def step_task(step: StepConfig) -> PromptTask:
+    return TASKS.get(step.task)(template=step.template, count=step.count)
+
+
+def step_calls(step: StepConfig, task: PromptTask, inputs: list[tuple[str, str | None]]) -> list[Call]:
     sampling = SamplingParams(step.temperature, step.top_p, step.max_tokens)
     operations = step.operations if step.task == "evol_instruct" else [None]
     calls, n = [], 0
@@ -193,13 +195,13 @@ def run_job(
     """Run every step of `job` in `root` (`base`: where relative input files are found); returns metrics."""
     teacher = make_teacher(job.teacher, job.seed)
     check_teacher(teacher)  # unreachable server, unknown model: fail before anything is written
-    manifest = open_job_dir(root, job, resume)
+    manifest = open_manifest(root, "job", job.hash(), {"job": job.model_dump(mode="json", by_alias=True)}, resume)
     cache = ResponseCache(cache_path or root / "cache" / "responses.sqlite")
     engine = Engine(teacher, engine_settings(job.teacher), cache, manifest["run_id"], Progress("teacher", log=log))
     metrics: dict[str, Any] = {"steps": {}}
     for step in job.steps:
-        calls = step_calls(step, step_inputs(step, root, base))
-        task = TASKS.get(step.task)(template=step.template, count=step.count)
+        task = step_task(step)
+        calls = step_calls(step, task, step_inputs(step, root, base))
         by_request = {id(c.request): c for c in calls}
         make = record_maker(job, step, task, engine, by_request)
         stats = generate(engine, task, [c.request for c in calls], make, root / "steps" / step.name, job.shard_size)
@@ -270,24 +272,6 @@ def record_maker(job: GenerateJob, step: StepConfig, task: PromptTask, engine: E
     return make
 
 
-def open_job_dir(root: Path, job: GenerateJob, resume: bool) -> dict[str, Any]:
-    manifest_path = root / "manifest.json"
-    if resume:
-        if not manifest_path.exists():
-            raise RunDirError(f"nothing to resume in {root}: no manifest.json (start it without --resume)")
-        manifest = read_json(manifest_path)
-        if manifest.get("job_hash") != job.hash():
-            raise RunDirError(f"{root} belongs to a different job; resume it with the job it was started with")
-        return manifest
-    if root.exists() and any(root.iterdir()):
-        raise RunDirError(
-            f"{root} already exists and is not empty; add --resume to continue it, or choose a new --run-dir"
-        )
-    manifest = {"run_id": uuid.uuid4().hex, "job": job.model_dump(mode="json", by_alias=True), "job_hash": job.hash()}
-    write_json(manifest_path, manifest)
-    return manifest
-
-
 def dry_run_job(job: GenerateJob, base: Path, cache_path: Path | None) -> list[str]:
     cache = ResponseCache(cache_path) if cache_path and cache_path.exists() else None
     prices = engine_settings(job.teacher).prices
@@ -295,16 +279,16 @@ def dry_run_job(job: GenerateJob, base: Path, cache_path: Path | None) -> list[s
     lines = [f"dry run of {job.name!r} with teacher {backend}:{model}; nothing is sent"]
     known: dict[str, int] = {}
     for step in job.steps:
+        task = step_task(step)
         if step.from_step is None:
             inputs = step_inputs(step, Path("/nonexistent"), base)
-            est = estimate([c.request for c in step_calls(step, inputs)], backend, model, prices, cache)
+            est = estimate([c.request for c in step_calls(step, task, inputs)], backend, model, prices, cache)
         else:  # inputs unknown until the earlier step runs: assume it yields `count` rows per call
             upstream = known[step.from_step]
             placeholder = [(f"input {i}", None) for i in range(min(upstream, 1000))]
-            sample = estimate([c.request for c in step_calls(step, placeholder)], backend, model, prices, None)
+            sample = estimate([c.request for c in step_calls(step, task, placeholder)], backend, model, prices, None)
             est = sample.scaled(max(1, upstream // max(1, len(placeholder))))
-        by_step = TASKS.get(step.task)
-        known[step.name] = est.calls * (step.count if by_step.list_key else 1)
+        known[step.name] = est.calls * (step.count if task.list_key else 1)
         lines.append(f"step {step.name} ({step.task}):" + (" (inputs estimated)" if step.from_step else ""))
         lines += [f"  {line}" for line in est.lines()]
     return lines

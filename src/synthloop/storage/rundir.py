@@ -60,31 +60,34 @@ def package_versions() -> dict[str, str]:
 
 def open_run(root: Path, recipe: Recipe, resume: bool) -> tuple[RunDir, dict[str, Any]]:
     """Create a new run directory, or reopen one for `--resume` after checking it is the same recipe."""
-    run = RunDir(root)
+    content = {"recipe": recipe.model_dump(mode="json"), "versions": package_versions(), "rounds": {}}
+    return RunDir(root), open_manifest(root, "recipe", recipe.hash(), content, resume)
+
+
+def open_manifest(root: Path, what: str, identity: str, content: dict[str, Any], resume: bool) -> dict[str, Any]:
+    """The manifest of a run or job directory: written fresh (with a new run id, the identity hash
+    under `<what>_hash` and `content`), or read back for `--resume` after checking the identity."""
+    path = root / "manifest.json"
+    key = f"{what}_hash"
     if resume:
-        if not run.manifest.exists():
+        if not path.exists():
             raise RunDirError(f"nothing to resume in {root}: no manifest.json (start it without --resume)")
-        manifest = read_json(run.manifest)
-        if manifest.get("recipe_hash") != recipe.hash():
+        manifest = read_json(path)
+        if manifest.get(key) != identity:
             raise RunDirError(
-                f"{root} belongs to a different recipe (hash {manifest.get('recipe_hash')}, this one {recipe.hash()}); "
-                "resume it with the recipe it was started with, or choose a new --run-dir"
+                f"{root} belongs to a different {what} (hash {manifest.get(key)}, this one {identity}); "
+                f"resume it with the {what} it was started with, or choose a new --run-dir"
             )
         remove_temporaries(root)
-        return run, manifest
+        return manifest
     if root.exists() and any(root.iterdir()):
         raise RunDirError(
             f"{root} already exists and is not empty; add --resume to continue it, or choose a new --run-dir"
         )
-    manifest = {
-        "run_id": uuid.uuid4().hex,  # tags this run's calls in a response cache shared across runs
-        "recipe": recipe.model_dump(mode="json"),
-        "recipe_hash": recipe.hash(),
-        "versions": package_versions(),
-        "rounds": {},
-    }
-    write_json(run.manifest, manifest)
-    return run, manifest
+    # run_id tags this run's calls in a response cache shared across runs.
+    manifest = {"run_id": uuid.uuid4().hex, key: identity, **content}
+    write_json(path, manifest)
+    return manifest
 
 
 def set_round_status(run: RunDir, manifest: dict[str, Any], number: int, status: str) -> None:
