@@ -194,7 +194,7 @@ class Engine:
             report.stopped = f"max_total_tokens {s.max_total_tokens} reached ({tokens} spent or in flight)"
             return False
         cost = self.spent.cost_usd + report.cost_usd + self.reserved_cost
-        worst = s.prices.cost(0, estimate) + s.prices.cost(estimate, 0)  # an upper bound for this call
+        worst = self._worst_cost(estimate)
         if s.max_cost_usd is not None and cost + worst > s.max_cost_usd:
             report.stopped = f"max_cost_usd {s.max_cost_usd} reached (${cost:.4f} spent or in flight)"
             return False
@@ -202,10 +202,14 @@ class Engine:
         self.reserved_cost += worst
         return True
 
+    def _worst_cost(self, estimate: int) -> float:
+        """An upper bound on a call's cost: all `estimate` tokens at the dearer of the two prices."""
+        prices = self.settings.prices
+        return prices.cost(0, estimate) + prices.cost(estimate, 0)
+
     def _release(self, estimate: int) -> None:
-        s = self.settings
         self.reserved_tokens -= estimate
-        self.reserved_cost -= s.prices.cost(0, estimate) + s.prices.cost(estimate, 0)
+        self.reserved_cost -= self._worst_cost(estimate)
 
     def _account(self, response: TeacherResponse, cost: float, report: EngineReport) -> None:
         ok = response.texts is not None
