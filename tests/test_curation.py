@@ -69,6 +69,6 @@ def test_decontamination_and_already_rejected_rows_pass_through():
     other = Record(kind="solution", skill="s", question="fresh", source="synthetic", round=1)
     gone = Record(kind="solution", skill="s", question="probe q", source="synthetic", round=1)
     gone.add_verdict("verify", False, "wrong_answer")
-    out = list(run_stages([Decontaminate(["probe q"]), ExactDedup()], [probe, other, gone]))
+    out = list(run_stages([Decontaminate({"probes": ["probe q"]}), ExactDedup()], [probe, other, gone]))
     assert [r.reject_reason for r in out] == ["contaminated", None, "wrong_answer"]
     assert len(out[2].verdicts) == 1, "a rejected row is not judged again"

@@ -64,7 +64,7 @@ def test_stage_redacts_or_drops_and_counts():
     stage = RedactPII()
     [kept] = stage.run([row()])
     assert kept.kept and kept.question == "mail me at [EMAIL]" and kept.reasoning == "or [PHONE]"
-    assert kept.verdicts[-1].reason == "redacted email=1, phone=1" and stage.counts == {"email": 1, "phone": 1}
+    assert kept.verdicts[-1].detail == "email=1, phone=1" and stage.counts == {"email": 1, "phone": 1}
     [dropped] = RedactPII(drop=True).run([row()])
     assert not dropped.kept and dropped.reject_reason == "pii" and dropped.question == "mail me at a@b.io"
     clean = Record("solution", "addition", "What is 2 + 2?", "synthetic", 1, answer="4")

@@ -85,7 +85,7 @@ def run_loop(
     run, manifest = open_run(root, recipe, resume)
     probes = build_probes(skills, difficulty, recipe.evaluation.probes_per_skill, stream_seed(recipe.seed, "probes"))
     # The golden set is held apart from the probes too: nothing the student is tested on is trained on.
-    held_out = Decontaminate(p.question for p in probes)
+    held_out = Decontaminate({"probes": [p.question for p in probes]}, field="question")
     golden = [r for r in held_out.run(golden) if r.kept]
     cache = ResponseCache(cache_path or run.cache)
     run_id = manifest.get("run_id", manifest["recipe_hash"])
@@ -252,7 +252,7 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     if loop.recipe.curation.verify:
         stages.append(VerifyAnswers())
     if loop.recipe.curation.decontaminate:
-        stages.append(Decontaminate(p.question for p in loop.probes))
+        stages.append(Decontaminate({"probes": [p.question for p in loop.probes]}))
     if loop.recipe.curation.dedup:
         stages.append(ExactDedup(earlier_questions(loop, number)))
     rows = list(run_stages(stages, read_records(rdir / "generated")))

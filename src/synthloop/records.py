@@ -21,6 +21,7 @@ class Verdict:
     keep: bool
     reason: str | None = None  # why a row was rejected ("wrong_answer", "duplicate", ...)
     score: float | None = None
+    detail: str | None = None  # free text for a reader: the judge's reason, the kept duplicate's id, a test's error
 
 
 @dataclass(slots=True)
@@ -61,6 +62,10 @@ class Record:
     id: str = ""
 
     def __post_init__(self) -> None:
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not value.isascii():
+                setattr(self, name, valid_unicode(value))
         if not self.id:
             self.id = content_id(self.kind, self.skill, self.question, self.reasoning, self.answer, self.source)
 
@@ -72,8 +77,23 @@ class Record:
     def reject_reason(self) -> str | None:
         return next((v.reason or v.stage for v in self.verdicts if not v.keep), None)
 
-    def add_verdict(self, stage: str, keep: bool, reason: str | None = None, score: float | None = None) -> None:
-        self.verdicts.append(Verdict(stage, keep, reason, score))
+    def add_verdict(
+        self, stage: str, keep: bool, reason: str | None = None, score: float | None = None, detail: str | None = None
+    ) -> None:
+        self.verdicts.append(Verdict(stage, keep, reason, score, detail))
+
+
+_TEXT_FIELDS = ("question", "reasoning", "answer", "raw_output", "reference_answer", "error")
+
+
+def valid_unicode(text: str) -> str:
+    """`text` with lone surrogates (what undecodable bytes become) replaced by U+FFFD, so that every
+    row can be hashed and written to Parquet whatever a teacher or a file handed us."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def content_id(*parts: object) -> str:
@@ -82,7 +102,15 @@ def content_id(*parts: object) -> str:
 
 
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
-_VERDICT = pa.struct([("stage", pa.string()), ("keep", pa.bool_()), ("reason", pa.string()), ("score", pa.float64())])
+_VERDICT = pa.struct(
+    [
+        ("stage", pa.string()),
+        ("keep", pa.bool_()),
+        ("reason", pa.string()),
+        ("score", pa.float64()),
+        ("detail", pa.string()),
+    ]
+)
 _TYPES = {
     "difficulty": pa.int32(),
     "round": pa.int32(),

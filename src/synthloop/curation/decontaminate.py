@@ -1,23 +1,122 @@
-"""Decontamination against the held-out probes: the loop must never train on an item it is
-evaluated on. Exact match on the normalised question (the n-gram version comes with issue 4)."""
+"""Decontamination: the loop must never train on an item it is evaluated on.
+
+A row is contaminated by an evaluation item when the word n-grams (n from 8 to 13) it shares with the
+item cover at least `min_coverage` of the item's tokens and every number in it: a changed word is a
+light edit, a changed number is a different problem. An item shorter than n tokens is matched whole:
+the row contains all of its tokens, in order. Tokens are lower-cased words and arithmetic symbols, so
+case, spacing and punctuation edits do not hide an item, while "23 + 45" and "23 - 45" stay different.
+Coverage rather than "any shared n-gram" is what keeps rows written from the same template as an item
+(the spatial problems' "East is +x, north is +y, up is +z. A blue ball is at ...") from being called
+contaminated by their shared wording. The run's own held-out probes are always one of the sets."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
-from synthloop.curation.base import question_key
+from synthloop.curation.text import TextField, record_text
 from synthloop.records import Record
+from synthloop.storage.input_files import read_rows, text_field
+
+_TOKEN = re.compile(r"\w+|[+\-*/=^<>%×÷√]")
+EVAL_TEXT_FIELDS = ("question", "problem", "prompt", "text", "input")
+
+
+def overlap_tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    eval_set: str
+    item: int  # index of the item in its set
+    coverage: float  # share of the item's tokens inside n-grams the row shares with it
+    overlap: str  # the first shared n-gram (or the whole short item)
+
+
+class NgramIndex:
+    def __init__(self, n: int = 8, min_coverage: float = 0.8):
+        if not 8 <= n <= 13:
+            raise ValueError(f"decontamination n-gram size must be 8 to 13, got {n}")
+        self.n, self.min_coverage = n, min_coverage
+        self.items: list[tuple[str, int, int]] = []  # (set, index in set, token count)
+        self.numbers: list[frozenset[int]] = []  # positions of each item's number tokens
+        self.grams: dict[tuple[str, ...], list[tuple[int, int]]] = {}  # n-gram -> (item, position) of long items
+        self.short: dict[int, dict[tuple[str, ...], int]] = {}  # whole short items by length -> item
+
+    def add(self, eval_set: str, texts: Iterable[str]) -> None:
+        for index, text in enumerate(texts):
+            tokens = tuple(overlap_tokens(text))
+            if not tokens:
+                continue
+            item = len(self.items)
+            self.items.append((eval_set, index, len(tokens)))
+            self.numbers.append(frozenset(i for i, token in enumerate(tokens) if token.isdigit()))
+            if len(tokens) < self.n:
+                self.short.setdefault(len(tokens), {}).setdefault(tokens, item)
+                continue
+            for position in range(len(tokens) - self.n + 1):
+                self.grams.setdefault(tokens[position : position + self.n], []).append((item, position))
+
+    def find(self, text: str) -> Hit | None:
+        tokens = tuple(overlap_tokens(text))
+        for length, items in self.short.items():
+            for i in range(len(tokens) - length + 1):
+                item = items.get(tokens[i : i + length])
+                if item is not None:
+                    return self.hit(item, 1.0, " ".join(tokens[i : i + length]))
+        starts: dict[int, set[int]] = {}  # item -> positions of the shared n-grams in it
+        first: dict[int, str] = {}
+        for i in range(len(tokens) - self.n + 1):
+            gram = tokens[i : i + self.n]
+            for item, position in self.grams.get(gram, ()):
+                starts.setdefault(item, set()).add(position)
+                first.setdefault(item, " ".join(gram))
+        best: Hit | None = None
+        for item, positions in starts.items():
+            covered = set()
+            for position in positions:
+                covered.update(range(position, position + self.n))
+            coverage = len(covered) / self.items[item][2]
+            if coverage < self.min_coverage or not self.numbers[item] <= covered:
+                continue
+            if best is None or coverage > best.coverage:
+                best = self.hit(item, coverage, first[item])
+        return best
+
+    def hit(self, item: int, coverage: float, overlap: str) -> Hit:
+        eval_set, index, _ = self.items[item]
+        return Hit(eval_set, index, coverage, overlap)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def load_eval_set(path: str | Path) -> list[str]:
+    """Items of a user's evaluation set: JSONL or Parquet rows with a question/problem/prompt/text/input field."""
+    return [text_field(row, where, EVAL_TEXT_FIELDS) for row, where in read_rows(path, "evaluation set")]
 
 
 class Decontaminate:
     name = "decontaminate"
 
-    def __init__(self, held_out_questions: Iterable[str]):
-        self.held_out = {question_key(q) for q in held_out_questions}
+    def __init__(
+        self, eval_sets: dict[str, Iterable[str]], n: int = 8, field: TextField = "all", min_coverage: float = 0.8
+    ):
+        self.index = NgramIndex(n, min_coverage)
+        for name, texts in eval_sets.items():
+            self.index.add(name, texts)
+        self.field = field
 
     def run(self, records: Iterable[Record]) -> Iterator[Record]:
         for record in records:
             if record.kept:
-                clean = question_key(record.question) not in self.held_out
-                record.add_verdict(self.name, clean, None if clean else "contaminated")
+                hit = self.index.find(record_text(record, self.field))
+                if hit is None:
+                    record.add_verdict(self.name, True)
+                else:
+                    detail = f"{hit.coverage:.0%} of {hit.eval_set}[{hit.item}], e.g. {hit.overlap[:200]!r}"
+                    record.add_verdict(self.name, False, "contaminated", hit.coverage, detail)
             yield record

@@ -118,7 +118,7 @@ class RedactPII:
         self.counts += found
         summary = ", ".join(f"{kind}={n}" for kind, n in sorted(found.items()))
         if self.drop:
-            record.add_verdict(self.name, False, "pii", float(sum(found.values())))
+            record.add_verdict(self.name, False, "pii", float(sum(found.values())), summary)
             return
         record.question, record.reasoning, record.answer = question, reasoning, answer
-        record.add_verdict(self.name, True, f"redacted {summary}", float(sum(found.values())))
+        record.add_verdict(self.name, True, "pii_redacted", float(sum(found.values())), summary)

@@ -6,62 +6,24 @@ raises `GoldenSetError` naming the file and line, before anything is trained on 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from synthloop.records import Record
 from synthloop.skills.base import Skill
+from synthloop.storage.input_files import InputFileError, read_rows
 
 
-class GoldenSetError(ValueError):
+class GoldenSetError(InputFileError):
     pass
 
 
 def load_golden_file(path: str | Path, round_: int = 0) -> list[Record]:
-    path = Path(path)
-    if not path.is_file():
-        raise GoldenSetError(f"golden set not found: {path}")
-    if path.suffix == ".parquet":
-        rows = read_parquet_rows(path)
-    elif path.suffix in (".jsonl", ".json"):
-        rows = read_jsonl_rows(path)
-    else:
-        raise GoldenSetError(f"golden set {path}: use a .jsonl or .parquet file")
+    try:
+        rows = read_rows(path, "golden set")
+    except InputFileError as err:
+        raise GoldenSetError(str(err)) from None
     return [golden_record(row, where, round_) for row, where in rows]
-
-
-def read_jsonl_rows(path: Path) -> list[tuple[dict[str, Any], str]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise GoldenSetError(f"cannot read golden set {path}: {err}") from None
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path} line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise GoldenSetError(f"{where}: not valid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise GoldenSetError(f"{where}: each line must be a JSON object with 'question' and 'answer'")
-        rows.append((row, where))
-    if not rows:
-        raise GoldenSetError(f"golden set {path} has no rows")
-    return rows
-
-
-def read_parquet_rows(path: Path) -> list[tuple[dict[str, Any], str]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as err:
-        raise GoldenSetError(f"cannot read golden set {path}: {err}") from None
-    return [(row, f"{path} row {i + 1}") for i, row in enumerate(table.to_pylist())]
 
 
 def golden_record(row: dict[str, Any], where: str, round_: int) -> Record:

