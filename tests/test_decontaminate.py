@@ -37,6 +37,14 @@ def test_long_items_are_found_through_light_edits_but_not_changed_numbers():
     assert found.find(light) is not None
     assert found.find("Homework, please solve: " + LONG_ITEM + " Thanks!") is not None
     assert found.find(LONG_ITEM.replace("12 more", "13 more")) is None, "a changed number makes a new problem"
+    first_word = LONG_ITEM.replace("Tariq has", "Tariq owns", 1)  # an edit near the start, next to a number
+    assert found.find(first_word) is not None
+
+
+def test_swapped_numbers_are_a_different_problem():
+    found = index("What is 5/9 + 1/9? Give the answer in lowest terms.")
+    assert found.find("What is 1/9 + 5/9? Give the answer in lowest terms.") is None
+    assert found.find("what is 5/9+1/9 -- give the answer in lowest terms") is not None
 
 
 def test_template_siblings_are_not_contamination():

@@ -1,8 +1,10 @@
 """Decontamination: the loop must never train on an item it is evaluated on.
 
 A row is contaminated by an evaluation item when the word n-grams (n from 8 to 13) it shares with the
-item cover at least `min_coverage` of the item's tokens and every number in it: a changed word is a
-light edit, a changed number is a different problem. An item shorter than n tokens is matched whole:
+item cover at least `min_coverage` of the item's tokens, every number of the item among them: a changed
+word is a light edit, a changed number is a different problem. Coverage counts the tokens of shared
+n-grams and, next to them, tokens that equal the row's at the same alignment, so one replaced word costs
+one token of coverage rather than up to n. An item shorter than n tokens is matched whole:
 the row contains all of its tokens, in order. Tokens are lower-cased words and arithmetic symbols, so
 case, spacing and punctuation edits do not hide an item, while "23 + 45" and "23 - 45" stay different.
 Coverage rather than "any shared n-gram" is what keeps rows written from the same template as an item
@@ -20,7 +22,7 @@ from synthloop.curation.text import TextField, record_text
 from synthloop.records import Record
 from synthloop.storage.input_files import read_rows, text_field
 
-_TOKEN = re.compile(r"\w+|[+\-*/=^<>%×÷√]")
+_TOKEN = re.compile(r"\w+|[+\-*/=^<>%×÷√()]")
 EVAL_TEXT_FIELDS = ("question", "problem", "prompt", "text", "input")
 
 
@@ -42,7 +44,8 @@ class NgramIndex:
             raise ValueError(f"decontamination n-gram size must be 8 to 13, got {n}")
         self.n, self.min_coverage = n, min_coverage
         self.items: list[tuple[str, int, int]] = []  # (set, index in set, token count)
-        self.numbers: list[frozenset[int]] = []  # positions of each item's number tokens
+        self.numbers: list[frozenset[int]] = []  # positions of each item's numbers
+        self.tokens: list[tuple[str, ...]] = []  # each item's tokens
         self.grams: dict[tuple[str, ...], list[tuple[int, int]]] = {}  # n-gram -> (item, position) of long items
         self.short: dict[int, dict[tuple[str, ...], int]] = {}  # whole short items by length -> item
 
@@ -54,6 +57,7 @@ class NgramIndex:
             item = len(self.items)
             self.items.append((eval_set, index, len(tokens)))
             self.numbers.append(frozenset(i for i, token in enumerate(tokens) if token.isdigit()))
+            self.tokens.append(tokens)
             if len(tokens) < self.n:
                 self.short.setdefault(len(tokens), {}).setdefault(tokens, item)
                 continue
@@ -67,24 +71,37 @@ class NgramIndex:
                 item = items.get(tokens[i : i + length])
                 if item is not None:
                     return self.hit(item, 1.0, " ".join(tokens[i : i + length]))
-        starts: dict[int, set[int]] = {}  # item -> positions of the shared n-grams in it
+        aligned: dict[int, dict[int, int]] = {}  # item -> {position of a shared n-gram in it: its row position}
         first: dict[int, str] = {}
         for i in range(len(tokens) - self.n + 1):
             gram = tokens[i : i + self.n]
             for item, position in self.grams.get(gram, ()):
-                starts.setdefault(item, set()).add(position)
+                aligned.setdefault(item, {}).setdefault(position, i)
                 first.setdefault(item, " ".join(gram))
         best: Hit | None = None
-        for item, positions in starts.items():
-            covered = set()
-            for position in positions:
-                covered.update(range(position, position + self.n))
+        for item, positions in aligned.items():
+            if len(positions) * self.n < self.min_coverage * self.items[item][2] - 2 * self.n:
+                continue  # too few shared n-grams to reach the coverage even with every neighbour matching
+            covered = self.covered(item, positions, tokens)
             coverage = len(covered) / self.items[item][2]
             if coverage < self.min_coverage or not self.numbers[item] <= covered:
                 continue
             if best is None or coverage > best.coverage:
                 best = self.hit(item, coverage, first[item])
         return best
+
+    def covered(self, item: int, positions: dict[int, int], row: tuple[str, ...]) -> set[int]:
+        """Item positions inside a shared n-gram, plus those within n-1 tokens of one that equal the row's
+        token at the same alignment: a replaced word then costs one token of coverage, not up to n."""
+        tokens, n = self.tokens[item], self.n
+        covered: set[int] = set()
+        for position, at in positions.items():
+            covered.update(range(position, position + n))
+            shift = at - position
+            for p in (*range(max(0, position - n + 1), position), *range(position + n, position + 2 * n - 1)):
+                if p < len(tokens) and 0 <= p + shift < len(row) and row[p + shift] == tokens[p]:
+                    covered.add(p)
+        return covered
 
     def hit(self, item: int, coverage: float, overlap: str) -> Hit:
         eval_set, index, _ = self.items[item]
