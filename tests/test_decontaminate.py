@@ -44,7 +44,7 @@ def test_long_items_are_found_through_light_edits_but_not_changed_numbers():
 def test_swapped_numbers_are_a_different_problem():
     found = index("What is 5/9 + 1/9? Give the answer in lowest terms.")
     assert found.find("What is 1/9 + 5/9? Give the answer in lowest terms.") is None
-    assert found.find("what is 5/9+1/9 -- give the answer in lowest terms") is not None
+    assert found.find("what is 5/9+1/9 ... give the answer in lowest terms!") is not None
 
 
 def test_template_siblings_are_not_contamination():
