@@ -1,0 +1,52 @@
+"""Self-consistency: several teacher samples of the same question vote. The majority answer's share is
+the agreement score on every row of the question; rows that disagree with the majority are rejected,
+and when the agreement is below `min_agreement` the whole question is (the teacher is unsure).
+A question with a single sample gets no vote: it is kept with that said."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+
+from synthloop.curation.base import question_key
+from synthloop.records import Record
+from synthloop.skills.answers import normalize_text, parse_number
+
+
+def answer_key(answer: str) -> str:
+    """Answers that mean the same vote together: "0.50", "1/2" and "$0.5" are one number."""
+    number = parse_number(answer)
+    return f"#{number}" if number is not None else normalize_text(answer)
+
+
+class SelfConsistency:
+    name = "self_consistency"
+
+    def __init__(self, min_agreement: float = 0.5):
+        self.min_agreement = min_agreement
+
+    def run(self, records: Iterable[Record]) -> Iterator[Record]:
+        rows = list(records)
+        groups: dict[str, list[Record]] = {}
+        for record in rows:
+            if record.kept and record.answer is not None:
+                groups.setdefault(question_key(record.question), []).append(record)
+        for group in groups.values():
+            self.vote(group)
+        yield from rows
+
+    def vote(self, group: list[Record]) -> None:
+        if len(group) == 1:
+            group[0].add_verdict(self.name, True, None, None, "one sample: no vote")
+            return
+        votes = Counter(answer_key(r.answer or "") for r in group)
+        (winner, count), *_ = votes.most_common(1)
+        agreement = count / len(group)
+        detail = f"{count} of {len(group)} samples agree"
+        for record in group:
+            if agreement < self.min_agreement:
+                record.add_verdict(self.name, False, "low_agreement", agreement, detail)
+            elif answer_key(record.answer or "") != winner:
+                record.add_verdict(self.name, False, "disagrees_with_majority", agreement, detail)
+            else:
+                record.add_verdict(self.name, True, None, agreement, detail)
