@@ -80,15 +80,7 @@ def run_datasketch(docs: list[str]) -> list[int]:
 
     lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
     signatures = MinHash.bulk([[s.encode() for s in shingles(d)] for d in docs], num_perm=NUM_PERM)
-    out = []
-    for i, signature in enumerate(signatures):
-        confirmed = [k for k in lsh.query(signature) if signatures[k].jaccard(signature) >= THRESHOLD]
-        if confirmed:
-            out.append(out[min(confirmed)])
-        else:
-            lsh.insert(i, signature)
-            out.append(i)
-    return out
+    return greedy_with_lsh(signatures, lsh.query, lsh.insert)
 
 
 def run_rensa(docs: list[str]) -> list[int]:
@@ -97,13 +89,19 @@ def run_rensa(docs: list[str]) -> list[int]:
     bands = 16  # rensa needs num_perm divisible by the band count
     lsh = rensa.RMinHashLSH(THRESHOLD, NUM_PERM, bands)
     signatures = rensa.RMinHash.from_token_sets([shingles(d) for d in docs], NUM_PERM, 42)
-    out = []
+    return greedy_with_lsh(signatures, lsh.query, lsh.insert)
+
+
+def greedy_with_lsh(signatures: list, query, insert) -> list[int]:
+    """The usual way to dedup with an LSH library: a document whose candidates include one whose
+    estimated Jaccard reaches the threshold joins that one's cluster; otherwise it is kept and inserted."""
+    out: list[int] = []
     for i, signature in enumerate(signatures):
-        confirmed = [k for k in lsh.query(signature) if signatures[k].jaccard(signature) >= THRESHOLD]
+        confirmed = [k for k in query(signature) if signatures[k].jaccard(signature) >= THRESHOLD]
         if confirmed:
             out.append(out[min(confirmed)])
         else:
-            lsh.insert(i, signature)
+            insert(i, signature)
             out.append(i)
     return out
 

@@ -8,7 +8,6 @@ the shared response cache makes a killed job resume at the granularity of single
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from synthloop.records import Record
 from synthloop.registry import TASKS
 from synthloop.runners.local import Answered, generate, usage_fields
 from synthloop.storage.atomic import write_json
+from synthloop.storage.input_files import InputFileError, read_jsonl_rows
 from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.rundir import open_manifest
 from synthloop.storage.shards import read_records
@@ -139,21 +139,16 @@ def load_job(path: str | Path) -> GenerateJob:
 def read_inputs(path: Path, field: str) -> list[str]:
     if not path.is_file():
         raise RecipeError(f"inputs file not found: {path}")
-    items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        if path.suffix == ".jsonl":
-            try:
-                row = json.loads(line)
-            except ValueError as err:
-                raise RecipeError(f"{path} line {number}: not valid JSON ({err})") from None
-            if not isinstance(row, dict) or not isinstance(row.get(field), str):
-                raise RecipeError(f"{path} line {number}: needs a string field {field!r}")
-            items.append(row[field])
-        else:
-            items.append(line.strip())
-    return items
+    if path.suffix != ".jsonl":
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        rows = read_jsonl_rows(path, "inputs file")
+    except InputFileError as err:
+        raise RecipeError(str(err)) from None
+    for row, where in rows:
+        if not isinstance(row.get(field), str):
+            raise RecipeError(f"{where}: needs a string field {field!r}")
+    return [row[field] for row, _ in rows]
 
 
 @dataclass(frozen=True)

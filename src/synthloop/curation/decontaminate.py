@@ -43,7 +43,7 @@ class NgramIndex:
         if not 8 <= n <= 13:
             raise ValueError(f"decontamination n-gram size must be 8 to 13, got {n}")
         self.n, self.min_coverage = n, min_coverage
-        self.items: list[tuple[str, int, int]] = []  # (set, index in set, token count)
+        self.items: list[tuple[str, int]] = []  # (set, index in set)
         self.numbers: list[frozenset[int]] = []  # positions of each item's numbers
         self.tokens: list[tuple[str, ...]] = []  # each item's tokens
         self.grams: dict[tuple[str, ...], list[tuple[int, int]]] = {}  # n-gram -> (item, position) of long items
@@ -55,7 +55,7 @@ class NgramIndex:
             if not tokens:
                 continue
             item = len(self.items)
-            self.items.append((eval_set, index, len(tokens)))
+            self.items.append((eval_set, index))
             self.numbers.append(frozenset(i for i, token in enumerate(tokens) if token.isdigit()))
             self.tokens.append(tokens)
             if len(tokens) < self.n:
@@ -80,10 +80,11 @@ class NgramIndex:
                 first.setdefault(item, " ".join(gram))
         best: Hit | None = None
         for item, positions in aligned.items():
-            if len(positions) * self.n < self.min_coverage * self.items[item][2] - 2 * self.n:
+            size = len(self.tokens[item])
+            if len(positions) * self.n < self.min_coverage * size - 2 * self.n:
                 continue  # too few shared n-grams to reach the coverage even with every neighbour matching
             covered = self.covered(item, positions, tokens)
-            coverage = len(covered) / self.items[item][2]
+            coverage = len(covered) / size
             if coverage < self.min_coverage or not self.numbers[item] <= covered:
                 continue
             if best is None or coverage > best.coverage:
@@ -104,7 +105,7 @@ class NgramIndex:
         return covered
 
     def hit(self, item: int, coverage: float, overlap: str) -> Hit:
-        eval_set, index, _ = self.items[item]
+        eval_set, index = self.items[item]
         return Hit(eval_set, index, coverage, overlap)
 
     def __len__(self) -> int:

@@ -46,9 +46,10 @@ def shingle_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
                 combined = (combined ^ flat[j : len(flat) - n + 1 + j]) * _FNV + _MIX
         # a gram is valid where it starts inside a long-enough text and ends inside the same text
         starts = np.concatenate(([0], np.cumsum(lengths)))[:-1]
-        long_docs = lengths >= n
-        first = np.repeat(starts[long_docs], grams[long_docs]) + _ranges(grams[long_docs])
-        out[_positions(offsets, long_docs, grams)] = combined[first]
+        long_docs, long_grams = lengths >= n, grams[lengths >= n]
+        within = _ranges(long_grams)  # each gram's index inside its text
+        first_word = np.repeat(starts[long_docs], long_grams) + within
+        out[np.repeat(offsets[:-1][long_docs], long_grams) + within] = combined[first_word]
     for i in np.flatnonzero((lengths < n) & (lengths > 0)):  # short texts: rare, one gram each
         value = np.uint64(0)
         with np.errstate(over="ignore"):
@@ -63,10 +64,6 @@ def _ranges(counts: np.ndarray) -> np.ndarray:
     total = int(counts.sum())
     ends = np.cumsum(counts)
     return np.arange(total) - np.repeat(ends - counts, counts)
-
-
-def _positions(offsets: np.ndarray, chosen: np.ndarray, grams: np.ndarray) -> np.ndarray:
-    return np.repeat(offsets[:-1][chosen], grams[chosen]) + _ranges(grams[chosen])
 
 
 class MinHashIndex:
@@ -91,7 +88,6 @@ class MinHashIndex:
         self.size += len(texts)
         empty = offsets[1:] == offsets[:-1]
         keys = self.band_keys(hashes, offsets)
-        keys[empty] = 0  # an empty text is never compared
         earlier = self.colliding_earlier(keys, base, empty)
         kept = np.ones(len(texts), dtype=bool)
         out = [Match(base + i, 1.0) for i in range(len(texts))]
@@ -128,7 +124,8 @@ class MinHashIndex:
         return keys
 
     def colliding_earlier(self, keys: np.ndarray, base: int, empty: np.ndarray) -> dict[int, set[int]]:
-        """For each new document sharing a band key with an earlier one: those earlier documents."""
+        """For each new document sharing a band key with an earlier one: those earlier documents.
+        Empty texts are left out: they are never compared nor indexed."""
         live = np.flatnonzero(~empty)
         all_keys = np.concatenate((self.kept_keys, keys[live].ravel()))
         all_docs = np.concatenate((self.kept_docs, np.repeat(live + base, self.bands)))

@@ -32,8 +32,9 @@ class VerifyCode:
                 else:
                     last = (result.stderr.strip().splitlines() or [""])[-1][:300]
                     record.add_verdict(self.name, False, f"tests_{result.reason}", 0.0, last or result.reason)
+        run = {id(r) for r in todo}
         for record in rows:
-            if record.kept and record not in todo:
+            if record.kept and id(record) not in run:
                 reason = "teacher_error" if record.error else "no_code" if not record.answer else None
                 record.add_verdict(self.name, reason is None, reason, None, None if reason else "no tests: abstained")
         yield from rows
