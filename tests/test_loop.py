@@ -141,3 +141,53 @@ def test_cli_bad_golden_file_writes_nothing(tmp_path, capsys):
     assert main(["run", str(recipe), "--run-dir", str(tmp_path / "out")]) == 2
     assert f"{golden} line 2: not valid JSON" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_every_curation_stage_runs_in_the_loop_with_its_findings_in_metrics_and_report(tmp_path):
+    from synthloop.testing import serve_in_thread
+    from synthloop.testing.judges import reference_judge
+    from synthloop.testing.simulated_server import SimulatedServer
+    from synthloop.testing.tiny_model import build_tiny_reward_model
+
+    eval_set = tmp_path / "eval.jsonl"
+    eval_set.write_text(json.dumps({"question": "Is the red cube above the blue sphere? Answer yes or no."}) + "\n")
+    server = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, responder=reference_judge({}))
+    with serve_in_thread(server.app()) as url:
+        data = load_recipe(TINY).model_dump()
+        data["rounds"] = 2
+        data["generation"].update(samples=3, budget_per_round=60)
+        data["curation"] = {
+            "verify": False,  # self-consistency does the checking: a verifier first would leave it only right answers
+            "self_consistency": {"min_agreement": 0.6},
+            "pii": {"action": "redact"},
+            "quality": {"preset": "reasoning"},
+            "decontaminate": {"n": 10, "eval_sets": [str(eval_set)]},
+            "dedup": {"exact": False, "near": True, "semantic": {"threshold": 0.99, "field": "all"}},
+            "reward_model": {"path": str(build_tiny_reward_model(tmp_path / "rm")), "threshold": -100},
+            "judge": {
+                "teacher": {"backend": "openai", "model": "simulated", "base_url": f"{url}/v1"},
+                "mode": "pairwise",
+            },
+        }
+        root = tmp_path / "all-stages"
+        run_loop(validate_recipe(data), root, log=lambda line: None)
+    metrics = json.loads((root / "metrics.json").read_text())
+    for r in metrics["rounds"]:
+        assert r["counts"]["generated"] == 180  # 60 problems x 3 samples
+        assert r["curation"]["pii"] == {} and r["curation"]["quality_rules"] == {}
+        # Near dedup keeps one of a question's identical samples, so the pairwise judge has nothing to compare.
+        assert r["curation"]["pairwise"] == {"pairs": 0, "orders_agreed": 0}
+        assert {"disagrees_with_majority", "near_duplicate"} <= set(r["counts"]["rejected"])
+    kept = read_records(root / "rounds" / "02" / "curated")
+    stages = [v.stage for v in kept[0].verdicts]
+    assert stages == [
+        "self_consistency",
+        "pii",
+        "quality",
+        "decontaminate",
+        "near_dedup",
+        "semantic_dedup",
+        "reward",
+        "judge_pairwise",
+    ]
+    assert "PII found (per kind)" in (root / "report.html").read_text()

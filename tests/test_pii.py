@@ -69,4 +69,6 @@ def test_stage_redacts_or_drops_and_counts():
     assert not dropped.kept and dropped.reject_reason == "pii" and dropped.question == "mail me at a@b.io"
     clean = Record("solution", "addition", "What is 2 + 2?", "synthetic", 1, answer="4")
     [untouched] = RedactPII().run([clean])
-    assert untouched.verdicts == []
+    assert untouched.question == "What is 2 + 2?" and [(v.stage, v.keep, v.reason) for v in untouched.verdicts] == [
+        ("pii", True, None)
+    ]

@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from synthloop.curation.judge import DEFAULT_RUBRIC
 from synthloop.registry import SKILLS, TEACHERS, Registry, UnknownNameError, closest
 
 
@@ -131,12 +132,139 @@ class GenerationConfig(Strict):
     shard_size: int = Field(1000, ge=1, description="records per Parquet shard")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="teacher sampling temperature")
     max_tokens: int = Field(512, ge=1, description="most tokens a teacher reply may have")
+    samples: int = Field(
+        1, ge=1, le=16, description="teacher samples per problem (more than 1 for curation.self_consistency)"
+    )
+
+
+TextFieldName = Literal["question", "answer", "all"]
+
+
+class NearDedupConfig(Strict):
+    threshold: float = Field(0.8, ge=0.5, le=1.0, description="word-shingle Jaccard at which rows count as one")
+    ngram: int = Field(3, ge=1, le=10, description="words per shingle")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
+    field: TextFieldName = Field("question", description="question, answer, or all (question, reasoning, answer)")
+
+
+class SemanticDedupConfig(Strict):
+    threshold: float = Field(0.9, ge=0.5, le=1.0, description="cosine similarity (all-MiniLM-L6-v2) to count as one")
+    field: TextFieldName = Field("answer", description="question, answer, or all")
+
+
+class DedupConfig(Strict):
+    exact: bool = Field(True, description="normalised question hash, across rounds too")
+    near: NearDedupConfig | None = Field(None, description="MinHash-LSH near-duplicates; true for the defaults")
+    semantic: SemanticDedupConfig | None = Field(
+        None, description="embedding near-neighbours (needs the 'semantic' extra); true for the defaults"
+    )
+
+    _sections = field_validator("near", "semantic", mode="before")(classmethod(lambda cls, v: section(v)))
+
+
+class DecontaminateConfig(Strict):
+    n: int = Field(8, ge=8, le=13, description="word n-gram length compared with eval items")
+    min_coverage: float = Field(0.8, gt=0.0, le=1.0, description="share of an eval item a row must cover to match")
+    field: TextFieldName = Field("all", description="text of the row compared: question, answer or all")
+    eval_sets: list[str] = Field(
+        default_factory=list, description="JSONL or Parquet files of evaluation items (besides the run's own probes)"
+    )
+
+
+class PIIConfig(Strict):
+    action: Literal["redact", "drop"] = Field("redact", description="redact: replace and keep; drop: reject the row")
+
+
+class QualityConfig(Strict):
+    preset: Literal["reasoning", "prose"] = Field("reasoning", description="rule thresholds: reasoning or prose")
+    field: TextFieldName = Field("all", description="text the rules read: question, answer or all")
+    rules: dict[str, float | None] = Field(
+        default_factory=dict, description="per-rule thresholds over the preset's; null switches a rule off"
+    )
+    repetition_min_words: int = Field(30, ge=1, description="n-gram repetition rules apply from this many words")
+
+    @field_validator("rules")
+    @classmethod
+    def known_rules(cls, rules: dict[str, float | None]) -> dict[str, float | None]:
+        from synthloop.curation.quality import thresholds
+
+        thresholds("prose", rules)  # raises for an unknown rule name, listing the valid ones
+        return rules
+
+
+class SelfConsistencyConfig(Strict):
+    min_agreement: float = Field(0.5, gt=0.0, le=1.0, description="reject a question whose samples agree less")
+
+
+class CodeVerifyConfig(Strict):
+    timeout_s: float = Field(10.0, gt=0.0, description="wall-clock limit per test run")
+    cpu_s: int = Field(5, ge=1, description="CPU-time limit per test run")
+    memory_mb: int = Field(512, ge=32, description="address-space limit per test run")
+    isolation: Literal["auto", "bwrap", "unshare", "none"] = Field(
+        "auto", description="auto: the strongest the machine allows (bubblewrap, then unshare, then rlimits only)"
+    )
+    workers: int = Field(4, ge=1, description="test runs at once")
+
+
+class RewardModelConfig(Strict):
+    path: str = Field(description="folder of a saved Hugging Face sequence-classification model")
+    threshold: float = Field(0.0, description="reject rows scoring below this")
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(512, ge=8, description="tokens per (question, answer); longer inputs are cut")
+    device: str = Field("cpu", description="cpu, cuda:0, ...")
+
+
+class JudgeConfig(Strict):
+    teacher: TeacherConfig = Field(description="the judge model: any teacher backend (openai, transformers)")
+    mode: Literal["pointwise", "pairwise"] = Field(
+        "pointwise", description="pointwise: a 1-10 score per row; pairwise: same-question rows compared in both orders"
+    )
+    rubric: str = Field(DEFAULT_RUBRIC, description="what makes an answer good, shown to the judge")
+    threshold: float = Field(7.0, ge=1.0, le=10.0, description="pointwise: reject rows scoring below this")
+    on_unparsed: Literal["reject", "keep"] = Field(
+        "reject", description="a reply that is not the JSON asked for, even after one repair"
+    )
+    max_tokens: int = Field(256, ge=16)
+
+    @field_validator("teacher")
+    @classmethod
+    def can_judge(cls, teacher: EngineFields) -> EngineFields:
+        if isinstance(teacher, OracleTeacherConfig):
+            raise ValueError(
+                "the oracle only answers skill problems and cannot judge; use backend openai or transformers"
+            )
+        return teacher
 
 
 class CurationConfig(Strict):
-    verify: bool = Field(True, description="check every teacher answer with the skill's scorer")
-    dedup: bool = Field(True, description="reject exact duplicates (normalised question), across rounds too")
-    decontaminate: bool = Field(True, description="reject items whose question is a held-out probe")
+    """Stages run in this order; rows rejected by one are not seen by the next (so costly stages run last)."""
+
+    verify: bool = Field(True, description="check every teacher answer with the skill's scorer or symbolically")
+    code: CodeVerifyConfig | None = Field(None, description="run code answers against their tests in the sandbox")
+    self_consistency: SelfConsistencyConfig | None = Field(
+        None, description="majority vote over samples of the same question (generation.samples > 1)"
+    )
+    pii: PIIConfig | None = Field(PIIConfig(), description="find e-mails, phones, IPs, cards, national ids")
+    quality: QualityConfig | None = Field(QualityConfig(), description="Gopher/FineWeb-style rules")
+    decontaminate: DecontaminateConfig | None = Field(
+        DecontaminateConfig(), description="n-gram overlap with the run's probes and any eval_sets"
+    )
+    dedup: DedupConfig | None = Field(DedupConfig(), description="exact, near (MinHash) and semantic duplicates")
+    reward_model: RewardModelConfig | None = None
+    judge: JudgeConfig | None = None
+
+    _sections = field_validator("code", "self_consistency", "pii", "quality", "decontaminate", "dedup", mode="before")(
+        classmethod(lambda cls, v: section(v))
+    )
+
+
+def section(value: Any) -> Any:
+    """An optional recipe section: `true` turns it on with its defaults, `false` or null turns it off."""
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
 
 
 class GoldenConfig(Strict):
@@ -309,12 +437,21 @@ def walk(root: type[BaseModel], loc: list[str]) -> tuple[list[str], Any]:
                 continue  # the tag pydantic puts in the location is not a key the user wrote
         shown.append(part)
         if isinstance(model, type) and issubclass(model, BaseModel):
-            model = model.model_fields[part].annotation if part in model.model_fields else None
+            model = optional_of(model.model_fields[part].annotation) if part in model.model_fields else None
         elif get_origin(model) is dict:
             model = get_args(model)[1]  # a key of a mapping such as skills.<name>
         else:
             model = None
     return shown, model
+
+
+def optional_of(annotation: Any) -> Any:
+    """`X` for an optional section `X | None`; the annotation itself otherwise."""
+    if get_origin(annotation) in (Union, UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return members[0]
+    return annotation
 
 
 def union_members(annotation: Any) -> dict[str, Any] | None:

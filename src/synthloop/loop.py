@@ -16,10 +16,9 @@ from typing import Any
 import torch
 
 from synthloop.config import Recipe
-from synthloop.curation.base import Stage, question_key, run_stages
+from synthloop.curation.base import run_stages
 from synthloop.curation.decontaminate import Decontaminate
-from synthloop.curation.dedup import ExactDedup
-from synthloop.curation.verify import VerifyAnswers
+from synthloop.curation.pipeline import Context, build_stages, stage_counts
 from synthloop.evaluation.allocate import allocate, counts_from_shares, weakness_report
 from synthloop.evaluation.evaluate import evaluate
 from synthloop.evaluation.probes import build_probes
@@ -187,7 +186,8 @@ def generation_requests(
 ) -> list[TeacherRequest]:
     task = TASKS.get(recipe.generation.task)()
     seed = stream_seed(recipe.seed, f"round-{number}")
-    sampling = SamplingParams(recipe.generation.temperature, max_tokens=recipe.generation.max_tokens)
+    g = recipe.generation
+    sampling = SamplingParams(g.temperature, max_tokens=g.max_tokens, n=g.samples)
     return [
         task.build_request(skills[name].generate(seed, i, difficulty[name]), sampling)
         for name, count in counts.items()
@@ -248,13 +248,10 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     reset(curated)
     reset(rejected)
     start = time.perf_counter()
-    stages: list[Stage] = []
-    if loop.recipe.curation.verify:
-        stages.append(VerifyAnswers())
-    if loop.recipe.curation.decontaminate:
-        stages.append(Decontaminate({"probes": [p.question for p in loop.probes]}))
-    if loop.recipe.curation.dedup:
-        stages.append(ExactDedup(earlier_questions(loop, number)))
+    context = Context(
+        [p.question for p in loop.probes], earlier_rows(loop, number), loop.engine.cache, loop.engine.run_id
+    )
+    stages = build_stages(loop.recipe.curation, context)
     rows = list(run_stages(stages, read_records(rdir / "generated")))
     kept, dropped = [r for r in rows if r.kept], [r for r in rows if not r.kept]
     size = loop.recipe.generation.shard_size
@@ -267,6 +264,7 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         "generated": len(rows),
         "kept": len(kept),
         "rejected": reasons,
+        **stage_counts(stages),
         "seconds": round(time.perf_counter() - start, 3),
     }
     mark_complete(rejected, {"rows": len(dropped)})
@@ -274,15 +272,12 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     return counts
 
 
-def earlier_questions(loop: Loop, number: int) -> dict[str, str]:
-    """Questions already kept in earlier rounds (accumulate only: they are still in the training set)."""
+def earlier_rows(loop: Loop, number: int) -> list[Record]:
+    """Rows kept in earlier rounds (accumulate only: they are still in the training set), so that a
+    duplicate of one is rejected now."""
     if loop.recipe.grounding.strategy != "accumulate":
-        return {}
-    seen: dict[str, str] = {}
-    for earlier in range(1, number):
-        for row in read_records(loop.run.round(earlier) / "curated"):
-            seen.setdefault(question_key(row.question), row.id)
-    return seen
+        return []
+    return [row for earlier in range(1, number) for row in read_records(loop.run.round(earlier) / "curated")]
 
 
 def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
@@ -335,6 +330,9 @@ def evaluate_round(loop: Loop, rdir: Path) -> dict[str, Any]:
     return read_json(path)
 
 
+CURATION_FINDINGS = ("pii", "quality_rules", "pairwise")  # what stages count besides verdicts
+
+
 def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:
     """metrics.json, rebuilt from the finished rounds' files (so a resumed run writes the same)."""
     out = []
@@ -356,6 +354,7 @@ def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:
                     "train_rows": train["rows"],
                     "golden_rows": train["golden"],
                 },
+                "curation": {k: curated[k] for k in CURATION_FINDINGS if k in curated},
                 "allocation": plan["allocation"],
                 "monitor": train["monitor"],
                 "timings_s": {

@@ -13,7 +13,6 @@ back); if that fails too, the row gets a verdict saying so (`judge_unparsed`, re
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -106,17 +105,9 @@ def ask(engine: Engine, requests: Sequence[TeacherRequest]) -> list[Reply]:
 
 
 def _run(engine: Engine, requests: Sequence[TeacherRequest]) -> list[TeacherResponse | None]:
-    if not requests:
-        return []
+    from synthloop.runners.local import run_engine
 
-    async def go() -> list[TeacherResponse | None]:
-        try:
-            responses, _ = await engine.run(requests)
-        finally:
-            await engine.teacher.aclose()
-        return responses
-
-    return asyncio.run(go())
+    return run_engine(engine, requests)[0] if requests else []
 
 
 def parse_reply(response: TeacherResponse | None, request: TeacherRequest) -> Reply:

@@ -114,6 +114,7 @@ class RedactPII:
         answer, a = redact(record.answer) if record.answer is not None else (None, Counter())
         found = q + r + a
         if not found:
+            record.add_verdict(self.name, True)  # checked, nothing found
             return
         self.counts += found
         summary = ", ".join(f"{kind}={n}" for kind, n in sorted(found.items()))

@@ -47,6 +47,7 @@ def render(manifest: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
         "<h2>Kept and rejected rows</h2>",
         stacked_bars([{"kept": r["counts"]["kept"], **r["counts"]["rejected"]} for r in rounds], labels, "rows"),
         counts_table(rounds),
+        findings_table(rounds),
         "<h2>Monitor and timings</h2>",
         monitor_table(rounds),
     ]
@@ -80,6 +81,28 @@ def counts_table(rounds: list[dict[str, Any]]) -> str:
     return (
         "<table><tr><th>round</th><th>generated</th><th>kept</th><th>rejected by reason</th>"
         f"<th>training rows</th><th>golden rows</th></tr>{rows}</table>"
+    )
+
+
+def findings_table(rounds: list[dict[str, Any]]) -> str:
+    """PII found per kind (redacted or dropped), rows breaking each quality rule, and how often a
+    pairwise judge gave the same winner in both orders."""
+
+    def listed(counts: dict[str, int]) -> str:
+        return escape(", ".join(f"{k}: {v}" for k, v in counts.items()) or "none")
+
+    rows = []
+    for r in rounds:
+        found = r.get("curation", {})
+        pairwise = found.get("pairwise")
+        agreement = f"{pairwise['orders_agreed']} of {pairwise['pairs']}" if pairwise else "-"
+        rows.append(
+            f"<tr><td>round {r['round']}</td><td>{listed(found['pii']) if 'pii' in found else 'off'}</td>"
+            f"<td>{listed(found['quality_rules']) if 'quality_rules' in found else 'off'}</td><td>{agreement}</td></tr>"
+        )
+    return (
+        "<table><tr><th>round</th><th>PII found (per kind)</th><th>quality rules broken (rows per rule)</th>"
+        f"<th>pairwise judge: orders agreed</th></tr>{''.join(rows)}</table>"
     )
 
 

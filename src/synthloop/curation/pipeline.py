@@ -1,0 +1,121 @@
+"""The curation stages a recipe asks for, built in their fixed order, and the counts they keep.
+
+Order: verify, code tests, self-consistency, PII, quality, decontamination, exact / near / semantic
+dedup, reward model, judge. Cheap checks come first and model calls last, so the costly stages only
+see rows that survived the rest (a stage never looks at a row another stage rejected)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthloop.config import CurationConfig
+from synthloop.curation.base import Stage, question_key
+from synthloop.curation.decontaminate import Decontaminate, load_eval_set
+from synthloop.curation.dedup import ExactDedup
+from synthloop.curation.judge import LLMJudge, PairwiseJudge
+from synthloop.curation.near_dedup import NearDedup
+from synthloop.curation.pii import RedactPII
+from synthloop.curation.quality import QualityFilter
+from synthloop.curation.sandbox import SandboxLimits
+from synthloop.curation.self_consistency import SelfConsistency
+from synthloop.curation.text import record_text
+from synthloop.curation.verify import VerifyAnswers
+from synthloop.curation.verify_code import VerifyCode
+from synthloop.records import Record
+from synthloop.storage.response_cache import ResponseCache
+
+
+@dataclass
+class Context:
+    """What the stages need besides their settings: held-out probe questions (always decontaminated
+    against), rows kept earlier (deduplicated against), and where judge calls are cached."""
+
+    probes: list[str] = field(default_factory=list)
+    earlier: list[Record] = field(default_factory=list)
+    cache: ResponseCache | None = None
+    run_id: str = ""
+
+
+def build_stages(cfg: CurationConfig, context: Context) -> list[Stage]:
+    stages: list[Stage] = []
+    if cfg.verify:
+        stages.append(VerifyAnswers())
+    if cfg.code:
+        c = cfg.code
+        limits = SandboxLimits(wall_s=c.timeout_s, cpu_s=c.cpu_s, memory_mb=c.memory_mb)
+        stages.append(VerifyCode(limits, c.workers, c.isolation))
+    if cfg.self_consistency:
+        stages.append(SelfConsistency(cfg.self_consistency.min_agreement))
+    if cfg.pii:
+        stages.append(RedactPII(drop=cfg.pii.action == "drop"))
+    if cfg.quality:
+        q = cfg.quality
+        stages.append(QualityFilter(q.preset, q.rules, q.field, q.repetition_min_words))
+    if cfg.decontaminate:
+        d = cfg.decontaminate
+        eval_sets: dict[str, list[str]] = {"probes": context.probes} if context.probes else {}
+        eval_sets.update({Path(path).name: load_eval_set(path) for path in d.eval_sets})
+        stages.append(Decontaminate(eval_sets, d.n, d.field, d.min_coverage))
+    if cfg.dedup:
+        stages += dedup_stages(cfg, context)
+    if cfg.reward_model:
+        from synthloop.curation.reward import RewardModel  # loads torch and transformers: only when asked
+
+        r = cfg.reward_model
+        stages.append(RewardModel(r.path, r.threshold, r.batch_size, r.max_length, r.device))
+    if cfg.judge:
+        stages.append(judge_stage(cfg, context))
+    return stages
+
+
+def dedup_stages(cfg: CurationConfig, context: Context) -> list[Stage]:
+    d = cfg.dedup
+    assert d is not None
+    stages: list[Stage] = []
+    if d.exact:
+        earlier: dict[str, str] = {}
+        for row in context.earlier:
+            earlier.setdefault(question_key(row.question), row.id)
+        stages.append(ExactDedup(earlier))
+    if d.near:
+        n = d.near
+        earlier_texts = [(row.id, record_text(row, n.field)) for row in context.earlier]
+        stages.append(NearDedup(n.threshold, n.ngram, n.num_perm, n.field, earlier_texts))
+    if d.semantic:
+        from synthloop.curation.semantic_dedup import SemanticDedup  # needs the 'semantic' extra
+
+        s = d.semantic
+        stages.append(
+            SemanticDedup(s.threshold, s.field, earlier=[(r.id, record_text(r, s.field)) for r in context.earlier])
+        )
+    return stages
+
+
+def judge_stage(cfg: CurationConfig, context: Context) -> Stage:
+    from synthloop.teachers.engine import Engine
+    from synthloop.teachers.factory import check_teacher, engine_settings, make_teacher
+
+    j = cfg.judge
+    assert j is not None
+    teacher = make_teacher(j.teacher)
+    check_teacher(teacher)  # an unreachable judge fails here, before any row is curated
+    engine = Engine(teacher, engine_settings(j.teacher), context.cache, f"{context.run_id}/judge")
+    if j.mode == "pairwise":
+        return PairwiseJudge(engine, j.rubric, j.max_tokens)
+    return LLMJudge(engine, j.rubric, j.threshold, j.on_unparsed, j.max_tokens)
+
+
+def stage_counts(stages: list[Stage]) -> dict[str, Any]:
+    """What stages count beyond verdicts: PII found per kind, rows breaking each quality rule, and how
+    often a pairwise judge's two orders agreed."""
+    out: dict[str, Any] = {}
+    for stage in stages:
+        if isinstance(stage, RedactPII):
+            out["pii"] = dict(sorted(stage.counts.items()))
+        elif isinstance(stage, QualityFilter):
+            out["quality_rules"] = dict(stage.counts.most_common())
+        elif isinstance(stage, PairwiseJudge):
+            out["pairwise"] = {"pairs": stage.pairs, "orders_agreed": stage.orders_agreed}
+    return out
