@@ -18,7 +18,7 @@ import torch
 from synthloop.config import Recipe
 from synthloop.curation.base import run_stages
 from synthloop.curation.decontaminate import Decontaminate
-from synthloop.curation.pipeline import Context, build_stages, stage_counts
+from synthloop.curation.pipeline import Context, build_stages, reject_counts, stage_counts
 from synthloop.evaluation.allocate import allocate, counts_from_shares, weakness_report
 from synthloop.evaluation.evaluate import evaluate
 from synthloop.evaluation.probes import build_probes
@@ -257,13 +257,10 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     size = loop.recipe.generation.shard_size
     write_records(rejected, dropped, size)
     write_records(curated, kept, size)
-    reasons: dict[str, int] = {}
-    for row in dropped:
-        reasons[row.reject_reason] = reasons.get(row.reject_reason, 0) + 1
     counts = {
         "generated": len(rows),
         "kept": len(kept),
-        "rejected": reasons,
+        "rejected": reject_counts(rows),
         **stage_counts(stages),
         "seconds": round(time.perf_counter() - start, 3),
     }

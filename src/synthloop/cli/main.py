@@ -1,4 +1,4 @@
-"""`synthloop run`, `synthloop skills list`, `synthloop skills sample`.
+"""`synthloop run`, `generate`, `curate`, `audit`, `skills list`, `skills sample`, `recipe`.
 
 User errors (a bad recipe, an unknown skill, a bad golden file, a run directory that cannot be
 used) print one line `synthloop: error: ...` and exit with status 2; nothing written is lost."""
@@ -67,6 +67,22 @@ def parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(handler=cmd_skills_sample)
 
+    curate = sub.add_parser("curate", help="curate rows (JSONL, Parquet or a shard folder) with a recipe's curation")
+    curate.add_argument("rows", type=Path, help="JSONL or Parquet rows (question, answer, ...), or a folder of shards")
+    curate.add_argument("--recipe", help="recipe whose `curation:` section is used (default: the default recipe's)")
+    curate.add_argument("--out", type=Path, required=True, help="folder for curated/, rejected/ and summary.json")
+    curate.set_defaults(handler=cmd_curate)
+
+    audit = sub.add_parser("audit", help="measure each curation stage's precision and recall on labelled rows")
+    audit.add_argument("sample", nargs="?", type=Path, help="labelled JSONL or Parquet rows (see the README)")
+    audit.add_argument("--embedded", action="store_true", help="label-free: skills' reference rows, answers corrupted")
+    audit.add_argument("--rows-per-skill", type=int, default=100, help="--embedded: rows of each skill")
+    audit.add_argument("--wrong", type=float, default=0.3, help="--embedded: share of answers corrupted")
+    audit.add_argument("--seed", type=int, default=0)
+    audit.add_argument("--recipe", help="recipe whose `curation:` section is audited (default: the default recipe's)")
+    audit.add_argument("--out", type=Path, help="write the full report (every false positive and negative) as JSON")
+    audit.set_defaults(handler=cmd_audit)
+
     recipe = sub.add_parser("recipe", help="print the default recipe, a starting point for your own")
     recipe.set_defaults(handler=cmd_recipe)
     return p
@@ -116,6 +132,46 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"synthloop: done; {total['calls']} calls this run ({total['failed']} failed), {total['tokens']:,} tokens, "
         f"${total['cost_usd']:.4f}; rows in {root / 'steps'}"
     )
+    return 0
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    from synthloop.curation.audit import read_labelled
+    from synthloop.curation.pipeline import Context, curate_rows
+    from synthloop.storage.shards import read_records
+
+    recipe = load_recipe(args.recipe)
+    rows = read_records(args.rows) if args.rows.is_dir() else [item.record for item in read_labelled(args.rows)]
+    if not rows:
+        raise InputFileError(f"{args.rows}: no rows (a folder must hold part-*.parquet shards)")
+    summary = curate_rows(recipe.curation, rows, args.out, Context())
+    print(
+        f"synthloop: kept {summary['kept']} of {summary['rows']} rows; rejected by reason: {summary['rejected']}; "
+        f"written to {args.out}"
+    )
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from synthloop.curation.audit import audit, embedded_sample, format_audit, read_labelled
+    from synthloop.curation.pipeline import Context, build_stages
+    from synthloop.storage.atomic import write_json
+
+    if (args.sample is None) == (not args.embedded):
+        raise InputFileError("give a labelled sample file, or --embedded (not both)")
+    if not 0 <= args.wrong <= 1:
+        raise InputFileError(f"--wrong is a share from 0 to 1, got {args.wrong}")
+    recipe = load_recipe(args.recipe)
+    if args.embedded:
+        embedded = embedded_sample(args.rows_per_skill, args.wrong, seed=args.seed)
+        sample, context = embedded.rows, Context(probes=embedded.probes)
+    else:
+        sample, context = read_labelled(args.sample), Context()
+    results = audit(build_stages(recipe.curation, context), sample)
+    print(format_audit(results, len(sample)))
+    if args.out:
+        write_json(args.out, {"rows": len(sample), "stages": [r.as_dict() for r in results]})
+        print(f"synthloop: full report in {args.out}")
     return 0
 
 

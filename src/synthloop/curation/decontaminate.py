@@ -23,6 +23,7 @@ from synthloop.records import Record
 from synthloop.storage.input_files import read_rows, text_field
 
 _TOKEN = re.compile(r"\w+|[+\-*/=^<>%×÷√()]")
+OPERATORS = frozenset("+-*/=^<>%×÷√")
 EVAL_TEXT_FIELDS = ("question", "problem", "prompt", "text", "input")
 
 
@@ -44,7 +45,7 @@ class NgramIndex:
             raise ValueError(f"decontamination n-gram size must be 8 to 13, got {n}")
         self.n, self.min_coverage = n, min_coverage
         self.items: list[tuple[str, int]] = []  # (set, index in set)
-        self.numbers: list[frozenset[int]] = []  # positions of each item's numbers
+        self.anchors: list[frozenset[int]] = []  # positions of each item's numbers and operators
         self.tokens: list[tuple[str, ...]] = []  # each item's tokens
         self.grams: dict[tuple[str, ...], list[tuple[int, int]]] = {}  # n-gram -> (item, position) of long items
         self.short: dict[int, dict[tuple[str, ...], int]] = {}  # whole short items by length -> item
@@ -56,7 +57,7 @@ class NgramIndex:
                 continue
             item = len(self.items)
             self.items.append((eval_set, index))
-            self.numbers.append(frozenset(i for i, token in enumerate(tokens) if token.isdigit()))
+            self.anchors.append(frozenset(i for i, token in enumerate(tokens) if token.isdigit() or token in OPERATORS))
             self.tokens.append(tokens)
             if len(tokens) < self.n:
                 self.short.setdefault(len(tokens), {}).setdefault(tokens, item)
@@ -85,7 +86,7 @@ class NgramIndex:
                 continue  # too few shared n-grams to reach the coverage even with every neighbour matching
             covered = self.covered(item, positions, tokens)
             coverage = len(covered) / size
-            if coverage < self.min_coverage or not self.numbers[item] <= covered:
+            if coverage < self.min_coverage or not self.anchors[item] <= covered:
                 continue
             if best is None or coverage > best.coverage:
                 best = self.hit(item, coverage, first[item])

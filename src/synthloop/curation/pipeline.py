@@ -6,12 +6,13 @@ see rows that survived the rest (a stage never looks at a row another stage reje
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synthloop.config import CurationConfig
-from synthloop.curation.base import Stage, question_key
+from synthloop.curation.base import Stage, question_key, run_stages
 from synthloop.curation.decontaminate import Decontaminate, load_eval_set
 from synthloop.curation.dedup import ExactDedup
 from synthloop.curation.judge import LLMJudge, PairwiseJudge
@@ -119,3 +120,40 @@ def stage_counts(stages: list[Stage]) -> dict[str, Any]:
         elif isinstance(stage, PairwiseJudge):
             out["pairwise"] = {"pairs": stage.pairs, "orders_agreed": stage.orders_agreed}
     return out
+
+
+def reject_counts(rows: list[Record]) -> dict[str, int]:
+    """Rejected rows per reason (the first rejecting stage's)."""
+    reasons: dict[str, int] = {}
+    for row in rows:
+        if not row.kept:
+            reason = row.reject_reason or "rejected"
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return reasons
+
+
+def curate_rows(
+    cfg: CurationConfig, rows: list[Record], out: Path, context: Context, shard_size: int = 1000
+) -> dict[str, Any]:
+    """Curate `rows` with `cfg` into `out/curated` and `out/rejected` (Parquet shards) and `out/summary.json`."""
+    from synthloop.storage.atomic import write_json
+    from synthloop.storage.shards import mark_complete, reset, write_records
+
+    stages = build_stages(cfg, context)
+    start = time.perf_counter()
+    curated = list(run_stages(stages, rows))
+    kept, dropped = [r for r in curated if r.kept], [r for r in curated if not r.kept]
+    for name, part in (("curated", kept), ("rejected", dropped)):
+        reset(out / name)
+        write_records(out / name, part, shard_size)
+        mark_complete(out / name, {"rows": len(part)})
+    summary = {
+        "rows": len(curated),
+        "kept": len(kept),
+        "rejected": reject_counts(curated),
+        **stage_counts(stages),
+        "stages": [stage.name for stage in stages],
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    write_json(out / "summary.json", summary)
+    return summary

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import re
 
-from synthloop.skills.answers import extract_final_answer, normalize_text, score_text
+from synthloop.skills.answers import extract_final_answer, normalize_text, parse_number, score_number, score_text
 from synthloop.skills.base import Skill
 
 MOVES = {
@@ -80,9 +80,13 @@ def make_spatial(rng: random.Random, difficulty: int) -> tuple[str, list[str], s
 
 
 def score_spatial(response: str, reference: str) -> float:
-    """Coordinates compare as integer triples (spacing free); die faces as text."""
+    """Coordinates compare as integer triples (spacing free); die faces as numbers ("1.0" is 1)."""
     if not reference.startswith("("):
-        return score_text(response, reference)
+        return (
+            score_number(response, reference)
+            if parse_number(reference) is not None
+            else score_text(response, reference)
+        )
     answer = extract_final_answer(response) or ""
     got = re.findall(r"-?\d+", answer)
     return float(normalize_text(answer).startswith("(") and got == re.findall(r"-?\d+", reference))
