@@ -93,7 +93,7 @@ def valid_unicode(text: str) -> str:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)  # one per lone surrogate
 
 
 def content_id(*parts: object) -> str:

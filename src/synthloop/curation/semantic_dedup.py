@@ -35,6 +35,10 @@ class MiniLM:
         self.batch_size = batch_size
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        # The model reads at most max_seq_length tokens: cutting the text first keeps a 10 MB row from
+        # being tokenized whole (no token is anywhere near 32 characters long).
+        cut = 32 * (self.model.max_seq_length or 512)
+        texts = [text[:cut] for text in texts]
         vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True)
         return np.asarray(vectors, dtype=np.float32)
 
