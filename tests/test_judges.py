@@ -137,3 +137,15 @@ def test_one_answer_per_question_is_kept_without_a_comparison(judge_server):
     _, engine = judge_server()
     out = list(PairwiseJudge(engine).run(rows_with_wrong_every(4)[:2]))
     assert all(r.kept and r.verdicts[-1].detail == "one answer: nothing to compare" for r in out)
+
+
+def test_a_repair_reply_must_match_the_schema_too():
+    def wrong_json(body):
+        return "Sure! Seven out of ten." if len(body["messages"]) == 2 else '{"rating": "seven"}'
+
+    server = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, responder=wrong_json)
+    with serve_in_thread(server.app()) as url:
+        engine = Engine(OpenAITeacher("simulated", f"{url}/v1"), EngineSettings(max_retries=0))
+        [out] = LLMJudge(engine).run(rows_with_wrong_every(4)[:1])
+    assert out.reject_reason == "judge_unparsed" and "Seven out of ten" in out.verdicts[-1].detail
+    assert sum(server.completed.values()) == 2, "one call and one repair, no more"

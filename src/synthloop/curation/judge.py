@@ -97,8 +97,8 @@ def ask(engine: Engine, requests: Sequence[TeacherRequest]) -> list[Reply]:
         repair_request(requests[i], replies[i].text, replies[i].failure or "", requests[i].response_schema or {})
         for i in retry
     ]
-    for i, request, response in zip(retry, repairs, _run(engine, repairs), strict=True):
-        repaired = parse_reply(response, request)
+    for i, response in zip(retry, _run(engine, repairs), strict=True):
+        repaired = parse_reply(response, requests[i])  # checked against the original request's schema
         if repaired.value is not None:
             replies[i] = repaired
     return replies
