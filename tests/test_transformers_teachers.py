@@ -11,7 +11,8 @@ import urllib.request
 
 import pytest
 
-from synthloop.records import Message
+from synthloop.curation.judge import LLMJudge
+from synthloop.records import Message, Record
 from synthloop.teachers.base import SamplingParams, TeacherRequest, TeacherUnavailable
 from synthloop.teachers.engine import Engine, EngineSettings
 from synthloop.teachers.factory import check_teacher
@@ -83,3 +84,12 @@ def test_transformers_serve_driven_by_the_engine_and_the_openai_client(tiny_mode
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_a_local_model_as_judge_gets_verdicts_even_when_it_writes_gibberish(tiny_model):
+    rows = [Record("solution", "addition", f"What is {i} + 1?", "synthetic", 1, answer=str(i + 1)) for i in range(3)]
+    judge = LLMJudge(Engine(TransformersTeacher(str(tiny_model), device="cpu")), max_tokens=16)
+    out = list(judge.run(rows))
+    # A random tiny model cannot write the JSON asked for, even when shown its reply: each row says so.
+    assert [r.reject_reason for r in out] == ["judge_unparsed"] * 3
+    assert all("the judge said:" in r.verdicts[-1].detail for r in out)
