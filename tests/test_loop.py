@@ -143,6 +143,28 @@ def test_cli_bad_golden_file_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "curation, message",
+    [
+        (
+            "{judge: {teacher: {backend: openai, model: m, base_url: 'http://127.0.0.1:1/v1'}}}",
+            "cannot reach the judge at http://127.0.0.1:1/v1",
+        ),
+        ("{reward_model: {path: /nonexistent/rm}}", "curation.reward_model.path /nonexistent/rm: no config.json"),
+        (
+            "{decontaminate: {eval_sets: [/nonexistent/eval.jsonl]}}",
+            "evaluation set not found: /nonexistent/eval.jsonl",
+        ),
+    ],
+)
+def test_cli_curation_that_cannot_run_fails_before_anything_is_generated(tmp_path, capsys, curation, message):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(TINY.read_text() + f"curation: {curation}\n")
+    assert main(["run", str(recipe), "--run-dir", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_every_curation_stage_runs_in_the_loop_with_its_findings_in_metrics_and_report(tmp_path):
     from synthloop.testing import serve_in_thread
     from synthloop.testing.judges import reference_judge

