@@ -15,6 +15,22 @@ class Stage(Protocol):
     def run(self, records: Iterable[Record]) -> Iterator[Record]: ...
 
 
+class RowStage:
+    """A stage that decides each kept row on its own: subclasses write `judge(record)`, which adds the
+    row's verdict; rows already rejected pass through unseen."""
+
+    name: str
+
+    def run(self, records: Iterable[Record]) -> Iterator[Record]:
+        for record in records:
+            if record.kept:
+                self.judge(record)
+            yield record
+
+    def judge(self, record: Record) -> None:
+        raise NotImplementedError
+
+
 def question_key(question: str) -> str:
     """The normalised form two questions must share to count as the same item."""
     return normalize_text(question)

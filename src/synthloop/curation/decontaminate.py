@@ -14,10 +14,11 @@ contaminated by their shared wording. The run's own held-out probes are always o
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from synthloop.curation.base import RowStage
 from synthloop.curation.text import TextField, record_text
 from synthloop.records import Record
 from synthloop.storage.input_files import read_rows, text_field
@@ -118,7 +119,7 @@ def load_eval_set(path: str | Path) -> list[str]:
     return [text_field(row, where, EVAL_TEXT_FIELDS) for row, where in read_rows(path, "evaluation set")]
 
 
-class Decontaminate:
+class Decontaminate(RowStage):
     name = "decontaminate"
 
     def __init__(
@@ -129,13 +130,10 @@ class Decontaminate:
             self.index.add(name, texts)
         self.field = field
 
-    def run(self, records: Iterable[Record]) -> Iterator[Record]:
-        for record in records:
-            if record.kept:
-                hit = self.index.find(record_text(record, self.field))
-                if hit is None:
-                    record.add_verdict(self.name, True)
-                else:
-                    detail = f"{hit.coverage:.0%} of {hit.eval_set}[{hit.item}], e.g. {hit.overlap[:200]!r}"
-                    record.add_verdict(self.name, False, "contaminated", hit.coverage, detail)
-            yield record
+    def judge(self, record: Record) -> None:
+        hit = self.index.find(record_text(record, self.field))
+        if hit is None:
+            record.add_verdict(self.name, True)
+        else:
+            detail = f"{hit.coverage:.0%} of {hit.eval_set}[{hit.item}], e.g. {hit.overlap[:200]!r}"
+            record.add_verdict(self.name, False, "contaminated", hit.coverage, detail)

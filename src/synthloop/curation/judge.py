@@ -50,32 +50,30 @@ def written_answer(record: Record) -> str:
     return f"{record.reasoning}\n{final}".strip()
 
 
+def judge_request(instructions: str, user: str, schema: dict[str, Any], max_tokens: int) -> TeacherRequest:
+    """A greedy request whose system message holds the instructions and the JSON shape to reply in."""
+    return TeacherRequest(
+        (Message("system", instructions), Message("user", user)),
+        SamplingParams(temperature=0.0, max_tokens=max_tokens),
+        response_schema=schema,
+    )
+
+
 def score_request(rubric: str, question: str, answer: str, max_tokens: int) -> TeacherRequest:
-    system = (
-        "You grade answers to questions. Rubric (score 1 to 10):\n"
-        f"{rubric}\n"
+    instructions = (
+        f"You grade answers to questions. Rubric (score 1 to 10):\n{rubric}\n"
         'Reply with only a JSON object: {"score": <integer 1-10>, "reason": "<one sentence>"}.'
     )
-    user = f"Question:\n{question}\n\nAnswer:\n{answer}"
-    return TeacherRequest(
-        (Message("system", system), Message("user", user)),
-        SamplingParams(temperature=0.0, max_tokens=max_tokens),
-        response_schema=SCORE_SCHEMA,
-    )
+    return judge_request(instructions, f"Question:\n{question}\n\nAnswer:\n{answer}", SCORE_SCHEMA, max_tokens)
 
 
 def pairwise_request(rubric: str, question: str, first: str, second: str, max_tokens: int) -> TeacherRequest:
-    system = (
-        "You compare two answers to the same question. What makes an answer good:\n"
-        f"{rubric}\n"
+    instructions = (
+        f"You compare two answers to the same question. What makes an answer good:\n{rubric}\n"
         'Reply with only a JSON object: {"winner": "A" | "B" | "tie", "reason": "<one sentence>"}.'
     )
     user = f"Question:\n{question}\n\nAnswer A:\n{first}\n\nAnswer B:\n{second}"
-    return TeacherRequest(
-        (Message("system", system), Message("user", user)),
-        SamplingParams(temperature=0.0, max_tokens=max_tokens),
-        response_schema=PAIRWISE_SCHEMA,
-    )
+    return judge_request(instructions, user, PAIRWISE_SCHEMA, max_tokens)
 
 
 @dataclass(frozen=True)

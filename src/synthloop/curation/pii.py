@@ -23,8 +23,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 
+from synthloop.curation.base import RowStage
 from synthloop.records import Record
 
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
@@ -94,18 +95,12 @@ def redact(text: str) -> tuple[str, Counter[str]]:
     return text, found
 
 
-class RedactPII:
+class RedactPII(RowStage):
     name = "pii"
 
     def __init__(self, drop: bool = False):
         self.drop = drop
         self.counts: Counter[str] = Counter()  # per kind, over every row seen
-
-    def run(self, records: Iterable[Record]) -> Iterator[Record]:
-        for record in records:
-            if record.kept:
-                self.judge(record)
-            yield record
 
     def judge(self, record: Record) -> None:
         found: Counter[str] = Counter()

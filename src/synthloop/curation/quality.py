@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from synthloop.curation.base import RowStage
 from synthloop.curation.text import TextField, record_text
 from synthloop.records import Record
 
@@ -188,7 +189,7 @@ def broken_rules(text: str, bounds: dict[str, float], repetition_min_words: int 
     return broken
 
 
-class QualityFilter:
+class QualityFilter(RowStage):
     name = "quality"
 
     def __init__(
@@ -201,12 +202,6 @@ class QualityFilter:
         self.bounds = thresholds(preset, overrides)
         self.field, self.repetition_min_words = field, repetition_min_words
         self.counts: Counter[str] = Counter()  # rows breaking each rule (a row can break several)
-
-    def run(self, records: Iterable[Record]) -> Iterator[Record]:
-        for record in records:
-            if record.kept:
-                self.judge(record)
-            yield record
 
     def judge(self, record: Record) -> None:
         broken = broken_rules(record_text(record, self.field), self.bounds, self.repetition_min_words)
