@@ -147,3 +147,13 @@ def test_cli_audit_and_curate(tmp_path, capsys):
     assert "Mail [EMAIL]" in [r.question for r in kept]
     assert len(read_records(tmp_path / "curated" / "rejected")) == 2
     assert main(["audit"]) == 2 and "labelled sample file, or --embedded" in capsys.readouterr().err
+
+
+def test_cli_curate_with_a_missing_reward_model_is_a_user_error(tmp_path, capsys):
+    rows, recipe = tmp_path / "rows.jsonl", tmp_path / "r.yaml"
+    rows.write_text('{"question": "q", "answer": "a"}\n')
+    recipe.write_text(
+        f"name: r\nskills: {{addition: {{}}}}\ncuration: {{reward_model: {{path: {tmp_path / 'none'}}}}}\n"
+    )
+    assert main(["curate", str(rows), "--recipe", str(recipe), "--out", str(tmp_path / "out")]) == 2
+    assert "curation.reward_model.path" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -137,14 +137,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_curate(args: argparse.Namespace) -> int:
     from synthloop.curation.audit import read_labelled
-    from synthloop.curation.pipeline import Context, curate_rows
+    from synthloop.curation.pipeline import Context, curate_rows, preflight
     from synthloop.storage.shards import read_records
 
     recipe = load_recipe(args.recipe)
     rows = read_records(args.rows) if args.rows.is_dir() else [item.record for item in read_labelled(args.rows)]
     if not rows:
         raise InputFileError(f"{args.rows}: no rows (a folder must hold part-*.parquet shards)")
-    summary = curate_rows(recipe.curation, rows, args.out, Context())
+    summary = curate_rows(recipe.curation, rows, args.out, Context(judge=preflight(recipe.curation)))
     print(
         f"synthloop: kept {summary['kept']} of {summary['rows']} rows; rejected by reason: {summary['rejected']}; "
         f"written to {args.out}"
@@ -154,7 +154,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from synthloop.curation.audit import audit, embedded_sample, format_audit, read_labelled
-    from synthloop.curation.pipeline import Context, build_stages
+    from synthloop.curation.pipeline import Context, build_stages, preflight
     from synthloop.storage.atomic import write_json
 
     if (args.sample is None) == (not args.embedded):
@@ -164,9 +164,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     if args.embedded:
         embedded = embedded_sample(args.rows_per_skill, args.wrong, seed=args.seed)
-        sample, context = embedded.rows, Context(probes=embedded.probes)
+        sample, probes = embedded.rows, embedded.probes
     else:
-        sample, context = read_labelled(args.sample), Context()
+        sample, probes = read_labelled(args.sample), []
+    context = Context(probes=probes, judge=preflight(recipe.curation))
     results = audit(build_stages(recipe.curation, context), sample)
     print(format_audit(results, len(sample)))
     if args.out:

