@@ -43,12 +43,13 @@ def test_code_is_verified_against_its_tests_in_the_sandbox():
     good = row("write add", "def add(a, b):\n    return a + b", tests, skill="code")
     wrong = row("write add 2", "def add(a, b):\n    return a - b", tests, skill="code")
     hangs = row("write add 3", "def add(a, b):\n    while True:\n        pass", tests, skill="code")
-    escapes = row("write add 4", "import os\nos.system('echo pwned')\ndef add(a, b): return a + b", tests, "code")
+    escapes = row("write add 4", "open('/etc/passwd', 'a').write('x')\ndef add(a, b): return a + b", tests, "code")
     untested = row("write add 5", "def add(a, b): return a + b", None, skill="code")
-    from synthloop.curation.sandbox import SandboxLimits
+    from synthloop.curation.sandbox import SandboxLimits, available_isolation
 
-    out = list(VerifyCode(SandboxLimits(wall_s=3, cpu_s=1)).run([good, wrong, hangs, escapes, untested]))
-    assert [r.reject_reason for r in out] == [None, "tests_error", "tests_cpu_time", "tests_policy", None]
+    verify = VerifyCode(SandboxLimits(wall_s=3, cpu_s=1), isolation=available_isolation()[0])
+    out = list(verify.run([good, wrong, hangs, escapes, untested]))
+    assert [r.reject_reason for r in out] == [None, "tests_failed", "tests_cpu_time", "tests_denied", None]
     assert "AssertionError" in out[1].verdicts[-1].detail
     assert out[4].verdicts[-1].detail == "no tests: abstained"
 

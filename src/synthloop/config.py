@@ -200,8 +200,10 @@ class CodeVerifyConfig(Strict):
     timeout_s: float = Field(10.0, gt=0.0, description="wall-clock limit per test run")
     cpu_s: int = Field(5, ge=1, description="CPU-time limit per test run")
     memory_mb: int = Field(512, ge=32, description="address-space limit per test run")
-    isolation: Literal["auto", "bwrap", "unshare", "none"] = Field(
-        "auto", description="auto: the strongest the machine allows (bubblewrap, then unshare, then rlimits only)"
+    isolation: Literal["bwrap", "unshare", "none"] = Field(
+        "bwrap",
+        description="bwrap (bubblewrap, required by default); unshare or none accept a weaker sandbox, "
+        "and every run's manifest and report then say so",
     )
     workers: int = Field(4, ge=1, description="test runs at once")
 

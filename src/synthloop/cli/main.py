@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from synthloop.config import RecipeError, load_recipe
+from synthloop.curation.sandbox import SandboxUnavailable
 from synthloop.registry import SKILLS, UnknownNameError
 from synthloop.skills.base import MAX_DIFFICULTY, MIN_DIFFICULTY
 from synthloop.storage.input_files import InputFileError
@@ -18,7 +19,7 @@ from synthloop.storage.rundir import RunDirError
 from synthloop.teachers.base import TeacherUnavailable
 from synthloop.teachers.engine import BudgetExhausted
 
-USER_ERRORS = (RecipeError, UnknownNameError, InputFileError, RunDirError, TeacherUnavailable)
+USER_ERRORS = (RecipeError, UnknownNameError, InputFileError, RunDirError, TeacherUnavailable, SandboxUnavailable)
 BUDGET_STOP = 3  # exit status of a run stopped cleanly by a budget cap
 
 

@@ -19,7 +19,7 @@ from synthloop.curation.judge import LLMJudge, PairwiseJudge
 from synthloop.curation.near_dedup import NearDedup
 from synthloop.curation.pii import RedactPII
 from synthloop.curation.quality import QualityFilter
-from synthloop.curation.sandbox import SandboxLimits
+from synthloop.curation.sandbox import SandboxLimits, require_isolation
 from synthloop.curation.self_consistency import SelfConsistency
 from synthloop.curation.text import record_text
 from synthloop.curation.verify import VerifyAnswers
@@ -75,12 +75,14 @@ def build_stages(cfg: CurationConfig, context: Context) -> list[Stage]:
 
 
 def preflight(cfg: CurationConfig) -> Teacher | None:
-    """Fail before a run generates anything (and pays for it) if a stage could not be built later: an
-    eval set that cannot be read, a reward model folder without a model, a missing extra, a judge that
-    cannot be reached. Returns the judge's teacher, checked, so that every round reuses it (a local
-    judge model is loaded once)."""
+    """Fail before a run generates anything (and pays for it) if a stage could not be built later: a
+    code sandbox whose isolation does not work here, an eval set that cannot be read, a reward model
+    folder without a model, a missing extra, a judge that cannot be reached. Returns the judge's
+    teacher, checked, so that every round reuses it (a local judge model is loaded once)."""
     from synthloop.teachers.factory import check_teacher, make_teacher
 
+    if cfg.code:
+        require_isolation(cfg.code.isolation)
     if cfg.decontaminate:
         for path in cfg.decontaminate.eval_sets:
             load_eval_set(path)

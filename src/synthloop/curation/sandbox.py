@@ -1,13 +1,24 @@
-"""A sandbox for untrusted generated Python code, in layers:
+"""A sandbox for untrusted generated Python code. The boundary is the operating system, never Python
+(an audit hook or any other check inside the program's own process can be undone by that program).
 
-1. policy: an audit hook in the child refuses network, new processes, native code and writes or
-   deletions outside the work directory (`sandbox_guard.py`);
-2. resources: CPU-time, address-space, process-count, file-size and open-file limits, a wall-clock
-   timeout that kills the whole process group, output captured to size-capped files;
-3. the caller's world: a fresh temporary work directory, an empty environment (no secrets), and, when
-   we are root, another user (nobody) so that no file of ours can be changed;
-4. isolation, the strongest the machine allows, detected at run time: `bubblewrap` (read-only root, own
-   /tmp, no network, own PID namespace), else `unshare` (no network, own PID namespace), else none.
+Layers, chosen by the recipe (`curation.code.isolation`); the default `bwrap` is required unless the
+recipe explicitly accepts a weaker one, and what each holds is exactly this:
+
+- `bwrap` (bubblewrap): a read-only view of the host with home directories, `/run` and `/tmp` hidden,
+  private `/tmp`, `/dev` and `/dev/shm`, its own `/proc` and PID, network (none at all), IPC and UTS
+  namespaces, no capabilities, a new session, and the work directory as the only writable place.
+  Killing the sandbox kills every process in its PID namespace, so nothing outlives the timeout.
+- `unshare` (util-linux): its own user, network (none), PID and mount namespaces with its own `/proc`:
+  no network, nothing outlives the timeout, our processes and their environment are out of sight.
+  The file system is the host's: the program may write wherever its user may.
+- `none`: only what every layer has.
+
+Every layer: CPU-time, address-space, process-count, file-size and open-file limits and no core
+dumps; an empty environment; a fresh work directory; the user `nobody` when we are root; a wall-clock
+timeout after which the program's process group (and, with namespaces, everything it started) is
+killed. The parent talks to the program only through file descriptors it opened itself: the program
+and its stdin are written before it starts into a directory it cannot change, and its output comes
+back through pipes read with a byte cap. Nothing is ever read back from the work directory.
 
 Every outcome is a `SandboxResult` with a reason; nothing the code does raises in the caller."""
 
@@ -17,19 +28,30 @@ import contextlib
 import functools
 import os
 import resource
+import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
-Isolation = Literal["auto", "bwrap", "unshare", "none"]
-GUARD = Path(__file__).with_name("sandbox_guard.py")
+Isolation = Literal["bwrap", "unshare", "none"]
 NOBODY = 65534
+WEAKER = {
+    "unshare": "no network and nothing outlives the timeout, but the file system is the host's",
+    "none": "resource limits only: the code can reach the network, the host's files and its own processes",
+}
+HIDDEN = ("/home", "/root", "/run", "/var/tmp", "/mnt", "/media", "/srv")  # under bwrap: an empty tmpfs each
+
+
+class SandboxUnavailable(RuntimeError):
+    """The isolation a recipe asks for does not work on this machine."""
 
 
 @dataclass(frozen=True)
@@ -46,80 +68,284 @@ class SandboxLimits:
 @dataclass(frozen=True)
 class SandboxResult:
     ok: bool
-    reason: str | None  # None when ok; else timeout, cpu_time, memory, file_size, process_limit, policy, error, killed
+    reason: str | None  # None when ok; else timeout, cpu_time, memory, file_size, process_limit, denied, error, killed
     exit_code: int | None
     stdout: str
     stderr: str
     seconds: float
-    isolation: str  # the layer actually used: bwrap | unshare | none
+    isolation: str  # the layer used: bwrap | unshare | none
 
 
 def run_python(
-    code: str,
-    stdin: str = "",
-    limits: SandboxLimits = SandboxLimits(),
-    isolation: Isolation = "auto",
-    policy: bool = True,
+    code: str, stdin: str = "", limits: SandboxLimits = SandboxLimits(), isolation: Isolation = "bwrap"
 ) -> SandboxResult:
-    """Run `code` as a Python program in a throwaway directory; return what happened. `policy=False`
-    leaves out the audit hook (tests use it to show what the operating-system layers hold alone)."""
-    chosen = choose_isolation(isolation)
-    with tempfile.TemporaryDirectory(prefix="synthloop-sandbox-") as work:
-        workdir = Path(work)
-        (workdir / "solution.py").write_text(code, encoding="utf-8", errors="replace")
-        (workdir / "stdin.txt").write_text(stdin, encoding="utf-8", errors="replace")
-        if policy:
-            shutil.copy(GUARD, workdir / "guard.py")
-        as_nobody = os.geteuid() == 0  # root ignores the process limit and may change any file: never run as root
-        python = interpreter(as_nobody)
-        if as_nobody:
-            os.chown(workdir, NOBODY, NOBODY)
-        program = [str(workdir / "guard.py"), str(workdir)] if policy else []
-        command = wrap([python, "-I", "-B", *program, str(workdir / "solution.py")], chosen, workdir)
-        start = time.perf_counter()
-        with (
-            open(workdir / "stdin.txt", "rb") as stdin_file,
-            open(workdir / ".stdout", "wb") as out,
-            open(workdir / ".stderr", "wb") as err,
-        ):
-            proc = subprocess.Popen(
-                command,
-                stdin=stdin_file,
-                stdout=out,
-                stderr=err,
-                cwd=workdir,
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(workdir)},
-                start_new_session=True,  # its own process group: a timeout kills every descendant
-                preexec_fn=functools.partial(apply_limits, limits, as_nobody),
-            )
-            code, cpu_s, timed_out = wait_or_kill(proc, limits.wall_s)
-        seconds = time.perf_counter() - start
-        stdout = read_capped(workdir / ".stdout", limits.output_chars)
-        stderr = read_capped(workdir / ".stderr", limits.output_chars)
-    if code == 0 and not timed_out:
-        return SandboxResult(True, None, code, stdout, stderr, round(seconds, 3), chosen)
-    # a wrapper (unshare) reports its child's signal unreliably; the CPU time it used does not lie
-    reason = "cpu_time" if cpu_s >= limits.cpu_s - 0.05 and not timed_out else failure_reason(code, stderr, timed_out)
-    return SandboxResult(False, reason, code, stdout, stderr, round(seconds, 3), chosen)
+    """Run `code` as a Python program in a throwaway sandbox and return what happened; the caller
+    judges its output. Raises `SandboxUnavailable` only when `isolation` does not work here."""
+    require_isolation(isolation)
+    start = time.perf_counter()
+    with Box.create() as box:
+        script, feed = box.add("solution.py", code), box.add("stdin.txt", stdin)
+        with open(feed, "rb") as stdin_file:
+            child = launch([str(script)], box, limits, isolation, stdin_file)
+        timed_out = supervise([child], [], limits, primary=child)
+    return child.result(limits, isolation, timed_out, time.perf_counter() - start)
 
 
-def wait_or_kill(proc: subprocess.Popen, wall_s: float) -> tuple[int, float, bool]:
-    """(exit code, CPU seconds of the process and the children it reaped, whether the wall clock ran out).
-    The whole process group is killed in every case, so nothing it started outlives it."""
-    deadline, timed_out = time.monotonic() + wall_s, False
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            timed_out = True
-            kill_group(proc.pid)
-            pid, status, usage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.005)
-    kill_group(proc.pid)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-    return proc.returncode, usage.ru_utime + usage.ru_stime, timed_out
+# --- isolation: which layers work here, and what a run with a weaker one must say ---
+
+
+@functools.cache
+def probe_isolation() -> dict[str, str | None]:
+    """For each layer, None when it works on this machine, else why not (probed once per process, as
+    the sandbox user)."""
+    probes = {
+        "bwrap": ["bwrap", *bwrap_options(), "--", "true"],
+        "unshare": [*unshare_options(), "--", "true"],
+    }
+    found: dict[str, str | None] = {}
+    for name, probe in probes.items():
+        if shutil.which(probe[0]) is None:
+            found[name] = f"{probe[0]} is not installed"
+            continue
+        try:
+            done = subprocess.run(probe, capture_output=True, timeout=20, preexec_fn=drop_root, cwd="/")
+            found[name] = None if done.returncode == 0 else done.stderr.decode(errors="replace").strip()[:200]
+        except (OSError, subprocess.TimeoutExpired) as error:
+            found[name] = str(error)
+    found["none"] = None
+    return found
+
+
+def available_isolation() -> tuple[str, ...]:
+    """The layers that work on this machine, strongest first; `none` always does."""
+    return tuple(name for name, problem in probe_isolation().items() if problem is None)
+
+
+def require_isolation(wanted: Isolation) -> None:
+    problem = probe_isolation().get(wanted, f"unknown isolation {wanted!r}")
+    if problem is None:
+        return
+    if wanted == "bwrap":
+        raise SandboxUnavailable(
+            f"code verification needs bubblewrap, which does not work here ({problem}): apt-get install bubblewrap, "
+            "or set curation.code.isolation to unshare or none to accept a weaker sandbox"
+        )
+    raise SandboxUnavailable(f"curation.code.isolation: {wanted} does not work here ({problem}); use bwrap")
+
+
+def isolation_notice(isolation: str) -> str | None:
+    """The warning every run with an explicitly weaker isolation carries in its manifest and report."""
+    if isolation == "bwrap":
+        return None
+    return f"code verification runs with the weaker isolation '{isolation}' the recipe asks for: {WEAKER[isolation]}"
+
+
+# --- one sandboxed process ---
+
+
+@dataclass
+class Box:
+    """The directories of one sandboxed program: `prog` is ours (the program, its stdin; read-only to
+    it), `work` is its own. Made fresh, removed without following anything the program planted."""
+
+    root: Path
+    prog: Path
+    work: Path
+
+    @classmethod
+    @contextlib.contextmanager
+    def create(cls) -> Iterator[Box]:
+        root = Path(tempfile.mkdtemp(prefix="synthloop-sandbox-"))
+        try:
+            os.chmod(root, 0o711)  # the sandbox user may pass through, not list
+            prog, work = root / "prog", root / "work"
+            prog.mkdir(mode=0o755)
+            work.mkdir(mode=0o700)
+            if os.geteuid() == 0:
+                os.chown(work, NOBODY, NOBODY)
+            yield cls(root, prog, work)
+        finally:
+            remove_tree(root)
+
+    def add(self, name: str, text: str) -> Path:
+        path = self.prog / name
+        path.write_text(text, encoding="utf-8", errors="replace")
+        os.chmod(path, 0o644)
+        return path
+
+
+@dataclass
+class Capture:
+    """What came through one pipe: the first `cap` bytes kept, the rest read and dropped, so a flood
+    can neither fill our memory nor block the writer."""
+
+    fd: int
+    cap: int
+    data: bytearray = field(default_factory=bytearray)
+
+    def take(self, chunk: bytes) -> None:
+        room = self.cap - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+
+    def text(self, chars: int) -> str:
+        return self.data.decode("utf-8", "replace")[:chars]
+
+
+@dataclass
+class Child:
+    proc: subprocess.Popen
+    stdout: Capture
+    stderr: Capture
+    status: int | None = None  # exit code once reaped
+    cpu_s: float = 0.0
+    killed_by_us: bool = False
+    descendants: set[int] = field(default_factory=set)  # seen when it was killed
+
+    def reap(self, block: bool = False) -> bool:
+        if self.status is None:
+            with contextlib.suppress(ChildProcessError):
+                pid, status, usage = os.wait4(self.proc.pid, 0 if block else os.WNOHANG)
+                if pid:
+                    self.status = os.waitstatus_to_exitcode(status)
+                    self.proc.returncode = self.status  # reaped here: Popen must not wait again
+                    self.cpu_s = usage.ru_utime + usage.ru_stime
+        return self.status is not None
+
+    def kill(self) -> None:
+        if self.status is None:
+            self.killed_by_us = True
+            self.watch()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its group; with namespaces, all it started
+
+    def watch(self) -> None:
+        if self.status is None:
+            self.descendants |= descendants(self.proc.pid)
+
+    def wait_gone(self, process_limit: int, seconds: float = 3.0) -> None:
+        """A namespace dies a little after its first process, and its orphans are reaped by the machine's
+        init, which may take its time: until then they count against the sandbox user's process limit.
+        Wait until none is alive and few enough are left for the next run to start."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            states = {pid: process_state(pid) for pid in self.descendants}
+            self.descendants = {pid for pid, state in states.items() if state is not None}
+            zombies = sum(state == "Z" for state in states.values())
+            if len(self.descendants) == zombies and zombies <= process_limit // 4:
+                return
+            time.sleep(0.005)
+
+    def result(self, limits: SandboxLimits, isolation: str, timed_out: bool, seconds: float) -> SandboxResult:
+        stdout, stderr = self.stdout.text(limits.output_chars), self.stderr.text(limits.output_chars)
+        ok = self.status == 0 and not timed_out
+        return SandboxResult(ok, None if ok else self.reason(limits, timed_out), self.status, stdout, stderr,
+                             round(seconds, 3), isolation)  # fmt: skip
+
+    def reason(self, limits: SandboxLimits, timed_out: bool) -> str:
+        # a wrapper reports its child's signal unreliably; the CPU time it used does not lie
+        if self.cpu_s >= limits.cpu_s - 0.05 and not timed_out:
+            return "cpu_time"
+        return failure_reason(self.status, self.stderr.text(limits.output_chars), timed_out)
+
+
+def launch(
+    args: list[str],
+    box: Box,
+    limits: SandboxLimits,
+    isolation: str,
+    stdin: IO[bytes] | int = subprocess.DEVNULL,
+    pass_fds: Sequence[int] = (),
+) -> Child:
+    """Start `python -I -B ARGS` in the sandbox, its output into pipes we own."""
+    as_nobody = os.geteuid() == 0  # root ignores the process limit and may change any file: never run as root
+    command = wrap([interpreter(as_nobody), "-I", "-B", *args], isolation, box)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            command,
+            stdin=stdin,
+            stdout=out_w,
+            stderr=err_w,
+            pass_fds=tuple(pass_fds),
+            cwd=box.work,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(box.work)},
+            start_new_session=True,  # its own process group: a timeout kills every descendant that stays in it
+            preexec_fn=functools.partial(apply_limits, limits, as_nobody),
+        )
+    except BaseException:
+        os.close(out_r)
+        os.close(err_r)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    cap = limits.output_chars * 4
+    return Child(proc, Capture(out_r, cap), Capture(err_r, cap))
+
+
+def supervise(children: list[Child], captures: list[Capture], limits: SandboxLimits, primary: Child) -> bool:
+    """Read every pipe until `primary` has ended (then the other children are killed) and the pipes are
+    drained, or the wall clock runs out (then everything is killed). True when it ran out. Output that
+    a leftover process keeps writing is not waited for past a short grace."""
+    pipes = [c for child in children for c in (child.stdout, child.stderr)] + captures
+    selector = selectors.DefaultSelector()
+    for capture in pipes:
+        selector.register(capture.fd, selectors.EVENT_READ, capture)
+    deadline, ended_at, timed_out = time.monotonic() + limits.wall_s, None, False
+    try:
+        while True:
+            for child in children:
+                child.watch()
+                child.reap()
+            now = time.monotonic()
+            if ended_at is None and primary.status is not None:
+                ended_at = now
+                for child in children:
+                    child.kill()
+            if ended_at is not None and (not selector.get_map() or now > ended_at + 0.5):
+                break
+            if now > deadline:
+                timed_out = primary.status is None
+                break
+            for key, _ in selector.select(timeout=0.02):
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    key.data.take(chunk)
+                else:
+                    selector.unregister(key.fd)
+    finally:
+        for child in children:
+            child.kill()
+            child.reap(block=True)
+            child.wait_gone(limits.processes)
+        selector.close()
+        for capture in pipes:
+            with contextlib.suppress(OSError):
+                os.close(capture.fd)
+    return timed_out
+
+
+def process_state(pid: int) -> str | None:
+    """R, S, Z...; None when the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(pid: int, most: int = 4096) -> set[int]:
+    """The processes below `pid`, as far as /proc shows them."""
+    found, todo = set(), [pid]
+    while todo and len(found) < most:
+        current = todo.pop()
+        with contextlib.suppress(OSError):
+            for child in Path(f"/proc/{current}/task/{current}/children").read_text().split():
+                if int(child) not in found:
+                    found.add(int(child))
+                    todo.append(int(child))
+    return found
 
 
 def apply_limits(limits: SandboxLimits, drop_user: bool) -> None:  # runs in the child, before exec
@@ -141,45 +367,43 @@ def become_nobody() -> None:
     os.setuid(NOBODY)
 
 
-def wrap(command: list[str], isolation: str, workdir: Path) -> list[str]:
+def drop_root() -> None:
+    if os.geteuid() == 0:
+        become_nobody()
+
+
+def bwrap_options() -> list[str]:
+    return [
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--as-pid-1",
+    ]  # fmt: skip
+
+
+def unshare_options() -> list[str]:  # unprivileged: a user namespace makes the other namespaces possible
+    return ["unshare", "--map-root-user", "--net", "--pid", "--mount", "--mount-proc", "--fork", "--kill-child"]
+
+
+def wrap(command: list[str], isolation: str, box: Box) -> list[str]:
     if isolation == "bwrap":
+        hide = [arg for path in HIDDEN if os.path.isdir(path) for arg in ("--tmpfs", path)]
+        # the interpreter may live under a hidden folder (a virtual environment in a home directory)
+        keep = [arg for path in interpreter_dirs() for arg in ("--ro-bind", path, path)]
         return [
-            "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            "--bind", str(workdir), str(workdir), "--chdir", str(workdir), "--unshare-all", "--die-with-parent",
-            "--new-session", "--cap-drop", "ALL", "--", *command,
+            "bwrap", *bwrap_options(), *hide, *keep, "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
+            "--setenv", "LANG", "C.UTF-8", "--setenv", "HOME", str(box.work),
+            "--ro-bind", str(box.prog), str(box.prog), "--bind", str(box.work), str(box.work),
+            "--chdir", str(box.work), "--", *command,
         ]  # fmt: skip
-    if isolation == "unshare":  # unprivileged: a user namespace makes the network and PID namespaces possible
-        return ["unshare", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--", *command]
+    if isolation == "unshare":
+        return [*unshare_options(), "--", *command]
     return command
 
 
-@functools.cache
-def available_isolation() -> tuple[str, ...]:
-    """The isolation layers that work on this machine, strongest first (probed once per process)."""
-    probes = {
-        "bwrap": ["bwrap", "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "--", "true"],
-        "unshare": ["unshare", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--", "true"],
-    }
-    as_nobody = become_nobody if os.geteuid() == 0 else None  # probe as the sandbox will run
-    found = []
-    for name, probe in probes.items():
-        if shutil.which(probe[0]) is None:
-            continue
-        try:
-            if subprocess.run(probe, capture_output=True, timeout=10, preexec_fn=as_nobody, cwd="/").returncode == 0:
-                found.append(name)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-    return (*found, "none")
-
-
-def choose_isolation(wanted: Isolation) -> str:
-    available = available_isolation()
-    if wanted == "auto":
-        return available[0]
-    if wanted not in available:
-        raise RuntimeError(f"sandbox isolation {wanted!r} does not work on this machine; available: {available}")
-    return wanted
+def interpreter_dirs() -> list[str]:
+    python = interpreter(os.geteuid() == 0)
+    found = {sys.prefix, sys.base_prefix} if python == sys.executable else set()
+    found.add(str(Path(python).resolve().parent.parent))
+    return sorted(p for p in found if any(p == h or p.startswith(h + "/") for h in HIDDEN) and os.path.isdir(p))
 
 
 @functools.cache
@@ -191,21 +415,28 @@ def interpreter(as_nobody: bool) -> str:
     for candidate in candidates:
         if candidate and os.path.exists(candidate) and reachable_by_others(Path(candidate).resolve()):
             return candidate
-    raise RuntimeError("no Python interpreter is readable by the sandbox user 'nobody'; install python3 in /usr/bin")
+    raise SandboxUnavailable("no Python interpreter is readable by the sandbox user 'nobody': install python3")
 
 
 def reachable_by_others(path: Path) -> bool:
     return all(os.stat(p).st_mode & 0o001 for p in [*path.parents, path]) and bool(os.stat(path).st_mode & 0o004)
 
 
-def kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)  # the process and everything it started
+def remove_tree(root: Path) -> None:
+    """Remove a sandbox's directories. `shutil.rmtree` never follows symbolic links; a folder the program
+    made unreadable is opened up first (only ours: the program cannot chmod what it does not own)."""
 
+    def open_up(function, path, _exc_info) -> None:
+        with contextlib.suppress(OSError):
+            parent = os.path.dirname(path)
+            if not os.path.islink(parent):
+                os.chmod(parent, stat.S_IRWXU)
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.chmod(path, stat.S_IRWXU)
+            function(path)
 
-def read_capped(path: Path, chars: int) -> str:
-    with open(path, "rb") as handle:
-        return handle.read(chars * 4).decode("utf-8", "replace")[:chars]
+    shutil.rmtree(root, onerror=open_up)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def failure_reason(code: int | None, stderr: str, timed_out: bool) -> str:
@@ -213,14 +444,14 @@ def failure_reason(code: int | None, stderr: str, timed_out: bool) -> str:
         return "timeout"
     if code is not None and code < 0:
         return {signal.SIGXCPU: "cpu_time", signal.SIGXFSZ: "file_size", signal.SIGKILL: "killed"}.get(-code, "killed")
-    if "sandbox:" in stderr and "PermissionError" in stderr:
-        return "policy"
+    if code == 128 + signal.SIGXCPU:
+        return "cpu_time"
     if "MemoryError" in stderr:
         return "memory"
-    if "BlockingIOError" in stderr and "fork" in stderr:
+    if "BlockingIOError" in stderr and ("fork" in stderr or "Resource temporarily unavailable" in stderr):
         return "process_limit"
     if "File too large" in stderr:  # Python ignores SIGXFSZ: the write fails with EFBIG instead
         return "file_size"
-    if code == 128 + signal.SIGXCPU:
-        return "cpu_time"
+    if any(s in stderr for s in ("PermissionError", "Read-only file system", "Operation not permitted")):
+        return "denied"
     return "error"

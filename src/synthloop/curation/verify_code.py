@@ -1,24 +1,83 @@
 """Generated Python code verified by running it against its tests in the sandbox. A row's `answer` is
-the code; its `reference_answer` holds the tests (plain `assert` lines, or any script that exits 0 on
-success). Runs go through a thread pool: the waiting happens in child processes, not in Python."""
+the code; its `reference_answer` holds the tests (plain `assert` lines, or any script that ends cleanly
+on success). The code and the tests run in two sandboxes joined by pipes (`code_harness.py`): the
+tests call into the code, and the verdict comes from the testing process's own pipe, which the code
+cannot reach. Runs go through a thread pool: the waiting happens in child processes, not in Python."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from synthloop.curation.sandbox import Isolation, SandboxLimits, SandboxResult, run_python
+from synthloop.curation.sandbox import (
+    Box,
+    Capture,
+    Child,
+    Isolation,
+    SandboxLimits,
+    SandboxResult,
+    failure_reason,
+    launch,
+    require_isolation,
+    supervise,
+)
 from synthloop.records import Record
 
+HARNESS = Path(__file__).with_name("code_harness.py")
+PASS = b"PASS\n"
 
-def program(code: str, tests: str) -> str:
-    return f"{code}\n\n# --- tests ---\n{tests}\n"
+
+def run_tests(
+    code: str, tests: str, limits: SandboxLimits | None = None, isolation: Isolation = "bwrap"
+) -> SandboxResult:
+    """Run `tests` against `code`, each in its own sandbox; ok only when the testing process ran every
+    test line and said so on its result pipe. Returns a `SandboxResult` (stdout/stderr: the tests')."""
+    require_isolation(isolation)
+    limits = limits or SandboxLimits()
+    start = time.perf_counter()
+    harness = HARNESS.read_text(encoding="utf-8")
+    with Box.create() as code_box, Box.create() as tests_box:
+        code_args = [str(code_box.add("harness.py", harness)), "serve", str(code_box.add("solution.py", code))]
+        tests_args = [str(tests_box.add("harness.py", harness)), "test", str(tests_box.add("tests.py", tests))]
+        to_code, to_tests, verdict = os.pipe(), os.pipe(), os.pipe()
+        children: list[Child] = []
+        try:
+            code_fds, tests_fds = (to_code[0], to_tests[1]), (to_tests[0], to_code[1], verdict[1])
+            for args, box, fds in ((code_args, code_box, code_fds), (tests_args, tests_box, tests_fds)):
+                children.append(launch([*args, *map(str, fds)], box, limits, isolation, pass_fds=fds))
+        except BaseException:
+            for child in children:
+                child.kill()
+                child.reap(block=True)
+            os.close(verdict[0])
+            raise
+        finally:
+            for fd in (*to_code, *to_tests, verdict[1]):
+                os.close(fd)
+        server, tester = children
+        said = Capture(verdict[0], len(PASS) + 1)
+        timed_out = supervise(children, [said], limits, primary=tester)
+    result = tester.result(limits, isolation, timed_out, time.perf_counter() - start)
+    if result.ok and bytes(said.data) == PASS:
+        return result
+    stderr, reason = result.stderr, result.reason or "error"
+    code_failed = not timed_out and server.status not in (0, None) and not server.killed_by_us
+    if code_failed:  # the code's process ended first (a limit, an early exit): say why
+        stderr = f"{stderr}\n{server.stderr.text(limits.output_chars)}".strip()
+        reason = server.reason(limits, False)
+    if reason == "error":
+        last = (stderr.strip().splitlines() or [""])[-1]
+        reason = "failed" if last.startswith("AssertionError") else failure_reason(1, stderr, False)
+    return SandboxResult(False, reason, result.exit_code, result.stdout, stderr, result.seconds, isolation)
 
 
 class VerifyCode:
     name = "verify_code"
 
-    def __init__(self, limits: SandboxLimits | None = None, workers: int = 4, isolation: Isolation = "auto"):
+    def __init__(self, limits: SandboxLimits | None = None, workers: int = 4, isolation: Isolation = "bwrap"):
         self.limits, self.workers, self.isolation = limits or SandboxLimits(), workers, isolation
 
     def run(self, records: Iterable[Record]) -> Iterator[Record]:
@@ -40,4 +99,4 @@ class VerifyCode:
         yield from rows
 
     def check(self, record: Record) -> SandboxResult:
-        return run_python(program(record.answer or "", record.reference_answer or ""), "", self.limits, self.isolation)
+        return run_tests(record.answer or "", record.reference_answer or "", self.limits, self.isolation)

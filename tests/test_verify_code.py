@@ -1,0 +1,142 @@
+"""A code-verification pass must come from a channel the code under test cannot forge. Each attack
+below made wrong code "pass" when the tests ran in the code's own process; now each is a failure.
+The separate-process design holds at every layer; only the namespace layers keep the code from
+reaching the testing process through /proc, so that attack runs there."""
+
+import pytest
+
+from synthloop.curation.sandbox import SandboxLimits, available_isolation
+from synthloop.curation.verify_code import VerifyCode, run_tests
+from synthloop.records import Record
+
+LEVELS = available_isolation()
+LIMITS = SandboxLimits(wall_s=5.0, cpu_s=2, memory_mb=256)
+TESTS = "assert add(1, 2) == 3\nassert add(2, 2) == 4\n"
+
+FORGERIES = {
+    "os._exit(0) on import": "import os\nos._exit(0)\n",
+    "SystemExit(0) on import": "raise SystemExit(0)\n",
+    "exit(0) inside the call": "import os\ndef add(a, b):\n    os._exit(0)\n",
+    "atexit ends cleanly": "import atexit, os\natexit.register(lambda: os._exit(0))\ndef add(a, b):\n    return 0\n",
+    "prints what a pass looks like": "print('PASS')\nprint('tests passed')\ndef add(a, b):\n    return 0\n",
+    "an object equal to everything": (
+        "class Anything:\n    def __eq__(self, other):\n        return True\n    __hash__ = object.__hash__\n"
+        "def add(a, b):\n    return Anything()\n"
+    ),
+    "an int subclass equal to everything": (
+        "class E(int):\n    def __eq__(s, o):\n        return True\ndef add(a, b):\n    return E(0)\n"
+    ),
+    "tracing skips the test lines": "import sys\nsys.settrace(lambda *a: None)\ndef add(a, b):\n    return 0\n",
+    "patches assert's exception": (
+        "import builtins\nbuiltins.AssertionError = type('X', (Exception,), {})\ndef add(a, b):\n    return 0\n"
+    ),
+    "writes PASS into every descriptor": (
+        "import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'PASS\\n')\n"
+        "    except OSError:\n        pass\n"
+        "def add(a, b):\n    return 0\n"
+    ),
+    "raises SystemExit(0) inside the call": "def add(a, b):\n    raise SystemExit(0)\n",
+}
+
+
+@pytest.fixture(params=LEVELS)
+def level(request):
+    return request.param
+
+
+@pytest.mark.parametrize("attack", FORGERIES)
+def test_forged_passes_are_failures(attack, level):
+    result = run_tests(FORGERIES[attack], TESTS, LIMITS, level)
+    assert not result.ok, (attack, result)
+
+
+@pytest.mark.parametrize("level", [level for level in LEVELS if level != "none"] or ["none"])
+def test_the_code_cannot_reach_the_testing_process_through_proc(level):
+    if level == "none":
+        pytest.skip("no namespace layer here: the code shares /proc with the testing process")
+    code = """
+import os
+for pid in os.listdir('/proc'):
+    if pid.isdigit():
+        for fd in range(64):
+            try:
+                with open(f'/proc/{pid}/fd/{fd}', 'wb', buffering=0) as f:
+                    f.write(b'PASS\\n')
+            except OSError:
+                pass
+def add(a, b):
+    return 0
+"""
+    assert not run_tests(code, TESTS, LIMITS, level).ok
+
+
+def test_correct_code_passes_with_the_tests_users_write(level):
+    code = """
+class Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+    def __eq__(self, other):
+        return (self.x, self.y) == (other.x, other.y)
+    def __add__(self, other):
+        return Point(self.x + other.x, self.y + other.y)
+
+def sort_in_place(items):
+    items.sort()
+
+def squares(n):
+    yield from (i * i for i in range(n))
+
+def parse(text):
+    if not text:
+        raise ValueError("empty")
+    return {"words": tuple(text.split()), "chars": len(text), "ratio": 0.5, "raw": text.encode()}
+
+LIMIT = 10
+"""
+    tests = """
+assert Point(1, 2) + Point(3, 4) == Point(4, 6)
+assert Point(1, 2).x == 1 and Point(1, 2) != Point(2, 1)
+items = [3, 1, 2]
+sort_in_place(items)
+assert items == [1, 2, 3]
+assert list(squares(4)) == [0, 1, 4, 9] and sum(squares(3)) == 5
+assert parse("a b") == {"words": ("a", "b"), "chars": 3, "ratio": 0.5, "raw": b"a b"}
+try:
+    parse("")
+    raise AssertionError("no error")
+except ValueError as error:
+    assert "empty" in str(error)
+from solution import LIMIT
+assert LIMIT == 10
+import sys
+sys.exit(0)
+"""
+    result = run_tests(code, tests, LIMITS, level)
+    assert result.ok, result.stderr
+
+
+def test_wrong_code_fails_with_the_failing_line(level):
+    result = run_tests("def add(a, b):\n    return a - b\n", TESTS, LIMITS, level)
+    assert not result.ok and result.reason == "failed" and "AssertionError" in result.stderr
+
+
+def test_a_test_script_that_ends_with_an_error_status_fails(level):
+    result = run_tests("def add(a, b):\n    return a + b\n", "import sys\nsys.exit(1)\n", LIMITS, level)
+    assert not result.ok
+
+
+def test_a_solution_that_hangs_or_floods_is_stopped(level):
+    hangs = run_tests("def add(a, b):\n    while True:\n        pass\n", TESTS, LIMITS, level)
+    assert not hangs.ok and hangs.reason in ("cpu_time", "timeout")
+    floods = run_tests("def add(a, b):\n    return 'x' * 50_000_000\n", TESTS, LIMITS, level)
+    assert not floods.ok
+
+
+def test_verify_code_stage_reasons(level):
+    def row(answer):
+        return Record(kind="solution", skill="code", question="write add", answer=answer, reference_answer=TESTS,
+                      source="synthetic", round=1)  # fmt: skip
+
+    rows = [row("def add(a, b):\n    return a + b\n"), row("import os\nos._exit(0)\n")]
+    out = list(VerifyCode(LIMITS, workers=2, isolation=level).run(rows))
+    assert [r.reject_reason for r in out] == [None, "tests_error"]
