@@ -140,3 +140,25 @@ def test_verify_code_stage_reasons(level):
     rows = [row("def add(a, b):\n    return a + b\n"), row("import os\nos._exit(0)\n")]
     out = list(VerifyCode(LIMITS, workers=2, isolation=level).run(rows))
     assert [r.reject_reason for r in out] == [None, "tests_error"]
+
+
+def test_a_weaker_isolation_is_said_in_the_manifest_and_the_report_of_every_run(tmp_path):
+    import yaml
+
+    from synthloop.config import default_recipe_text, load_recipe
+    from synthloop.reports.html import write_report
+    from synthloop.storage.atomic import read_json
+    from synthloop.storage.rundir import open_run
+
+    data = yaml.safe_load(default_recipe_text())
+    data["curation"]["code"] = {"isolation": "none"}
+    (tmp_path / "weak.yaml").write_text(yaml.safe_dump(data))
+    recipe = load_recipe(tmp_path / "weak.yaml")
+    for resume in (False, True):
+        run, manifest = open_run(tmp_path / "run", recipe, resume)
+        write_report(run)
+        assert "weaker isolation 'none'" in " ".join(read_json(run.manifest)["warnings"])
+        assert "weaker isolation &#x27;none&#x27;" in run.report.read_text()
+    strong = load_recipe()
+    run, _ = open_run(tmp_path / "strong", strong, False)
+    assert read_json(run.manifest)["warnings"] == []

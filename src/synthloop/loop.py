@@ -84,6 +84,8 @@ def run_loop(
     check_teacher(teacher)  # and an unreachable server or unknown model here
     judge = preflight(recipe.curation)  # and an unreadable eval set, a missing reward model or an unreachable judge
     run, manifest = open_run(root, recipe, resume)
+    for warning in manifest.get("warnings", []):
+        log(f"warning: {warning}")
     probes = build_probes(skills, difficulty, recipe.evaluation.probes_per_skill, stream_seed(recipe.seed, "probes"))
     # The golden set is held apart from the probes too: nothing the student is tested on is trained on.
     held_out = Decontaminate({"probes": [p.question for p in probes]}, field="question")

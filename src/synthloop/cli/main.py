@@ -146,6 +146,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
     if not rows:
         raise InputFileError(f"{args.rows}: no rows (a folder must hold part-*.parquet shards)")
     summary = curate_rows(recipe.curation, rows, args.out, Context(judge=preflight(recipe.curation)))
+    for warning in summary["warnings"]:
+        print(f"synthloop: warning: {warning}")
     print(
         f"synthloop: kept {summary['kept']} of {summary['rows']} rows; rejected by reason: {summary['rejected']}; "
         f"written to {args.out}"

@@ -19,7 +19,7 @@ from synthloop.curation.judge import LLMJudge, PairwiseJudge
 from synthloop.curation.near_dedup import NearDedup
 from synthloop.curation.pii import RedactPII
 from synthloop.curation.quality import QualityFilter
-from synthloop.curation.sandbox import SandboxLimits, require_isolation
+from synthloop.curation.sandbox import SandboxLimits, isolation_notice, require_isolation
 from synthloop.curation.self_consistency import SelfConsistency
 from synthloop.curation.text import record_text
 from synthloop.curation.verify import VerifyAnswers
@@ -72,6 +72,12 @@ def build_stages(cfg: CurationConfig, context: Context) -> list[Stage]:
     if cfg.judge:
         stages.append(judge_stage(cfg, context))
     return stages
+
+
+def curation_warnings(cfg: CurationConfig) -> list[str]:
+    """What every run's manifest, report and summary must say about its curation (a weaker sandbox)."""
+    notice = isolation_notice(cfg.code.isolation) if cfg.code else None
+    return [notice] if notice else []
 
 
 def preflight(cfg: CurationConfig) -> Teacher | None:
@@ -196,6 +202,7 @@ def curate_rows(
         **stage_counts(stages),
         "stages": [stage.name for stage in stages],
         "seconds": round(time.perf_counter() - start, 3),
+        "warnings": curation_warnings(cfg),
     }
     write_json(out / "summary.json", summary)
     return summary

@@ -14,6 +14,7 @@ STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}"
     "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}"
     "th:first-child,td:first-child{text-align:left}h2{margin-top:1.6em}"
+    ".warning{background:#fff3cd;border:1px solid #e0c060;padding:6px}"
 )
 
 
@@ -30,6 +31,7 @@ def render(manifest: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
         f"<style>{STYLE}</style><h1>synthloop run: {escape(recipe['name'])}</h1>",
         f"<p>recipe hash <code>{manifest['recipe_hash']}</code>, teacher <code>{escape(recipe['teacher']['backend'])}"
         f"</code> ({escape(recipe['teacher']['model'])}), {len(rounds)} of {recipe['rounds']} rounds finished.</p>",
+        *(f"<p class='warning'><strong>Warning:</strong> {escape(w)}</p>" for w in manifest.get("warnings", [])),
     ]
     if not rounds:
         return "".join([*parts, "<p>No round has finished yet.</p>"])

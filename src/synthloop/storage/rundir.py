@@ -60,7 +60,14 @@ def package_versions() -> dict[str, str]:
 
 def open_run(root: Path, recipe: Recipe, resume: bool) -> tuple[RunDir, dict[str, Any]]:
     """Create a new run directory, or reopen one for `--resume` after checking it is the same recipe."""
-    content = {"recipe": recipe.model_dump(mode="json"), "versions": package_versions(), "rounds": {}}
+    from synthloop.curation.pipeline import curation_warnings
+
+    content = {
+        "recipe": recipe.model_dump(mode="json"),
+        "versions": package_versions(),
+        "warnings": curation_warnings(recipe.curation),
+        "rounds": {},
+    }
     return RunDir(root), open_manifest(root, "recipe", recipe.hash(), content, resume)
 
 
