@@ -155,7 +155,7 @@ def test_a_weaker_isolation_is_said_in_the_manifest_and_the_report_of_every_run(
     (tmp_path / "weak.yaml").write_text(yaml.safe_dump(data))
     recipe = load_recipe(tmp_path / "weak.yaml")
     for resume in (False, True):
-        run, manifest = open_run(tmp_path / "run", recipe, resume)
+        run, _ = open_run(tmp_path / "run", recipe, resume)
         write_report(run)
         assert "weaker isolation 'none'" in " ".join(read_json(run.manifest)["warnings"])
         assert "weaker isolation &#x27;none&#x27;" in run.report.read_text()
