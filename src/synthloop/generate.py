@@ -29,9 +29,10 @@ from synthloop.registry import TASKS
 from synthloop.runners.local import Answered, generate, usage_fields
 from synthloop.storage.atomic import write_json
 from synthloop.storage.input_files import InputFileError, read_jsonl_rows
+from synthloop.storage.lock import unlock_run_dir
 from synthloop.storage.response_cache import ResponseCache
-from synthloop.storage.rundir import open_manifest
-from synthloop.storage.shards import read_records
+from synthloop.storage.rundir import EmptyOutputError, open_manifest
+from synthloop.storage.shards import read_records, reset
 from synthloop.tasks.prompted import EVOLUTIONS, PromptTask
 from synthloop.teachers.base import SamplingParams, TeacherRequest
 from synthloop.teachers.engine import Engine
@@ -191,25 +192,49 @@ def run_job(
     teacher = make_teacher(job.teacher, job.seed)
     check_teacher(teacher)  # unreachable server, unknown model: fail before anything is written
     manifest = open_manifest(root, "job", job.hash(), {"job": job.model_dump(mode="json", by_alias=True)}, resume)
-    cache = ResponseCache(cache_path or root / "cache" / "responses.sqlite")
-    engine = Engine(teacher, engine_settings(job.teacher), cache, manifest["run_id"], Progress("teacher", log=log))
-    metrics: dict[str, Any] = {"steps": {}}
-    for step in job.steps:
-        task = step_task(step)
-        calls = step_calls(step, task, step_inputs(step, root, base))
-        by_request = {id(c.request): c for c in calls}
-        make = record_maker(job, step, task, engine, by_request)
-        stats = generate(engine, task, [c.request for c in calls], make, root / "steps" / step.name, job.shard_size)
-        metrics["steps"][step.name] = stats
-        log(
-            f"step {step.name}: {stats['rows']} rows from {stats['requests']} requests "
-            f"({stats['calls']['issued']} calls made, {stats['calls']['cached']} cached, "
-            f"{stats['parse_failed']} unparsable kept as failed)"
-        )
-    spent = cache.spent(manifest["run_id"])
-    metrics["total"] = {**spent.__dict__, "tokens": spent.tokens}
-    write_json(root / "metrics.json", metrics)
-    return metrics
+    try:
+        cache = ResponseCache(cache_path or root / "cache" / "responses.sqlite")
+        engine = Engine(teacher, engine_settings(job.teacher), cache, manifest["run_id"], Progress("teacher", log=log))
+        metrics: dict[str, Any] = {"steps": {}}
+        rewritten: set[str] = set()
+        for step in job.steps:
+            out = root / "steps" / step.name
+            if step.from_step in rewritten:
+                reset(out)  # its inputs changed: the failed calls of the step it reads were tried again
+            task = step_task(step)
+            calls = step_calls(step, task, step_inputs(step, root, base))
+            by_request = {id(c.request): c for c in calls}
+            make = record_maker(job, step, task, engine, by_request)
+            requests = [c.request for c in calls]
+            stats = generate(engine, task, requests, make, out, job.shard_size, retry_failed=resume, log=log)
+            if stats.pop("written"):
+                rewritten.add(step.name)
+            metrics["steps"][step.name] = stats
+            log(
+                f"step {step.name}: {stats['rows']} rows from {stats['requests']} requests "
+                f"({stats['calls']['issued']} calls made, {stats['calls']['cached']} cached, "
+                f"{stats['parse_failed']} unparsable kept as failed)"
+            )
+        spent = cache.spent(manifest["run_id"])
+        metrics["total"] = {**spent.__dict__, "tokens": spent.tokens}
+        write_json(root / "metrics.json", metrics)
+        empty = [reason for step in job.steps if (reason := empty_step_reason(step.name, root / "steps" / step.name))]
+        if empty:
+            raise EmptyOutputError("; ".join(empty) + "; fix the cause and rerun with --resume")
+        return metrics
+    finally:
+        unlock_run_dir(root)  # a process that dies gives it back anyway
+
+
+def empty_step_reason(name: str, directory: Path) -> str | None:
+    rows = read_records(directory)
+    if any(r.error is None and r.parse_status != "failed" for r in rows):
+        return None
+    failed = [r.error for r in rows if r.error]
+    unparsable = sum(r.parse_status == "failed" for r in rows)
+    why = f"{len(failed)} calls failed (first error: {' '.join(failed[0].split())[:200]})" if failed else ""
+    why = ", ".join(part for part in (why, f"{unparsable} replies unparsable" if unparsable else "") if part)
+    return f"step {name} produced no usable rows ({why or 'no inputs'})"
 
 
 def record_maker(job: GenerateJob, step: StepConfig, task: PromptTask, engine: Engine, by_request: dict[int, Call]):

@@ -31,8 +31,9 @@ from synthloop.reports.html import write_report
 from synthloop.runners.local import Answered, generate, usage_fields
 from synthloop.skills.base import Problem, Skill
 from synthloop.storage.atomic import read_json, replace_dir, write_json
+from synthloop.storage.lock import unlock_run_dir
 from synthloop.storage.response_cache import ResponseCache
-from synthloop.storage.rundir import RunDir, open_run, set_round_status
+from synthloop.storage.rundir import EmptyOutputError, RunDir, open_run, set_round_status
 from synthloop.storage.shards import (
     is_complete,
     mark_complete,
@@ -86,29 +87,33 @@ def run_loop(
     run, manifest = open_run(root, recipe, resume)
     for warning in manifest.get("warnings", []):
         log(f"warning: {warning}")
-    probes = build_probes(skills, difficulty, recipe.evaluation.probes_per_skill, stream_seed(recipe.seed, "probes"))
-    # The golden set is held apart from the probes too: nothing the student is tested on is trained on.
-    held_out = Decontaminate({"probes": [p.question for p in probes]}, field="question")
-    golden = [r for r in held_out.run(golden) if r.kept]
-    cache = ResponseCache(cache_path or run.cache)
-    run_id = manifest.get("run_id", manifest["recipe_hash"])
-    engine = Engine(teacher, engine_settings(recipe.teacher), cache, run_id, Progress("teacher", log=log))
-    loop = Loop(recipe, run, skills, difficulty, probes, golden, engine, log, judge)
-    student.prepare_tokenizer(run.tokenizer, recipe, tokenizer_corpus(loop))
-    for number in range(1, recipe.rounds + 1):
-        if manifest["rounds"].get(str(number)) == "done":
-            log(f"round {number}: already done, skipped")
-            continue
-        set_round_status(run, manifest, number, "running")
-        run_round(loop, number)
+    try:
+        probes_per_skill, probe_seed = recipe.evaluation.probes_per_skill, stream_seed(recipe.seed, "probes")
+        probes = build_probes(skills, difficulty, probes_per_skill, probe_seed)
+        # The golden set is held apart from the probes too: nothing the student is tested on is trained on.
+        held_out = Decontaminate({"probes": [p.question for p in probes]}, field="question")
+        golden = [r for r in held_out.run(golden) if r.kept]
+        cache = ResponseCache(cache_path or run.cache)
+        run_id = manifest.get("run_id", manifest["recipe_hash"])
+        engine = Engine(teacher, engine_settings(recipe.teacher), cache, run_id, Progress("teacher", log=log))
+        loop = Loop(recipe, run, skills, difficulty, probes, golden, engine, log, judge)
+        student.prepare_tokenizer(run.tokenizer, recipe, tokenizer_corpus(loop))
+        for number in range(1, recipe.rounds + 1):
+            if manifest["rounds"].get(str(number)) == "done":
+                log(f"round {number}: already done, skipped")
+                continue
+            set_round_status(run, manifest, number, "running")
+            run_round(loop, number)
+            write_json(run.metrics, collect_metrics(run, recipe.rounds))
+            set_round_status(run, manifest, number, "done")
+            write_report(run)
+        # metrics.json and the report derive from the rounds' files: rebuilding them here repairs a run
+        # that was killed between marking a round done and writing them.
         write_json(run.metrics, collect_metrics(run, recipe.rounds))
-        set_round_status(run, manifest, number, "done")
         write_report(run)
-    # metrics.json and the report derive from the rounds' files: rebuilding them here repairs a run
-    # that was killed between marking a round done and writing them.
-    write_json(run.metrics, collect_metrics(run, recipe.rounds))
-    write_report(run)
-    return run
+        return run
+    finally:
+        unlock_run_dir(root)  # a process that dies gives it back anyway
 
 
 def run_round(loop: Loop, number: int) -> None:
@@ -119,9 +124,11 @@ def run_round(loop: Loop, number: int) -> None:
     # 2. Generate: one teacher call per planned problem (identical prompts and cached answers cost nothing).
     task = TASKS.get(loop.recipe.generation.task)()
     requests = generation_requests(loop.recipe, loop.skills, loop.difficulty, number, plan["counts"])
-    stats = generate(
-        loop.engine, task, requests, record_maker(loop, number), rdir / "generated", loop.recipe.generation.shard_size
-    )
+    make, shard_size = record_maker(loop, number), loop.recipe.generation.shard_size
+    stats = generate(loop.engine, task, requests, make, rdir / "generated", shard_size, retry_failed=True, log=loop.log)
+    if stats["written"]:  # new rows (failed calls tried again): what was derived from the old ones goes
+        for derived in ("curated", "rejected", "train", "student", "eval.json"):
+            reset(rdir / derived)
     calls = stats["calls"]
     loop.log(
         f"round {number}: generated {stats['rows']} rows in {stats['seconds']}s "
@@ -130,6 +137,8 @@ def run_round(loop: Loop, number: int) -> None:
     # 3. Curate: verify, decontaminate, dedup. Rejected rows keep their reason in rejected/.
     counts = curate_round(loop, number, rdir)
     loop.log(f"round {number}: kept {counts['kept']}, rejected {counts['rejected']}")
+    if counts["kept"] == 0:
+        raise EmptyOutputError(empty_round_message(number, stats, counts, rdir))
     # 4. Ground: mix the kept synthetic rows with the golden set.
     mix_counts = ground_round(loop, number, rdir)
     loop.log(f"round {number}: training mix {mix_counts}")
@@ -145,6 +154,18 @@ def run_round(loop: Loop, number: int) -> None:
         f"round {number}: macro accuracy {report['macro']:.3f} "
         + " ".join(f"{s}={a:.2f}" for s, a in report["per_skill"].items())
     )
+
+
+def empty_round_message(number: int, stats: dict[str, Any], counts: dict[str, Any], rdir: Path) -> str:
+    failed = stats["calls"]["failed"]
+    reasons = sorted(counts["rejected"].items(), key=lambda item: -item[1])[:3]
+    parts = [f"round {number}: curation kept 0 of {counts['generated']} generated rows"]
+    if failed:
+        first = next((r.error for r in read_records(rdir / "generated") if r.error), "")
+        parts.append(f"{failed} teacher calls failed (first error: {' '.join(first.split())[:200]})")
+    if reasons:
+        parts.append("rejected: " + ", ".join(f"{reason} {n}" for reason, n in reasons))
+    return "; ".join(parts) + f" (rows in {rdir / 'rejected'}); fix the cause and rerun with --resume"
 
 
 def dry_run(recipe: Recipe, cache_path: Path | None) -> list[str]:
@@ -255,7 +276,7 @@ def record_maker(loop: Loop, number: int) -> Callable[[Answered], list[Record]]:
 
 def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     curated, rejected = rdir / "curated", rdir / "rejected"
-    if is_complete(curated):
+    if is_complete(curated) and is_complete(rejected):
         return read_marker(curated)
     reset(curated)
     reset(rejected)

@@ -15,11 +15,19 @@ from synthloop.curation.sandbox import SandboxUnavailable
 from synthloop.registry import SKILLS, UnknownNameError
 from synthloop.skills.base import MAX_DIFFICULTY, MIN_DIFFICULTY
 from synthloop.storage.input_files import InputFileError
-from synthloop.storage.rundir import RunDirError
+from synthloop.storage.rundir import EmptyOutputError, RunDirError
 from synthloop.teachers.base import TeacherUnavailable
 from synthloop.teachers.engine import BudgetExhausted
 
-USER_ERRORS = (RecipeError, UnknownNameError, InputFileError, RunDirError, TeacherUnavailable, SandboxUnavailable)
+USER_ERRORS = (
+    RecipeError,
+    UnknownNameError,
+    InputFileError,
+    RunDirError,
+    TeacherUnavailable,
+    SandboxUnavailable,
+    EmptyOutputError,
+)
 BUDGET_STOP = 3  # exit status of a run stopped cleanly by a budget cap
 
 

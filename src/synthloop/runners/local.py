@@ -102,17 +102,26 @@ def generate(
     make_records: MakeRecords,
     out_dir: Path,
     shard_size: int,
+    retry_failed: bool = False,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Answer `requests` into `out_dir/part-*.parquet` (skipped if already complete); returns the stats."""
+    """Answer `requests` into `out_dir/part-*.parquet`; returns the stats. A complete directory is
+    skipped, unless `retry_failed` (a resumed step) and some of its calls failed: then it is written
+    again, the answers already received coming from the response cache and the failed calls sent
+    again. `written` in the stats says whether the directory was (re)written now."""
     if is_complete(out_dir):
-        return read_marker(out_dir)
+        stats = read_marker(out_dir)
+        failed = stats.get("calls", {}).get("failed", 0)
+        if not (retry_failed and failed):
+            return stats | {"written": False}
+        log(f"resume: {failed} calls failed last time in {out_dir}; trying them again")
     reset(out_dir)
     answered, stats = answer_and_parse(engine, task, requests)
     rows = [row for entry in answered for row in make_records(entry)]
     write_records(out_dir, rows, shard_size)
     stats |= {"requests": len(requests), "rows": len(rows), "seconds": stats["calls"]["seconds"]}
     mark_complete(out_dir, stats)
-    return stats
+    return stats | {"written": True}
 
 
 def usage_fields(answered: Answered, first: bool) -> dict[str, Any]:

@@ -17,6 +17,10 @@ class RunDirError(RuntimeError):
     pass
 
 
+class EmptyOutputError(RuntimeError):
+    """A round that kept no row, or a generate step with no usable row: stopped, never "done"."""
+
+
 @dataclass(frozen=True)
 class RunDir:
     root: Path
@@ -74,8 +78,14 @@ def open_run(root: Path, recipe: Recipe, resume: bool) -> tuple[RunDir, dict[str
 def open_manifest(root: Path, what: str, identity: str, content: dict[str, Any], resume: bool) -> dict[str, Any]:
     """The manifest of a run or job directory: written fresh (with a new run id, the identity hash
     under `<what>_hash` and `content`), or read back for `--resume` after checking the identity."""
+    from synthloop.storage.lock import LOCK_NAME, lock_run_dir
+
     path = root / "manifest.json"
     key = f"{what}_hash"
+    if root.exists() and not root.is_dir():
+        raise RunDirError(f"{root} is a file, not a run directory; choose another --run-dir")
+    if root.exists():
+        lock_run_dir(root)  # a live run in it is named before anything else is said
     if resume:
         if not path.exists():
             raise RunDirError(f"nothing to resume in {root}: no manifest.json (start it without --resume)")
@@ -87,10 +97,11 @@ def open_manifest(root: Path, what: str, identity: str, content: dict[str, Any],
             )
         remove_temporaries(root)
         return manifest
-    if root.exists() and any(root.iterdir()):
+    if root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()):
         raise RunDirError(
             f"{root} already exists and is not empty; add --resume to continue it, or choose a new --run-dir"
         )
+    lock_run_dir(root)
     # run_id tags this run's calls in a response cache shared across runs.
     manifest = {"run_id": uuid.uuid4().hex, key: identity, **content}
     write_json(path, manifest)

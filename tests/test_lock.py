@@ -1,0 +1,84 @@
+"""One process per run directory: a second process refuses at once and names the holder; a holder
+killed with kill -9 leaves nothing that blocks the next run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from synthloop.cli.main import main
+from synthloop.storage.lock import lock_run_dir
+from synthloop.storage.rundir import RunDirError, open_manifest
+from synthloop.testing import serve_in_thread
+from synthloop.testing.simulated_server import SimulatedServer
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from synthloop.storage.lock import lock_run_dir
+from synthloop.storage.rundir import open_manifest
+if sys.argv[2:] == ["lock"]:
+    lock_run_dir(Path(sys.argv[1]))  # what a running job does first
+else:
+    open_manifest(Path(sys.argv[1]), "job", "abc", {}, resume=False)
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def hold(root, lock_only=False):
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(root), *(["lock"] if lock_only else [])],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout.readline() == "holding\n"
+    return proc
+
+
+def test_a_second_process_on_a_run_directory_refuses_naming_the_holder(tmp_path):
+    root = tmp_path / "run"
+    holder = hold(root)
+    try:
+        with pytest.raises(RunDirError, match=rf"in use by process {holder.pid} on .*since"):
+            open_manifest(root, "job", "abc", {}, resume=True)
+        with pytest.raises(RunDirError, match="in use by process"):
+            open_manifest(root, "job", "abc", {}, resume=False)
+        assert json.loads((root / ".lock").read_text())["pid"] == holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_holder_killed_with_kill_9_blocks_nobody(tmp_path):
+    root = tmp_path / "run"
+    holder = hold(root)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    assert (root / ".lock").exists()  # left behind, and harmless
+    manifest = open_manifest(root, "job", "abc", {}, resume=True)
+    assert manifest["job_hash"] == "abc"
+
+
+def test_generate_resume_refuses_while_a_run_holds_the_directory(tmp_path, capsys):
+    server = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, responder=lambda body: "# A section")
+    root = tmp_path / "run"
+    with serve_in_thread(server.app()) as url:
+        job = tmp_path / "job.yaml"
+        teacher = f"{{backend: openai, model: simulated, base_url: '{url}/v1'}}"
+        job.write_text(f"name: j\nteacher: {teacher}\nsteps:\n  - {{name: s, task: textbook, inputs: [a, b]}}\n")
+        assert main(["generate", str(job), "--run-dir", str(root)]) == 0
+        calls = sum(server.completed.values())
+        holder = hold(root, lock_only=True)  # a process holding it, as a running generate would
+        try:
+            assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 2
+            assert f"in use by process {holder.pid}" in capsys.readouterr().err
+        finally:
+            holder.kill()
+            holder.wait()
+        assert sum(server.completed.values()) == calls  # nothing was sent by the refused process
+
+
+def test_the_lock_is_reentrant_within_one_process(tmp_path):
+    lock_run_dir(tmp_path)
+    lock_run_dir(tmp_path)

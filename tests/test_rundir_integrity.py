@@ -1,0 +1,99 @@
+"""A run directory never loses a row silently: damaged shards are found and redone, failed calls are
+tried again on --resume, and a round or job that produced nothing stops with one line instead of
+"done". Real CLI, real loopback server, real Parquet files."""
+
+from pathlib import Path
+
+import yaml
+
+from synthloop.cli.main import main
+from synthloop.storage.shards import read_records
+from synthloop.testing import serve_in_thread
+from synthloop.testing.simulated_server import SimulatedServer
+
+
+class Teacher:
+    """A loopback teacher that answers 500 to the prompts `failing` picks until it is healed."""
+
+    def __init__(self, failing=lambda prompt: False):
+        self.failing, self.sent = failing, []
+        self.server = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, responder=self.reply)
+
+    def reply(self, body):
+        prompt = body["messages"][-1]["content"]
+        self.sent.append(prompt)
+        if self.failing(prompt):
+            raise RuntimeError("teacher overloaded")  # the server answers 500
+        return f"# A section about {prompt[:30]}"
+
+
+def write_job(path, url, inputs, shard_size=50):
+    teacher = {"backend": "openai", "model": "simulated", "base_url": f"{url}/v1", "max_retries": 0}
+    job = {"name": "job", "teacher": teacher, "shard_size": shard_size,
+           "steps": [{"name": "book", "task": "textbook", "inputs": inputs}]}  # fmt: skip
+    path.write_text(yaml.safe_dump(job))
+    return path
+
+
+def test_resume_tries_failed_calls_again_and_says_how_many(tmp_path, capsys):
+    teacher = Teacher(failing=lambda prompt: "beta" in prompt)
+    root = tmp_path / "run"
+    with serve_in_thread(teacher.server.app()) as url:
+        job = write_job(tmp_path / "job.yaml", url, ["alpha", "beta", "gamma"])
+        assert main(["generate", str(job), "--run-dir", str(root)]) == 0
+        rows = read_records(root / "steps" / "book")
+        assert sum(r.error is not None for r in rows) == 1
+        teacher.failing, teacher.sent = (lambda prompt: False), []
+        assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 0
+    assert "resume: 1 calls failed last time" in capsys.readouterr().out
+    assert len(teacher.sent) == 1 and "beta" in teacher.sent[0]  # only the failed call was paid again
+    rows = read_records(root / "steps" / "book")
+    assert len(rows) == 3 and all(r.error is None for r in rows)
+
+
+def test_a_job_whose_steps_came_out_empty_fails_and_resumes_after_the_fix(tmp_path, capsys):
+    teacher = Teacher(failing=lambda prompt: True)
+    root = tmp_path / "run"
+    with serve_in_thread(teacher.server.app()) as url:
+        job = write_job(tmp_path / "job.yaml", url, ["alpha", "beta"])
+        assert main(["generate", str(job), "--run-dir", str(root)]) == 2
+        err = capsys.readouterr().err
+        assert "step book produced no usable rows (2 calls failed (first error: " in err
+        assert err.splitlines()[-1].startswith("synthloop: error: step book produced no usable rows")
+        teacher.failing = lambda prompt: False
+        assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 0
+    assert all(r.error is None for r in read_records(root / "steps" / "book"))
+
+
+def test_a_deleted_or_truncated_shard_is_found_and_redone_from_the_cache(tmp_path, capsys):
+    teacher = Teacher()
+    root = tmp_path / "run"
+    with serve_in_thread(teacher.server.app()) as url:
+        job = write_job(tmp_path / "job.yaml", url, ["alpha", "beta", "gamma", "delta"], shard_size=1)
+        assert main(["generate", str(job), "--run-dir", str(root)]) == 0
+        step = root / "steps" / "book"
+        before = sorted(r.id for r in read_records(step))
+        paid = len(teacher.sent)
+        (step / "part-00001.parquet").unlink()
+        assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 0
+        assert "part-00001.parquet missing (1 rows); redoing it" in capsys.readouterr().err
+        data = (step / "part-00002.parquet").read_bytes()
+        (step / "part-00002.parquet").write_bytes(data[: len(data) // 2])
+        assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 0
+        assert "part-00002.parquet truncated or changed" in capsys.readouterr().err
+    assert sorted(r.id for r in read_records(step)) == before
+    assert len(teacher.sent) == paid  # every row came back from the response cache
+
+
+def test_a_round_that_keeps_no_row_stops_before_training(tmp_path, capsys):
+    recipe = yaml.safe_load(Path("tests/tiny_recipe.yaml").read_text())
+    recipe["rounds"], recipe["teacher"] = 1, {"noise": 1.0}  # a teacher that is always wrong
+    recipe["generation"]["budget_per_round"] = 40
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    root = tmp_path / "run"
+    assert main(["run", str(path), "--run-dir", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "round 1: curation kept 0 of 40 generated rows; rejected: wrong_answer 40" in err
+    assert "rerun with --resume" in err and not (root / "rounds" / "01" / "student").exists()
+    assert main(["run", str(path), "--run-dir", str(root), "--resume"]) == 2  # the same clear line again
