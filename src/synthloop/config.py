@@ -81,6 +81,9 @@ class OpenAITeacherConfig(EngineFields):
     backend: Literal["openai"]
     model: str = Field(description="model name the server serves (as in GET /v1/models)")
     base_url: str = Field(description="the server's OpenAI-compatible root, e.g. http://localhost:8000/v1")
+    max_reply_bytes: int = Field(
+        8 * 2**20, ge=1024, le=2**30, description="a reply larger than this, decompressed, is a failed call"
+    )
     api_key_env: str | None = Field(
         None, description="name of the environment variable holding the API key (never the key itself)"
     )

@@ -84,6 +84,13 @@ class TeacherUnavailable(RuntimeError):
 class Teacher(ABC):
     backend: str
     model: str
+    secrets: tuple[str, ...] = ()  # values that must never be stored or printed (an API key)
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret's value replaced: error bodies may echo the request's headers."""
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
 
     @abstractmethod
     async def complete(self, request: TeacherRequest) -> TeacherResponse:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from synthloop.storage.response_cache import ResponseCache, Spent
-from synthloop.teachers.base import Teacher, TeacherError, TeacherRequest, TeacherResponse
+from synthloop.teachers.base import Teacher, TeacherError, TeacherRequest, TeacherResponse, TeacherUnavailable
 from synthloop.teachers.limits import RateLimits
 from synthloop.teachers.progress import Progress
 
@@ -163,6 +163,8 @@ class Engine:
                 return TeacherResponse(
                     response.texts, None, response.prompt_tokens, response.completion_tokens, attempt
                 )
+            except TeacherUnavailable:
+                raise  # a refused key, an unknown model: every other call would fail too; stop the run
             except TeacherError as err:
                 error = err
                 retryable, retry_after = err.retryable, err.retry_after
@@ -174,7 +176,7 @@ class Engine:
             finally:
                 self._release(estimate)
             if not retryable or attempt > s.max_retries:
-                return TeacherResponse(None, f"{type(error).__name__}: {error}", attempts=attempt)
+                return TeacherResponse(None, self.teacher.redact(f"{type(error).__name__}: {error}"), attempts=attempt)
             if retry_after is not None:
                 self.resume_at = max(self.resume_at, time.monotonic() + min(retry_after, s.retry_after_max_s))
             else:

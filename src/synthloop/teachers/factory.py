@@ -24,6 +24,7 @@ def make_teacher(cfg: EngineFields, seed: int = 0) -> Teacher:
             structured_output=cfg.structured_output,
             concurrency=cfg.concurrency,
             extra_body=cfg.extra_body,
+            max_reply_bytes=cfg.max_reply_bytes,
         )
     if isinstance(cfg, TransformersTeacherConfig):
         return backend(model=cfg.model, device=cfg.device, batch_size=cfg.batch_size, dtype=cfg.dtype)

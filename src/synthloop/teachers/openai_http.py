@@ -3,16 +3,24 @@ serve`, hosted APIs), on the chat or the completions endpoint.
 
 The recipe names the environment variable that holds the key, never the key. Errors are sorted for
 the engine: 429, 408, 409, 5xx, timeouts, dropped connections and unreadable bodies are retryable
-(honouring `Retry-After`); other 4xx are not. `check()` fails early, before anything is written,
-when the server is unreachable, the model is not served or the key is refused."""
+(honouring `Retry-After`); other 4xx are not, and 401, 403 (the key) and 404 (the model or the URL)
+stop the whole run at once, since every other call would fail the same way. `check()` fails early,
+before anything is written, when the server is unreachable, the model is not served or the key is
+refused.
+
+Nothing from the server is trusted: a reply is read up to `max_reply_bytes` after decompression
+(a gzip bomb stops there), reported usage is never taken below half a local estimate nor above
+10^12, and the key's value is redacted from every error message."""
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
 import json
+import math
 import os
 import time
+import zlib
 from typing import Any
 
 import aiohttp
@@ -20,6 +28,13 @@ import aiohttp
 from synthloop.teachers.base import Teacher, TeacherError, TeacherRequest, TeacherResponse, TeacherUnavailable
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
+FATAL_STATUS = {401: "refused the API key", 403: "refused the API key", 404: "does not know the model or the URL"}
+MAX_REPORTED_TOKENS = 10**12  # above this a reported count is nonsense: clamped, so the caps still stop the run
+
+
+class ReplyTooLarge(TeacherError):
+    def __init__(self, limit: int):
+        super().__init__(f"reply over {limit} bytes (teacher.max_reply_bytes)", retryable=False)
 
 
 class OpenAITeacher(Teacher):
@@ -34,13 +49,16 @@ class OpenAITeacher(Teacher):
         structured_output: bool = False,
         concurrency: int = 64,
         extra_body: dict[str, Any] | None = None,
+        max_reply_bytes: int = 8 * 2**20,
     ):
         if endpoint not in ("chat", "completions"):
             raise ValueError(f"endpoint must be 'chat' or 'completions', got {endpoint!r}")
         self.model, self.base_url, self.endpoint = model, base_url.rstrip("/"), endpoint
         self.structured_output, self.concurrency = structured_output, concurrency
         self.extra_body = dict(extra_body or {})
-        self.headers = {"Content-Type": "application/json"}
+        self.max_reply_bytes = max_reply_bytes
+        # we inflate replies ourselves, with a bound; no encoding we could not bound
+        self.headers = {"Content-Type": "application/json", "Accept-Encoding": "gzip, deflate"}
         if api_key_env:
             key = os.environ.get(api_key_env)
             if not key:
@@ -49,6 +67,7 @@ class OpenAITeacher(Teacher):
                     "(the recipe names the variable, never the key itself)"
                 )
             self.headers["Authorization"] = f"Bearer {key}"
+            self.secrets = (key,)
         self.url = f"{self.base_url}/{'chat/completions' if endpoint == 'chat' else 'completions'}"
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
@@ -64,7 +83,10 @@ class OpenAITeacher(Teacher):
             connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=0, ttl_dns_cache=300)
             # Timeouts belong to the engine (per attempt), so the session sets none of its own.
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self.headers, timeout=aiohttp.ClientTimeout(total=None)
+                connector=connector,
+                headers=self.headers,
+                timeout=aiohttp.ClientTimeout(total=None),
+                auto_decompress=False,  # see read_capped
             )
         return self._session
 
@@ -77,12 +99,16 @@ class OpenAITeacher(Teacher):
         url = f"{self.base_url}/models"
         try:
             async with self._client().get(url, timeout=aiohttp.ClientTimeout(total=15)) as resp:
-                status, raw = resp.status, await resp.read()
+                status, raw = resp.status, await read_capped(resp, self.max_reply_bytes)
         except (aiohttp.ClientError, TimeoutError) as err:
             raise TeacherUnavailable(
-                f"cannot reach the teacher at {self.base_url} ({type(err).__name__}: {err}); is the server running "
-                "and is teacher.base_url right?"
+                self.redact(
+                    f"cannot reach the teacher at {self.base_url} ({type(err).__name__}: {err}); is the server "
+                    "running and is teacher.base_url right?"
+                )
             ) from None
+        except TeacherError as err:
+            raise TeacherUnavailable(f"the teacher at {self.base_url} sent an unusable /models reply: {err}") from None
         if status in (401, 403):
             raise TeacherUnavailable(f"the teacher at {self.base_url} refused the API key (HTTP {status})")
         if status != 200:
@@ -121,29 +147,71 @@ class OpenAITeacher(Teacher):
     async def complete(self, request: TeacherRequest) -> TeacherResponse:
         try:
             async with self._client().post(self.url, json=self.body(request)) as resp:
-                status, raw = resp.status, await resp.read()
-                retry_after = parse_retry_after(resp.headers)
+                status, retry_after = resp.status, parse_retry_after(resp.headers)
+                raw = await read_capped(resp, self.max_reply_bytes)
         except aiohttp.ClientError as err:  # refused, reset, dropped mid-body, ...
-            raise TeacherError(f"connection to {self.base_url} failed ({type(err).__name__}: {err})") from None
+            message = f"connection to {self.base_url} failed ({type(err).__name__}: {err})"
+            raise TeacherError(self.redact(message)) from None
         if status != 200:
-            detail = raw[:300].decode("utf-8", "replace").strip()
+            detail = self.redact(" ".join(raw[:300].decode("utf-8", "replace").split()))
+            if status in FATAL_STATUS:
+                raise TeacherUnavailable(
+                    f"the teacher at {self.url} {FATAL_STATUS[status]} (HTTP {status}: {detail[:200]}); check "
+                    "teacher.model, teacher.base_url and the key, then rerun with --resume (answers received are kept)"
+                )
             retryable = status in RETRYABLE_STATUS or status >= 500
-            if status == 404 and not retryable:
-                detail = f"{detail} (is model {self.model!r} served at {self.url}?)"
             raise TeacherError(f"HTTP {status} from {self.url}: {detail}", retryable, retry_after)
         try:
             payload = json.loads(raw)
             choices = sorted(payload["choices"], key=lambda c: c.get("index", 0))
             texts = tuple(choice_text(c, self.endpoint) for c in choices)
         except (ValueError, KeyError, TypeError, AttributeError) as err:
-            snippet = raw[:120].decode("utf-8", "replace")
+            snippet = self.redact(raw[:120].decode("utf-8", "replace"))
             raise TeacherError(f"unreadable response body ({type(err).__name__}: {err}): {snippet!r}") from None
         if not texts:
             raise TeacherError("the response has no choices")
-        usage = payload.get("usage") or {}
-        prompt_tokens = usage.get("prompt_tokens") or request.estimated_prompt_tokens()
-        completion_tokens = usage.get("completion_tokens") or sum(len(t) // 4 for t in texts)
-        return TeacherResponse(texts, None, int(prompt_tokens), int(completion_tokens))
+        if len(texts) > request.sampling.n:
+            raise TeacherError(f"{len(texts)} choices for n={request.sampling.n}", retryable=False)
+        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+        prompt_tokens = counted(usage.get("prompt_tokens"), request.estimated_prompt_tokens())
+        completion_tokens = counted(usage.get("completion_tokens"), sum(len(t) // 4 for t in texts))
+        return TeacherResponse(texts, None, prompt_tokens, completion_tokens)
+
+
+async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, inflated here (the session does not) and never past `limit` bytes of output."""
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        inflater = zlib.decompressobj(32 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS)
+    elif encoding in ("", "identity"):
+        inflater = None
+    else:
+        raise TeacherError(f"unsupported Content-Encoding {encoding!r}", retryable=False)
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        data = chunk
+        while data:
+            if inflater is None:
+                body += data
+                data = b""
+            else:
+                body += inflater.decompress(data, limit + 1 - len(body))
+                data = inflater.unconsumed_tail
+            if len(body) > limit:
+                raise ReplyTooLarge(limit)
+    return bytes(body)
+
+
+def counted(reported: Any, estimate: int) -> int:
+    """A server's token count, if it is a sane one, but never below half the local estimate (4 characters
+    a token): that floor never raises an honest count, and a server reporting 0 or -10^6 cannot make
+    calls look free to the budget caps. Negative numbers, NaN, booleans and strings count as no report
+    (the estimate stands); huge values are clamped so the arithmetic stays exact and a cap stops the run."""
+    if isinstance(reported, bool) or not isinstance(reported, int | float) or not math.isfinite(reported):
+        return estimate
+    if reported < 0:
+        return estimate
+    return max(int(min(reported, MAX_REPORTED_TOKENS)), estimate // 2)
 
 
 def choice_text(choice: dict[str, Any], endpoint: str) -> str:
