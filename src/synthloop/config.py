@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from types import UnionType
@@ -19,9 +20,11 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictInt,
     Tag,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from synthloop.curation.judge import DEFAULT_RUBRIC
@@ -42,12 +45,75 @@ def Registered(registry: Registry) -> Any:  # capitalised: it is used as a type
     return Annotated[str, AfterValidator(known)]
 
 
+MAX_FILE_BYTES = 1 << 20  # a recipe or job file larger than this is a mistake
+MAX_VALUES = 100_000  # values in a loaded recipe, aliases expanded (a YAML "billion laughs" stops here)
+MAX_DEPTH = 64
+NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(value: str) -> str:
+    if not NAME.fullmatch(value):
+        raise ValueError(
+            "must be 1 to 100 letters, digits, '.', '_' or '-', not starting with '.' (it names a folder under runs/)"
+        )
+    return value
+
+
+Name = Annotated[str, AfterValidator(check_name)]
+
+
+def read_yaml_file(path: Path, what: str) -> Any:
+    """A recipe or job file, loaded with bounds: its size, UTF-8 text, nesting depth and the number of
+    values once aliases are expanded, so a hostile file fails with one line instead of a hang."""
+    if not path.is_file():
+        raise RecipeError(f"{what} file not found: {path}")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise RecipeError(f"{path}: {path.stat().st_size} bytes; a {what} file is at most {MAX_FILE_BYTES} bytes")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {err.start}); a {what} is a YAML text file") from None
+    if "\x00" in text:
+        raise RecipeError(f"{path}: contains NUL bytes; a {what} is a YAML text file")
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, origin: str) -> Any:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"{origin}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    except RecursionError:
+        raise RecipeError(f"{origin}: nested too deeply (at most {MAX_DEPTH} levels)") from None
+    check_size(data, origin)
+    return data
+
+
+def check_size(data: Any, origin: str) -> None:
+    """Count values the way validation will walk them (an alias counted each time it is used)."""
+    count, todo = 0, [(data, 0)]
+    while todo:
+        value, depth = todo.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise RecipeError(f"{origin}: more than {MAX_VALUES} values (YAML aliases expanded); this is not a recipe")
+        if depth > MAX_DEPTH:
+            raise RecipeError(f"{origin}: nested too deeply (at most {MAX_DEPTH} levels)")
+        if isinstance(value, dict):
+            todo.extend((item, depth + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, list):
+            todo.extend((item, depth + 1) for item in value)
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SkillSpec(Strict):
-    difficulty: int = Field(1, ge=1, le=5, description="difficulty level of generated and probe items, 1 to 5")
+    difficulty: StrictInt = Field(1, ge=1, le=5, description="difficulty level of generated and probe items, 1 to 5")
 
 
 class PricesConfig(Strict):
@@ -58,14 +124,18 @@ class PricesConfig(Strict):
 class EngineFields(Strict):
     """How calls flow, for every backend: concurrency, rate limits, retries, timeouts, prices, caps."""
 
-    concurrency: int = Field(64, ge=1, description="teacher calls in flight at once")
-    max_retries: int = Field(3, ge=0, description="retries of a failed call before it is kept as a failed record")
+    concurrency: StrictInt = Field(64, ge=1, le=100_000, description="teacher calls in flight at once")
+    max_retries: StrictInt = Field(
+        3, ge=0, le=100, description="retries of a failed call before it is kept as a failed record"
+    )
     timeout_s: float = Field(120.0, gt=0.0, description="per attempt; a call with no reply by then is retried")
     requests_per_minute: float | None = Field(None, gt=0.0, description="token-bucket limit on calls; empty: none")
     tokens_per_minute: float | None = Field(None, gt=0.0, description="token-bucket limit on tokens; empty: none")
     backoff_base_s: float = Field(0.5, gt=0.0, description="first retry waits about this long, doubling after")
     prices: PricesConfig = PricesConfig()
-    max_total_tokens: int | None = Field(None, ge=1, description="stop the run cleanly before spending more tokens")
+    max_total_tokens: StrictInt | None = Field(
+        None, ge=1, le=10**12, description="stop the run cleanly before spending more tokens"
+    )
     max_cost_usd: float | None = Field(None, gt=0.0, description="stop the run cleanly before spending more USD")
 
 
@@ -81,7 +151,7 @@ class OpenAITeacherConfig(EngineFields):
     backend: Literal["openai"]
     model: str = Field(description="model name the server serves (as in GET /v1/models)")
     base_url: str = Field(description="the server's OpenAI-compatible root, e.g. http://localhost:8000/v1")
-    max_reply_bytes: int = Field(
+    max_reply_bytes: StrictInt = Field(
         8 * 2**20, ge=1024, le=2**30, description="a reply larger than this, decompressed, is a failed call"
     )
     api_key_env: str | None = Field(
@@ -98,7 +168,7 @@ class TransformersTeacherConfig(EngineFields):
     backend: Literal["transformers"]
     model: str = Field(description="Hugging Face model id (already in the local cache) or a local path")
     device: str = Field("auto", description="auto (CUDA, then MPS, then CPU), or e.g. cpu, cuda:0")
-    batch_size: int = Field(16, ge=1, description="requests generated together")
+    batch_size: StrictInt = Field(16, ge=1, le=65_536, description="requests generated together")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
@@ -129,13 +199,13 @@ TeacherConfig = Annotated[
 
 class GenerationConfig(Strict):
     task: Literal["solve"] = Field("solve", description="the loop's task (prompt tasks run with synthloop generate)")
-    budget_per_round: int = Field(
-        4000, ge=1, description="teacher calls per round, split across skills by the allocation"
+    budget_per_round: StrictInt = Field(
+        4000, ge=1, le=1_000_000, description="teacher calls per round, split across skills by the allocation"
     )
-    shard_size: int = Field(1000, ge=1, description="records per Parquet shard")
+    shard_size: StrictInt = Field(1000, ge=1, le=1_000_000, description="records per Parquet shard")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="teacher sampling temperature")
-    max_tokens: int = Field(512, ge=1, description="most tokens a teacher reply may have")
-    samples: int = Field(
+    max_tokens: StrictInt = Field(512, ge=1, le=1_000_000, description="most tokens a teacher reply may have")
+    samples: StrictInt = Field(
         1, ge=1, le=16, description="teacher samples per problem (more than 1 for curation.self_consistency)"
     )
 
@@ -145,8 +215,8 @@ TextFieldName = Literal["question", "answer", "all"]
 
 class NearDedupConfig(Strict):
     threshold: float = Field(0.8, ge=0.5, le=1.0, description="word-shingle Jaccard at which rows count as one")
-    ngram: int = Field(3, ge=1, le=10, description="words per shingle")
-    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
+    ngram: StrictInt = Field(3, ge=1, le=10, description="words per shingle")
+    num_perm: StrictInt = Field(128, ge=16, le=1024, description="MinHash permutations")
     field: TextFieldName = Field("question", description="question, answer, or all (question, reasoning, answer)")
 
 
@@ -166,7 +236,7 @@ class DedupConfig(Strict):
 
 
 class DecontaminateConfig(Strict):
-    n: int = Field(8, ge=8, le=13, description="word n-gram length compared with eval items")
+    n: StrictInt = Field(8, ge=8, le=13, description="word n-gram length compared with eval items")
     min_coverage: float = Field(0.8, gt=0.0, le=1.0, description="share of an eval item a row must cover to match")
     field: TextFieldName = Field("all", description="text of the row compared: question, answer or all")
     eval_sets: list[str] = Field(
@@ -184,7 +254,9 @@ class QualityConfig(Strict):
     rules: dict[str, float | None] = Field(
         default_factory=dict, description="per-rule thresholds over the preset's; null switches a rule off"
     )
-    repetition_min_words: int = Field(30, ge=1, description="n-gram repetition rules apply from this many words")
+    repetition_min_words: StrictInt = Field(
+        30, ge=1, le=100_000, description="n-gram repetition rules apply from this many words"
+    )
 
     @field_validator("rules")
     @classmethod
@@ -201,21 +273,23 @@ class SelfConsistencyConfig(Strict):
 
 class CodeVerifyConfig(Strict):
     timeout_s: float = Field(10.0, gt=0.0, description="wall-clock limit per test run")
-    cpu_s: int = Field(5, ge=1, description="CPU-time limit per test run")
-    memory_mb: int = Field(512, ge=32, description="address-space limit per test run")
+    cpu_s: StrictInt = Field(5, ge=1, le=3600, description="CPU-time limit per test run")
+    memory_mb: StrictInt = Field(512, ge=32, le=1_048_576, description="address-space limit per test run")
     isolation: Literal["bwrap", "unshare", "none"] = Field(
         "bwrap",
         description="bwrap (bubblewrap, required by default); unshare or none accept a weaker sandbox, "
         "and every run's manifest and report then say so",
     )
-    workers: int = Field(4, ge=1, description="test runs at once")
+    workers: StrictInt = Field(4, ge=1, le=1024, description="test runs at once")
 
 
 class RewardModelConfig(Strict):
     path: str = Field(description="folder of a saved Hugging Face sequence-classification model")
     threshold: float = Field(0.0, description="reject rows scoring below this")
-    batch_size: int = Field(16, ge=1)
-    max_length: int = Field(512, ge=8, description="tokens per (question, answer); longer inputs are cut")
+    batch_size: StrictInt = Field(16, ge=1, le=65_536)
+    max_length: StrictInt = Field(
+        512, ge=8, le=1_000_000, description="tokens per (question, answer); longer inputs are cut"
+    )
     device: str = Field("cpu", description="cpu, cuda:0, ...")
 
 
@@ -229,7 +303,7 @@ class JudgeConfig(Strict):
     on_unparsed: Literal["reject", "keep"] = Field(
         "reject", description="a reply that is not the JSON asked for, even after one repair"
     )
-    max_tokens: int = Field(256, ge=16)
+    max_tokens: StrictInt = Field(256, ge=16, le=1_000_000)
 
     @field_validator("teacher")
     @classmethod
@@ -274,7 +348,9 @@ def section(value: Any) -> Any:
 
 class GoldenConfig(Strict):
     path: str | None = Field(None, description="JSONL or Parquet of human examples; empty: embedded reference items")
-    size: int = Field(400, ge=0, description="embedded golden items (reference solutions), when no path is given")
+    size: StrictInt = Field(
+        400, ge=0, le=1_000_000, description="embedded golden items (reference solutions), when no path is given"
+    )
 
 
 class GroundingConfig(Strict):
@@ -287,35 +363,47 @@ class GroundingConfig(Strict):
 
 class ArchitectureConfig(Strict):
     family: Literal["gpt2", "llama"] = Field("gpt2", description="scratch model family (HF GPT-2 or Llama)")
-    hidden_size: int = Field(128, ge=8)
-    layers: int = Field(4, ge=1)
-    heads: int = Field(4, ge=1)
-    intermediate_size: int = Field(512, ge=8)
-    max_positions: int = Field(512, ge=32)
+    hidden_size: StrictInt = Field(128, ge=8, le=65_536)
+    layers: StrictInt = Field(4, ge=1, le=1024)
+    heads: StrictInt = Field(4, ge=1, le=1024)
+    intermediate_size: StrictInt = Field(512, ge=8, le=262_144)
+    max_positions: StrictInt = Field(512, ge=32, le=1_048_576)
+
+    @model_validator(mode="after")
+    def heads_divide_hidden(self) -> ArchitectureConfig:
+        if self.hidden_size % self.heads:
+            raise ValueError(f"hidden_size {self.hidden_size} must be a multiple of heads {self.heads}")
+        return self
 
 
 class TrainConfig(Strict):
-    steps_per_round: int = Field(1500, ge=1, description="optimizer steps per round (the training budget)")
-    batch_size: int = Field(16, ge=1, description="examples per step")
-    max_len: int = Field(256, ge=16, description="longest example in tokens; longer ones are cut")
+    steps_per_round: StrictInt = Field(
+        1500, ge=1, le=10_000_000, description="optimizer steps per round (the training budget)"
+    )
+    batch_size: StrictInt = Field(16, ge=1, le=65_536, description="examples per step")
+    max_len: StrictInt = Field(256, ge=16, le=1_048_576, description="longest example in tokens; longer ones are cut")
     learning_rate: float = Field(3e-3, gt=0.0)
-    warmup_steps: int = Field(50, ge=0)
+    warmup_steps: StrictInt = Field(50, ge=0, le=10_000_000)
     weight_decay: float = Field(0.1, ge=0.0)
     grad_clip: float = Field(1.0, gt=0.0)
-    threads: int = Field(0, ge=0, description="torch threads; 0 uses every core")
+    threads: StrictInt = Field(0, ge=0, le=4096, description="torch threads; 0 uses every core")
 
 
 class StudentConfig(Strict):
     base: str = Field("scratch", description="'scratch' builds a tiny Llama; otherwise an HF model id or path")
-    vocab_size: int = Field(512, ge=300, description="BPE vocabulary trained on the run's text (scratch only)")
+    vocab_size: StrictInt = Field(
+        512, ge=300, le=1_000_000, description="BPE vocabulary trained on the run's text (scratch only)"
+    )
     architecture: ArchitectureConfig = ArchitectureConfig()
     train: TrainConfig = TrainConfig()
 
 
 class EvaluationConfig(Strict):
-    probes_per_skill: int = Field(60, ge=1, description="held-out golden probes per skill, fixed across rounds")
-    max_new_tokens: int = Field(128, ge=1)
-    batch_size: int = Field(128, ge=1)
+    probes_per_skill: StrictInt = Field(
+        60, ge=1, le=10_000, description="held-out golden probes per skill, fixed across rounds"
+    )
+    max_new_tokens: StrictInt = Field(128, ge=1, le=1_000_000)
+    batch_size: StrictInt = Field(128, ge=1, le=65_536)
 
 
 class AllocationConfig(Strict):
@@ -327,9 +415,9 @@ class AllocationConfig(Strict):
 
 
 class Recipe(Strict):
-    name: str = Field(description="a name for the run")
-    seed: int = Field(0, description="seeds generation, probes, golden set and training")
-    rounds: int = Field(3, ge=1, le=100)
+    name: Name = Field(description="a name for the run (and its folder under runs/)")
+    seed: StrictInt = Field(0, description="seeds generation, probes, golden set and training")
+    rounds: StrictInt = Field(3, ge=1, le=100)
     skills: dict[str, SkillSpec] = Field(description="skills to teach, each with its difficulty")
     teacher: TeacherConfig = OracleTeacherConfig()
     generation: GenerationConfig = GenerationConfig()
@@ -370,18 +458,14 @@ def load_recipe(path: str | Path | None = None) -> Recipe:
     if path is None:
         return parse_recipe(default_recipe_text(), "the default recipe")
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"recipe file not found: {path}")
-    return parse_recipe(path.read_text(), str(path))
+    return recipe_from_data(read_yaml_file(path, "recipe"), str(path))
 
 
 def parse_recipe(text: str, origin: str) -> Recipe:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise RecipeError(f"{origin}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    return recipe_from_data(parse_yaml(text, origin), origin)
+
+
+def recipe_from_data(data: Any, origin: str) -> Recipe:
     if not isinstance(data, dict):
         raise RecipeError(f"{origin}: a recipe is a YAML mapping of keys (name, skills, teacher, ...)")
     return validate_recipe(data, origin)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, StrictInt, ValidationError, field_validator, model_validator
 
 from synthloop.config import (
+    Name,
     OracleTeacherConfig,
     RecipeError,
     Strict,
@@ -23,6 +23,7 @@ from synthloop.config import (
     describe,
     first_error,
     identity_hash,
+    read_yaml_file,
 )
 from synthloop.records import Record
 from synthloop.registry import TASKS
@@ -44,20 +45,20 @@ PROMPT_TASKS = ("topics", "textbook", "exercises", "self_instruct", "evol_instru
 
 
 class StepConfig(Strict):
-    name: str = Field(description="names the step's output directory and lets later steps use it with `from`")
+    name: Name = Field(description="names the step's output directory and lets later steps use it with `from`")
     task: str = Field(description=f"one of {', '.join(PROMPT_TASKS)}")
     inputs: list[str] | None = Field(None, description="the step's inputs (subjects, topics, instructions, ...)")
     inputs_file: str | None = Field(None, description="JSONL with the task's input field, or text, one per line")
     from_step: str | None = Field(None, alias="from", description="an earlier step whose rows are the inputs")
-    limit: int | None = Field(None, ge=1, description="use at most this many inputs")
-    count: int = Field(5, ge=1, le=100, description="items asked for per call (topics, exercises, pairs, ...)")
-    samples: int = Field(1, ge=1, description="calls per input, each a distinct sample")
+    limit: StrictInt | None = Field(None, ge=1, le=10_000_000, description="use at most this many inputs")
+    count: StrictInt = Field(5, ge=1, le=100, description="items asked for per call (topics, exercises, pairs, ...)")
+    samples: StrictInt = Field(1, ge=1, le=1000, description="calls per input, each a distinct sample")
     personas: list[str] = Field(default_factory=list, description="rotated over calls, for diversity")
     operations: list[str] = Field(default_factory=lambda: list(EVOLUTIONS), description="evol_instruct only")
     template: str | None = Field(None, description="replaces the task's user prompt; {fields} are checked")
     temperature: float = Field(0.8, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(1024, ge=1)
+    max_tokens: StrictInt = Field(1024, ge=1, le=1_000_000)
     repair: bool = Field(True, description="one follow-up call when a JSON reply does not parse")
 
     @field_validator("task")
@@ -89,11 +90,11 @@ class StepConfig(Strict):
 
 
 class GenerateJob(Strict):
-    name: str
-    seed: int = 0
+    name: Name
+    seed: StrictInt = 0
     teacher: TeacherConfig = OracleTeacherConfig()
     steps: list[StepConfig] = Field(min_length=1)
-    shard_size: int = Field(1000, ge=1)
+    shard_size: StrictInt = Field(1000, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def steps_chain(self) -> GenerateJob:
@@ -118,12 +119,7 @@ class GenerateJob(Strict):
 
 def load_job(path: str | Path) -> GenerateJob:
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"job file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    data = read_yaml_file(path, "job")
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a job is a YAML mapping of keys (name, teacher, steps)")
     try:

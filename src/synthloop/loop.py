@@ -84,6 +84,7 @@ def run_loop(
     teacher = make_teacher(recipe.teacher, recipe.seed)  # a missing key variable fails here
     check_teacher(teacher)  # and an unreachable server or unknown model here
     judge = preflight(recipe.curation)  # and an unreadable eval set, a missing reward model or an unreachable judge
+    student.preflight(recipe)  # and a student that cannot be built here
     run, manifest = open_run(root, recipe, resume)
     for warning in manifest.get("warnings", []):
         log(f"warning: {warning}")

@@ -1,0 +1,108 @@
+"""Hostile or absurd recipe and job files: each is one line, a non-zero exit, and nothing written
+(no run directory), through the real CLI."""
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthloop.cli.main import main
+
+BOMB = """a: &a ["x","x","x","x","x","x","x","x","x"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+name: bomb
+skills: {addition: {difficulty: 1}}
+"""
+
+
+def tiny(**changes):
+    recipe = yaml.safe_load((Path(__file__).parent / "tiny_recipe.yaml").read_text())
+    for path, value in changes.items():
+        node = recipe
+        *parents, last = path.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return yaml.safe_dump(recipe)
+
+
+CASES = {
+    "binary": (os.urandom(2000) + b"\x00\xff", "not UTF-8 text"),
+    "nul": (b"name: x\x00\n", "NUL bytes"),
+    "alias bomb": (BOMB.encode(), "more than 100000 values"),
+    "deep nesting": (("[" * 20000 + "]" * 20000).encode(), "nested too deeply"),
+    "long name": (tiny(name="x" * 300).encode(), "name: must be 1 to 100"),
+    "escaping name": (tiny(name="../../escaped").encode(), "name: must be 1 to 100"),
+    "absolute name": (tiny(name="/tmp/escaped").encode(), "name: must be 1 to 100"),
+    "hidden name": (tiny(name=".hidden").encode(), "not starting with '.'"),
+    "bool rounds": (tiny(rounds=True).encode(), "rounds"),
+    "float rounds": (tiny(rounds=2.5).encode(), "rounds"),
+    "string budget": (tiny(generation__budget_per_round="400").encode(), "budget_per_round"),
+    "huge budget": (tiny(generation__budget_per_round=10**12).encode(), "budget_per_round"),
+    "huge probes": (tiny(evaluation__probes_per_skill=10**9).encode(), "probes_per_skill"),
+    "huge golden": (tiny(grounding__golden__size=10**10).encode(), "size"),
+    "huge hidden": (tiny(student__architecture__hidden_size=10**6).encode(), "hidden_size"),
+    "heads": (tiny(student__architecture__heads=3).encode(), "multiple of heads"),
+    "too big to train": (
+        tiny(
+            student__architecture={
+                "family": "llama",
+                "hidden_size": 32768,
+                "layers": 256,
+                "heads": 32,
+                "intermediate_size": 131072,
+            }
+        ).encode(),
+        "needs about",
+    ),
+    "uncached student": (tiny(student__base="no-such-org/no-such-model-xyz").encode(), "student.base"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_hostile_recipe_is_one_line_and_writes_nothing(case, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    content, expected = CASES[case]
+    (tmp_path / "recipe.yaml").write_bytes(content)
+    for args in (["run", "recipe.yaml", "--dry-run"], ["run", "recipe.yaml"]):
+        if case in ("too big to train", "uncached student") and "--dry-run" in args:
+            continue  # checked when a run starts
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("synthloop: error:") and expected in err and "\n" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.yaml"]
+
+
+def test_an_oversized_recipe_file_is_refused(tmp_path, capsys):
+    (tmp_path / "big.yaml").write_text("# " + "x" * (2 << 20))
+    assert main(["run", str(tmp_path / "big.yaml"), "--dry-run"]) == 2
+    assert "a recipe file is at most" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [({"name": "../out", "task": "textbook", "inputs": ["a"]}, "name: must be"),
+     ({"name": "s", "task": "textbook", "inputs": ["a"], "samples": 10**9}, "samples"),
+     ({"name": "s", "task": "textbook", "inputs": ["a"], "samples": True}, "samples")],
+)  # fmt: skip
+def test_hostile_job_steps_are_refused(step, expected, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    job = {"name": "job", "teacher": {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
+           "steps": [step]}  # fmt: skip
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    assert main(["generate", "job.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err
+    (tmp_path / "bin.yaml").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    assert main(["generate", "bin.yaml"]) == 2
+    assert "not UTF-8 text" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin.yaml", "job.yaml"]
