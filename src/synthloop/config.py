@@ -461,6 +461,22 @@ def load_recipe(path: str | Path | None = None) -> Recipe:
     return recipe_from_data(read_yaml_file(path, "recipe"), str(path))
 
 
+def load_curation(path: str | Path | None = None) -> CurationConfig:
+    """The `curation:` section of a full recipe, or of a file that holds only that section (for
+    `synthloop curate` and `audit`, which need no skills or name)."""
+    if path is None:
+        return load_recipe().curation
+    data = read_yaml_file(Path(path), "recipe")
+    if isinstance(data, dict) and set(data) == {"curation"}:
+        try:
+            return CurationConfig.model_validate(data["curation"] or {})
+        except ValidationError as err:
+            error = first_error(err)
+            error["loc"] = ("curation", *error["loc"])
+            raise RecipeError(f"{path}: {describe(error)}") from None
+    return recipe_from_data(data, str(path)).curation
+
+
 def parse_recipe(text: str, origin: str) -> Recipe:
     return recipe_from_data(parse_yaml(text, origin), origin)
 

@@ -29,7 +29,7 @@ from synthloop.records import Record
 from synthloop.registry import TASKS
 from synthloop.runners.local import Answered, generate, usage_fields
 from synthloop.storage.atomic import write_json
-from synthloop.storage.input_files import InputFileError, read_jsonl_rows
+from synthloop.storage.input_files import MAX_FIELD_BYTES, OVERSIZE, InputFileError, read_jsonl_rows
 from synthloop.storage.lock import unlock_run_dir
 from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.rundir import EmptyOutputError, open_manifest
@@ -143,6 +143,8 @@ def read_inputs(path: Path, field: str) -> list[str]:
     except InputFileError as err:
         raise RecipeError(str(err)) from None
     for row, where in rows:
+        if OVERSIZE in row:
+            raise RecipeError(f"{where}: {row[OVERSIZE]}, over the {MAX_FIELD_BYTES}-byte cap on one field")
         if not isinstance(row.get(field), str):
             raise RecipeError(f"{where}: needs a string field {field!r}")
     return [row[field] for row, _ in rows]

@@ -6,11 +6,13 @@ used) print one line `synthloop: error: ...` and exit with status 2; nothing wri
 from __future__ import annotations
 
 import argparse
+import errno
+import sqlite3
 import sys
 import time
 from pathlib import Path
 
-from synthloop.config import RecipeError, load_recipe
+from synthloop.config import RecipeError, load_curation, load_recipe
 from synthloop.curation.sandbox import SandboxUnavailable
 from synthloop.registry import SKILLS, UnknownNameError
 from synthloop.skills.base import MAX_DIFFICULTY, MIN_DIFFICULTY
@@ -45,6 +47,22 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return BUDGET_STOP
+    except (OSError, sqlite3.OperationalError) as err:
+        if not disk_full(err):
+            raise
+        where = f" writing {err.filename}" if getattr(err, "filename", None) else ""
+        print(
+            f"synthloop: error: the disk is full{where} ({err}); free some space and rerun with --resume "
+            "(everything finished is kept, and answers received are in the response cache)",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def disk_full(err: BaseException) -> bool:
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return "database or disk is full" in str(err)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -79,7 +97,8 @@ def parser() -> argparse.ArgumentParser:
     curate = sub.add_parser("curate", help="curate rows (JSONL, Parquet or a shard folder) with a recipe's curation")
     curate.add_argument("rows", type=Path, help="JSONL or Parquet rows (question, answer, ...), or a folder of shards")
     curate.add_argument("--recipe", help="recipe whose `curation:` section is used (default: the default recipe's)")
-    curate.add_argument("--out", type=Path, required=True, help="folder for curated/, rejected/ and summary.json")
+    curate.add_argument("--out", type=Path, required=True, help="an empty folder for curated/, rejected/, summary.json")
+    curate.add_argument("--cache", type=Path, help="judge answers cache (default: OUT/cache/responses.sqlite)")
     curate.set_defaults(handler=cmd_curate)
 
     audit = sub.add_parser("audit", help="measure each curation stage's precision and recall on labelled rows")
@@ -147,13 +166,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_curate(args: argparse.Namespace) -> int:
     from synthloop.curation.audit import read_labelled
     from synthloop.curation.pipeline import Context, curate_rows, preflight
+    from synthloop.storage.response_cache import ResponseCache
     from synthloop.storage.shards import read_records
 
-    recipe = load_recipe(args.recipe)
-    rows = read_records(args.rows) if args.rows.is_dir() else [item.record for item in read_labelled(args.rows)]
+    curation = load_curation(args.recipe)
+    check_curate_paths(args.rows, args.out)
+    if args.rows.is_dir():
+        rows = read_records(args.rows)
+    else:
+        rows = [item.record for item in read_labelled(args.rows, "rows", keep_oversize=True)]
     if not rows:
         raise InputFileError(f"{args.rows}: no rows (a folder must hold part-*.parquet shards)")
-    summary = curate_rows(recipe.curation, rows, args.out, Context(judge=preflight(recipe.curation)))
+    if not any(r.answer and r.answer.strip() for r in rows):
+        raise InputFileError(f"{args.rows}: no row has an 'answer'; curate needs rows with question and answer")
+    judge = preflight(curation)
+    cache = ResponseCache(args.cache or args.out / "cache" / "responses.sqlite")
+    summary = curate_rows(curation, rows, args.out, Context(cache=cache, run_id="curate", judge=judge))
     for warning in summary["warnings"]:
         print(f"synthloop: warning: {warning}")
     print(
@@ -161,6 +189,17 @@ def cmd_curate(args: argparse.Namespace) -> int:
         f"written to {args.out}"
     )
     return 0
+
+
+def check_curate_paths(rows: Path, out: Path) -> None:
+    """`--out` is a folder we may fill: not a file, not holding an earlier curation, apart from the input."""
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"--out {out} is a file; give a folder (it will hold curated/, rejected/, summary.json)")
+    if out.is_dir() and (earlier := [n for n in ("curated", "rejected", "summary.json") if (out / n).exists()]):
+        raise InputFileError(f"--out {out} already holds {', '.join(earlier)}; choose an empty folder")
+    source, target = rows.resolve(), out.resolve()
+    if source == target or target in source.parents or source in target.parents:
+        raise InputFileError(f"--out {out} and the rows {rows} overlap; choose a folder apart from the input")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -172,14 +211,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise InputFileError("give a labelled sample file, or --embedded (not both)")
     if not 0 <= args.wrong <= 1:
         raise InputFileError(f"--wrong is a share from 0 to 1, got {args.wrong}")
-    recipe = load_recipe(args.recipe)
+    curation = load_curation(args.recipe)
     if args.embedded:
         embedded = embedded_sample(args.rows_per_skill, args.wrong, seed=args.seed)
         sample, probes = embedded.rows, embedded.probes
     else:
         sample, probes = read_labelled(args.sample), []
-    context = Context(probes=probes, judge=preflight(recipe.curation))
-    results = audit(build_stages(recipe.curation, context), sample)
+    context = Context(probes=probes, judge=preflight(curation))
+    results = audit(build_stages(curation, context), sample)
     print(format_audit(results, len(sample)))
     if args.out:
         write_json(args.out, {"rows": len(sample), "stages": [r.as_dict() for r in results]})

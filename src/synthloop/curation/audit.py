@@ -30,7 +30,7 @@ from synthloop.curation.judge import PairwiseJudge
 from synthloop.records import Record
 from synthloop.registry import SKILLS
 from synthloop.skills.answers import parse_number
-from synthloop.storage.input_files import InputFileError, read_rows, text_field
+from synthloop.storage.input_files import OVERSIZE, InputFileError, read_rows, text_field
 from synthloop.teachers.oracle import corrupt
 
 CORRECTNESS_STAGES = ("verify", "verify_code", "self_consistency", "reward", "judge", "judge_pairwise")
@@ -117,11 +117,17 @@ def audit(stages: list[Stage], sample: list[Labelled]) -> list[StageAudit]:
     return [audit_stage(stage, sample) for stage in stages]
 
 
-def read_labelled(path: str | Path) -> list[Labelled]:
+def read_labelled(path: str | Path, what: str = "labelled sample", keep_oversize: bool = False) -> list[Labelled]:
     """A labelled sample from JSONL or Parquet: question, answer, and optionally reasoning,
-    reference_answer, skill, kind, label (or correct) and labels."""
+    reference_answer, skill, kind, label (or correct) and labels. With `keep_oversize`, a row with a
+    field over the size cap comes back as a rejected record (reason `oversize_field`)."""
     out = []
-    for row, where in read_rows(path, "labelled sample"):
+    for row, where in read_rows(path, what, keep_oversize):
+        if OVERSIZE in row:
+            record = Record(kind="solution", skill="", question="", source="synthetic", round=0)
+            record.add_verdict("input", False, "oversize_field", None, f"{where}: {row[OVERSIZE]}")
+            out.append(Labelled(record, None, {}))
+            continue
         record = Record(
             kind=str(row.get("kind") or "solution"),
             skill=str(row.get("skill") or ""),

@@ -48,10 +48,21 @@ class ResponseCache:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+            self.db.execute("SELECT count(*) FROM responses LIMIT 1").fetchone()
+        except sqlite3.DatabaseError as err:
+            if "full" in str(err):
+                raise
+            from synthloop.storage.rundir import RunDirError
+
+            raise RunDirError(
+                f"{path} is not a usable response cache ({err}); move it aside and rerun with --resume "
+                "(the answers in it will be paid for again)"
+            ) from None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, TeacherResponse]:
         found: dict[str, TeacherResponse] = {}
