@@ -315,10 +315,18 @@ class JudgeConfig(Strict):
         return teacher
 
 
+class VerifyConfig(Strict):
+    on_abstain: Literal["keep", "reject"] = Field(
+        "keep", description="a row the verifier cannot judge (no reference, not comparable): keep it, or reject it"
+    )
+
+
 class CurationConfig(Strict):
     """Stages run in this order; rows rejected by one are not seen by the next (so costly stages run last)."""
 
-    verify: bool = Field(True, description="check every teacher answer with the skill's scorer or symbolically")
+    verify: VerifyConfig | None = Field(
+        VerifyConfig(), description="check every teacher answer with the skill's scorer or symbolically"
+    )
     code: CodeVerifyConfig | None = Field(None, description="run code answers against their tests in the sandbox")
     self_consistency: SelfConsistencyConfig | None = Field(
         None, description="majority vote over samples of the same question (generation.samples > 1)"
@@ -332,9 +340,9 @@ class CurationConfig(Strict):
     reward_model: RewardModelConfig | None = None
     judge: JudgeConfig | None = None
 
-    _sections = field_validator("code", "self_consistency", "pii", "quality", "decontaminate", "dedup", mode="before")(
-        classmethod(lambda cls, v: section(v))
-    )
+    _sections = field_validator(
+        "verify", "code", "self_consistency", "pii", "quality", "decontaminate", "dedup", mode="before"
+    )(classmethod(lambda cls, v: section(v)))
 
 
 def section(value: Any) -> Any:

@@ -360,7 +360,7 @@ def evaluate_round(loop: Loop, rdir: Path) -> dict[str, Any]:
     return read_json(path)
 
 
-CURATION_FINDINGS = ("pii", "quality_rules", "pairwise")  # what stages count besides verdicts
+CURATION_FINDINGS = ("pii", "quality_rules", "pairwise", "abstained")  # what stages count besides verdicts
 
 
 def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:

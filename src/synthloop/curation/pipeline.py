@@ -45,7 +45,7 @@ class Context:
 def build_stages(cfg: CurationConfig, context: Context) -> list[Stage]:
     stages: list[Stage] = []
     if cfg.verify:
-        stages.append(VerifyAnswers())
+        stages.append(VerifyAnswers(cfg.verify.on_abstain))
     if cfg.code:
         c = cfg.code
         limits = SandboxLimits(wall_s=c.timeout_s, cpu_s=c.cpu_s, memory_mb=c.memory_mb)
@@ -167,6 +167,8 @@ def stage_counts(stages: list[Stage]) -> dict[str, Any]:
             out["quality_rules"] = dict(stage.counts.most_common())
         elif isinstance(stage, PairwiseJudge):
             out["pairwise"] = {"pairs": stage.pairs, "orders_agreed": stage.orders_agreed}
+    # rows a verifier could not judge (kept or rejected as the recipe says): never unseen
+    out["abstained"] = {stage.name: stage.abstained for stage in stages if hasattr(stage, "abstained")}
     return out
 
 

@@ -79,6 +79,7 @@ class VerifyCode:
 
     def __init__(self, limits: SandboxLimits | None = None, workers: int = 4, isolation: Isolation = "bwrap"):
         self.limits, self.workers, self.isolation = limits or SandboxLimits(), workers, isolation
+        self.abstained = 0  # rows with code but no tests
 
     def run(self, records: Iterable[Record]) -> Iterator[Record]:
         rows = list(records)
@@ -95,6 +96,7 @@ class VerifyCode:
         for record in rows:
             if record.kept and id(record) not in run:
                 reason = "teacher_error" if record.error else "no_code" if not record.answer else None
+                self.abstained += reason is None
                 record.add_verdict(self.name, reason is None, reason, None, None if reason else "no tests: abstained")
         yield from rows
 

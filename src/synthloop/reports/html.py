@@ -100,11 +100,13 @@ def findings_table(rounds: list[dict[str, Any]]) -> str:
         agreement = f"{pairwise['orders_agreed']} of {pairwise['pairs']}" if pairwise else "-"
         rows.append(
             f"<tr><td>round {r['round']}</td><td>{listed(found['pii']) if 'pii' in found else 'off'}</td>"
-            f"<td>{listed(found['quality_rules']) if 'quality_rules' in found else 'off'}</td><td>{agreement}</td></tr>"
+            f"<td>{listed(found['quality_rules']) if 'quality_rules' in found else 'off'}</td><td>{agreement}</td>"
+            f"<td>{listed(found.get('abstained', {}))}</td></tr>"
         )
     return (
         "<table><tr><th>round</th><th>PII found (per kind)</th><th>quality rules broken (rows per rule)</th>"
-        f"<th>pairwise judge: orders agreed</th></tr>{''.join(rows)}</table>"
+        "<th>pairwise judge: orders agreed</th><th>rows a verifier could not judge (per stage)</th></tr>"
+        f"{''.join(rows)}</table>"
     )
 
 
