@@ -119,3 +119,23 @@ def test_the_curate_cache_is_a_real_sqlite_file(tmp_path):
     assert main(["curate", str(path), "--out", str(tmp_path / "out")]) == 0
     with sqlite3.connect(tmp_path / "out" / "cache" / "responses.sqlite") as db:
         assert db.execute("select count(*) from responses").fetchone() == (0,)  # no judge: nothing to cache
+
+
+def test_a_second_curate_of_the_same_rows_sends_no_judge_call(tmp_path):
+    from synthloop.testing import serve_in_thread
+    from synthloop.testing.judges import reference_judge
+    from synthloop.testing.simulated_server import SimulatedServer
+
+    path = write_rows(tmp_path / "rows.jsonl", ROWS[:6])
+    server = SimulatedServer(max_concurrent=0, seconds_per_token=0.0,
+                             responder=reference_judge({r["question"]: r["answer"] for r in ROWS}))  # fmt: skip
+    with serve_in_thread(server.app()) as url:
+        recipe = f"curation:\n  judge:\n    teacher: {{backend: openai, model: simulated, base_url: '{url}/v1'}}\n"
+        (tmp_path / "judge.yaml").write_text(recipe)
+        cache = tmp_path / "judge-cache.sqlite"
+        for out in ("first", "second"):
+            args = ["curate", str(path), "--recipe", str(tmp_path / "judge.yaml"), "--cache", str(cache)]
+            assert main([*args, "--out", str(tmp_path / out)]) == 0
+            if out == "first":
+                paid = sum(server.completed.values())
+    assert paid == 6 and sum(server.completed.values()) == paid

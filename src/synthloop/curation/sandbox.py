@@ -302,10 +302,12 @@ def supervise(children: list[Child], captures: list[Capture], limits: SandboxLim
             now = time.monotonic()
             if ended_at is None and primary.status is not None:
                 ended_at = now
-                for child in children:
-                    child.kill()
-            if ended_at is not None and (not selector.get_map() or now > ended_at + 0.5):
-                break
+            if ended_at is not None:
+                if now > ended_at + 0.3:  # the others had their chance to end on their own (and say why)
+                    for child in children:
+                        child.kill()
+                if (all(c.status is not None for c in children) and not selector.get_map()) or now > ended_at + 0.6:
+                    break
             if now > deadline:
                 timed_out = primary.status is None
                 break

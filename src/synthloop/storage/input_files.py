@@ -58,7 +58,7 @@ def read_jsonl_rows(path: Path, what: str) -> list[tuple[dict[str, Any], str]]:
                     rows.append(({OVERSIZE: f"a line of {line} bytes"}, where))
                     continue
                 if line.strip():
-                    rows.append((parse_line(line, where), where))
+                    rows.append((parse_line(line, f"cannot read {what} {where}"), where))
     except OSError as err:
         raise InputFileError(f"cannot read {what} {path}: {err}") from None
     return rows

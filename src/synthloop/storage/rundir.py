@@ -78,7 +78,7 @@ def open_run(root: Path, recipe: Recipe, resume: bool) -> tuple[RunDir, dict[str
 def open_manifest(root: Path, what: str, identity: str, content: dict[str, Any], resume: bool) -> dict[str, Any]:
     """The manifest of a run or job directory: written fresh (with a new run id, the identity hash
     under `<what>_hash` and `content`), or read back for `--resume` after checking the identity."""
-    from synthloop.storage.lock import LOCK_NAME, lock_run_dir
+    from synthloop.storage.lock import lock_run_dir, unlock_run_dir
 
     path = root / "manifest.json"
     key = f"{what}_hash"
@@ -86,6 +86,19 @@ def open_manifest(root: Path, what: str, identity: str, content: dict[str, Any],
         raise RunDirError(f"{root} is a file, not a run directory; choose another --run-dir")
     if root.exists():
         lock_run_dir(root)  # a live run in it is named before anything else is said
+    try:
+        return read_or_write_manifest(root, path, key, identity, content, resume)
+    except BaseException:
+        unlock_run_dir(root)  # refused: the directory is left as it was
+        raise
+
+
+def read_or_write_manifest(
+    root: Path, path: Path, key: str, identity: str, content: dict[str, Any], resume: bool
+) -> dict[str, Any]:
+    from synthloop.storage.lock import LOCK_NAME, lock_run_dir
+
+    what = key.removesuffix("_hash")
     if resume:
         if not path.exists():
             raise RunDirError(f"nothing to resume in {root}: no manifest.json (start it without --resume)")
