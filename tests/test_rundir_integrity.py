@@ -97,3 +97,31 @@ def test_a_round_that_keeps_no_row_stops_before_training(tmp_path, capsys):
     assert "round 1: curation kept 0 of 40 generated rows; rejected: wrong_answer 40" in err
     assert "rerun with --resume" in err and not (root / "rounds" / "01" / "student").exists()
     assert main(["run", str(path), "--run-dir", str(root), "--resume"]) == 2  # the same clear line again
+
+
+def test_a_full_disk_is_one_line_and_resume_after_freeing_space_gives_the_same_rows(tmp_path):
+    """A real file-size limit on the process (what a full disk does to its writes: they fail)."""
+    import json
+    import resource
+    import subprocess
+    import sys
+
+    teacher = Teacher()
+    root = tmp_path / "run"
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    with serve_in_thread(teacher.server.app()) as url:
+        job = write_job(tmp_path / "job.yaml", url, [f"subject {i}" for i in range(300)])
+        cmd = [sys.executable, "-m", "synthloop.cli.main", "generate", str(job), "--run-dir", str(root)]
+        full = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=small_disk)
+        assert full.returncode == 2, full.stderr[-2000:]
+        last = full.stderr.strip().splitlines()[-1]
+        assert last.startswith("synthloop: error: the disk is full") and "--resume" in last
+        done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+    rows = read_records(root / "steps" / "book")
+    assert len(rows) == 300 and all(r.error is None for r in rows)
+    assert len(set(teacher.sent)) == 300  # every subject was asked; answers cached before the failure were reused
+    assert json.loads((root / "metrics.json").read_text())["steps"]["book"]["rows"] == 300

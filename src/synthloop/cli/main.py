@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         where = f" writing {err.filename}" if getattr(err, "filename", None) else ""
         print(
-            f"synthloop: error: the disk is full{where} ({err}); free some space and rerun with --resume "
-            "(everything finished is kept, and answers received are in the response cache)",
+            f"synthloop: error: the disk is full or failing{where} ({err}); free some space and rerun (with "
+            "--resume if the run had started: everything finished is kept, and answers received are in the "
+            "response cache)",
             file=sys.stderr,
         )
         return 2
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 def disk_full(err: BaseException) -> bool:
     if isinstance(err, OSError):
         return err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-    return "database or disk is full" in str(err)
+    return any(message in str(err) for message in ("database or disk is full", "disk I/O error"))
 
 
 def parser() -> argparse.ArgumentParser:
