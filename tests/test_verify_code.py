@@ -36,7 +36,9 @@ FORGERIES = {
         "def add(a, b):\n    return 0\n"
     ),
     "raises SystemExit(0) inside the call": "def add(a, b):\n    raise SystemExit(0)\n",
+    "StopIteration ends the tests' own loop": "def add(a, b):\n    raise StopIteration\n",
 }
+MAP_TESTS = "cases = [((1, 2), 3), ((2, 2), 4)]\nassert all(map(lambda case: add(*case[0]) == case[1], cases))\n"
 
 
 @pytest.fixture(params=LEVELS)
@@ -46,8 +48,9 @@ def level(request):
 
 @pytest.mark.parametrize("attack", FORGERIES)
 def test_forged_passes_are_failures(attack, level):
-    result = run_tests(FORGERIES[attack], TESTS, LIMITS, level)
-    assert not result.ok, (attack, result)
+    for tests in (TESTS, MAP_TESTS):
+        result = run_tests(FORGERIES[attack], tests, LIMITS, level)
+        assert not result.ok, (attack, result)
 
 
 @pytest.mark.parametrize("level", [level for level in LEVELS if level != "none"] or ["none"])
@@ -113,6 +116,11 @@ sys.exit(0)
 """
     result = run_tests(code, tests, LIMITS, level)
     assert result.ok, result.stderr
+
+
+def test_correct_code_passes_the_same_tests_the_forgeries_fail(level):
+    for tests in (TESTS, MAP_TESTS):
+        assert run_tests("def add(a, b):\n    return a + b\n", tests, LIMITS, level).ok
 
 
 def test_wrong_code_fails_with_the_failing_line(level):

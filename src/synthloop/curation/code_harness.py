@@ -247,9 +247,9 @@ class Client:
         kw = encode(list((kwargs or {}).items()), self.handle_of)
         self.channel.send({"op": op, "h": target._handle, "name": name, "args": encode(list(args), self.handle_of),
                            "kw": kw})  # fmt: skip
-        return self.result(self.channel.receive(), args)
+        return self.result(self.channel.receive(), args, stops=op == "dunder" and name == "__next__")
 
-    def result(self, message, args=()):
+    def result(self, message, args=(), stops=False):
         if not isinstance(message, dict):
             raise SolutionGone("the solution's process ended or broke the protocol")
         try:
@@ -262,6 +262,10 @@ class Client:
         except Exception as error:
             raise SolutionGone(f"the solution's process broke the protocol: {error}") from None
         error = getattr(builtins, str(name), None)
+        if error in (StopIteration, StopAsyncIteration) and not stops:
+            # only an iterator's __next__ may end an iteration: raised from a plain call, it would end
+            # the tests' own map() or generator early, and all() of nothing is True
+            raise RuntimeError(f"{name} raised by the solution: {text}")
         if isinstance(error, type) and issubclass(error, Exception):
             raise error(text)
         raise RuntimeError(f"{name}: {text}")
