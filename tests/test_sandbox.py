@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from synthloop.curation.sandbox import (
+    HIDDEN,
     SandboxLimits,
     SandboxUnavailable,
     available_isolation,
@@ -48,7 +49,12 @@ def namespaced(request):
 def host_dir():
     """A folder on the host that the sandbox would see (not under a hidden or private path) and that
     anyone may write: only the sandbox's read-only view can stop a write there."""
-    path = Path(__file__).resolve().parent.parent / f".sandbox-target-{uuid.uuid4().hex[:8]}"
+    hidden = ("/tmp", *HIDDEN)  # hidden from bwrap: a write there would land in its private copy
+    visible = [Path(__file__).resolve().parent.parent, Path("/var/cache"), Path("/opt"), Path("/usr/local/share")]
+    folders = [p for p in visible if not str(p).startswith(hidden) and os.access(p, os.W_OK)]
+    if not folders:
+        pytest.skip("no folder here that is writable by us and visible to the sandbox")
+    path = folders[0] / f".sandbox-target-{uuid.uuid4().hex[:8]}"
     path.mkdir(mode=0o777)
     os.chmod(path, 0o777)
     yield path
