@@ -55,7 +55,8 @@ def test_engine_answers_everything_with_bounded_concurrency_and_never_calls_twic
         assert report.unique == 300 and report.issued == 300 and report.answered == 300
         assert server.peak <= 16, "never more calls in flight than the concurrency"
         assert sum(server.completed.values()) == 300
-        assert report.completion_tokens == 300 * 8
+        # 8 tokens reported per reply, but never below the local count (its 39 characters / 4)
+        assert report.completion_tokens == sum(max(8, len(r.text) // 4) for r in out[:300])
         # An identical re-run is answered from the cache: no call reaches the server.
         again = Engine(OpenAITeacher("simulated", f"{url}/v1"), EngineSettings(), cache, "r")
         out2, report2 = run(again, batch)

@@ -3,90 +3,31 @@ away, error bodies that echo the key, replies of 50 MB, a gzip bomb, absurd usag
 Each is stopped, bounded or kept as a failed call, and the key never lands anywhere."""
 
 import asyncio
-import json
+import sqlite3
 import tracemalloc
-import zlib
+import urllib.parse
+from pathlib import Path
 
 import pytest
 import yaml
-from aiohttp import web
 
 from synthloop.cli.main import main
 from synthloop.records import Message
 from synthloop.storage.response_cache import ResponseCache
+from synthloop.storage.shards import read_records
 from synthloop.teachers.base import SamplingParams, TeacherRequest, TeacherUnavailable
 from synthloop.teachers.engine import Engine, EngineSettings
 from synthloop.teachers.openai_http import OpenAITeacher
 from synthloop.testing import serve_in_thread
+from synthloop.testing.hostile_server import PROXY_TOKEN, HostileServer, gzip_bomb
 
-KEY = "sk-test-7f3a9c1e5b2d4f60"
-
-
-class Hostile:
-    """An OpenAI-compatible server whose behaviour a test sets in `mode`."""
-
-    def __init__(self, mode="ok", after=0):
-        self.mode, self.after, self.calls = mode, after, 0
-
-    def app(self):
-        app = web.Application()
-        app.router.add_get("/v1/models", self.models)
-        app.router.add_post("/v1/chat/completions", self.chat)
-        return app
-
-    async def models(self, request):
-        return web.json_response({"data": [{"id": "m"}]})
-
-    async def chat(self, request):
-        body = await request.json()
-        self.calls += 1
-        text = f"# Notes on {body['messages'][-1]['content'][:40]}"
-        ok = {
-            "choices": [{"index": 0, "message": {"content": text}}],
-            "usage": {"prompt_tokens": 9, "completion_tokens": 5},
-        }
-        mode = self.mode if self.calls > self.after else "ok"
-        headers = dict(request.headers)
-        if mode == "ok":
-            return web.json_response(ok)
-        if mode in ("401", "403"):
-            return web.json_response({"error": "invalid api key"}, status=int(mode))
-        if mode == "404":
-            return web.json_response({"error": "The model `m` does not exist"}, status=404)
-        if mode in ("echo400", "echo500"):
-            return web.json_response({"error": "bad request", "headers": headers}, status=int(mode[-3:]))
-        if mode == "echo200":
-            return web.Response(
-                text=f"Authorization: {headers.get('Authorization')} is not json", content_type="text/plain"
-            )
-        if mode == "huge":
-            stream = web.StreamResponse(headers={"Content-Type": "application/json"})
-            await stream.prepare(request)
-            await stream.write(b'{"choices": [{"message": {"content": "')
-            for _ in range(50):  # 50 MB, written as the client reads it
-                await stream.write(b"x" * 1_000_000)
-            await stream.write(b'"}}]}')
-            return stream
-        if mode == "bomb":
-            return web.Response(body=BOMB, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
-        if mode == "choices":
-            ok["choices"] = [{"index": i, "message": {"content": "x"}} for i in range(10_000)]
-            return web.json_response(ok)
-        if mode.startswith("usage:"):
-            ok["usage"] = {"prompt_tokens": json.loads(mode[6:]), "completion_tokens": json.loads(mode[6:])}
-            return web.json_response(ok)
-        raise AssertionError(mode)
+KEY = "sk-test/7f3a+9c1e=5b2d4f60"  # '/', '+' and '=' change when a server escapes or URL-encodes the key
+LEAKS = (KEY, KEY[:10], KEY[-10:], urllib.parse.quote(KEY, safe=""), KEY.replace("/", "\\/"), PROXY_TOKEN)
 
 
-def gzip_bomb(size: int) -> bytes:
-    """`size` bytes of zeros, gzipped (about a thousandth of that), built in pieces."""
-    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    block = bytes(1 << 20)
-    parts = [packer.compress(block) for _ in range(size >> 20)]
-    return b"".join([*parts, packer.flush()])
-
-
-BOMB = gzip_bomb(1 << 30)  # 1 GiB inflated
+@pytest.fixture(scope="session")
+def bomb():
+    return gzip_bomb(1 << 30)  # 1 GiB inflated, about 1 MB sent; built once
 
 
 def requests(n):
@@ -95,7 +36,8 @@ def requests(n):
 
 def call(url, batch, cache=None, **settings):
     teacher = OpenAITeacher("m", f"{url}/v1", max_reply_bytes=settings.pop("max_reply_bytes", 8 * 2**20))
-    engine = Engine(teacher, EngineSettings(max_retries=0, backoff_base_s=0.01, **settings), cache, "run")
+    settings = {"max_retries": 0, "backoff_base_s": 0.01, **settings}
+    engine = Engine(teacher, EngineSettings(**settings), cache, "run")
 
     async def go():
         try:
@@ -106,18 +48,18 @@ def call(url, batch, cache=None, **settings):
     return asyncio.run(go())
 
 
-def write_job(path, url, inputs):
+def write_job(path, url, inputs, max_tokens=512, **engine):
     teacher = {"backend": "openai", "model": "m", "base_url": f"{url}/v1", "api_key_env": "SYNTHLOOP_TEST_KEY",
-               "max_retries": 1, "backoff_base_s": 0.01, "concurrency": 1}  # fmt: skip
-    path.write_text(yaml.safe_dump({"name": "job", "teacher": teacher,
-                                    "steps": [{"name": "notes", "task": "textbook", "inputs": inputs}]}))  # fmt: skip
+               "max_retries": 1, "backoff_base_s": 0.01, "concurrency": 1, **engine}  # fmt: skip
+    step = {"name": "notes", "task": "textbook", "inputs": inputs, "max_tokens": max_tokens}
+    path.write_text(yaml.safe_dump({"name": "job", "teacher": teacher, "steps": [step]}))
     return path
 
 
 @pytest.mark.parametrize("status", ["401", "403", "404"])
 def test_a_refused_key_or_a_vanished_model_stops_the_run_at_once(status, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SYNTHLOOP_TEST_KEY", KEY)
-    server = Hostile(status, after=3)
+    server = HostileServer(status, after=3)
     root = tmp_path / "run"
     with serve_in_thread(server.app()) as url:
         job = write_job(tmp_path / "job.yaml", url, [f"subject {i}" for i in range(20)])
@@ -130,24 +72,25 @@ def test_a_refused_key_or_a_vanished_model_stops_the_run_at_once(status, tmp_pat
     assert server.calls == 4 + 17  # the three answers received before were kept
 
 
-@pytest.mark.parametrize("mode", ["echo400", "echo500", "echo200"])
+@pytest.mark.parametrize("mode", ["echo400", "echo500", "echo200", "echo_cut", "echo_escaped", "echo401"])
 def test_the_key_never_lands_in_the_run_directory_or_the_output(mode, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SYNTHLOOP_TEST_KEY", KEY)
     root = tmp_path / "run"
-    with serve_in_thread(Hostile(mode).app()) as url:
-        job = write_job(tmp_path / "job.yaml", url, ["alpha", "beta"])
+    with serve_in_thread(HostileServer(mode, after=1).app()) as url:
+        job = write_job(tmp_path / "job.yaml", url, ["alpha", "beta", "gamma"])
         main(["generate", str(job), "--run-dir", str(root)])
     out, err = capsys.readouterr()
     files = [p for p in root.rglob("*") if p.is_file()]
     assert any(p.name == "responses.sqlite" for p in files)
     assert "[redacted]" in out + err or any(b"[redacted]" in p.read_bytes() for p in files)
-    assert KEY not in out + err
-    for path in files:
-        assert KEY.encode() not in path.read_bytes(), path
+    for leak in LEAKS:  # the key whole, either half (a cut message), escaped, URL-encoded; a proxy's token
+        assert leak not in out + err, leak
+        for path in files:
+            assert leak.encode() not in path.read_bytes(), (leak, path)
 
 
 def test_a_50_mb_reply_is_a_failed_call_read_no_further_than_the_cap():
-    with serve_in_thread(Hostile("huge").app()) as url:
+    with serve_in_thread(HostileServer("huge").app()) as url:
         tracemalloc.start()
         (response,), _ = call(url, requests(1), max_reply_bytes=1 << 20)
         peak = tracemalloc.get_traced_memory()[1]
@@ -156,8 +99,8 @@ def test_a_50_mb_reply_is_a_failed_call_read_no_further_than_the_cap():
     assert peak < 16 * 2**20, peak
 
 
-def test_a_gzip_bomb_is_inflated_no_further_than_the_cap():
-    with serve_in_thread(Hostile("bomb").app()) as url:
+def test_a_gzip_bomb_is_inflated_no_further_than_the_cap(bomb):
+    with serve_in_thread(HostileServer("bomb", bomb=bomb).app()) as url:
         tracemalloc.start()
         (first, second), _ = call(url, requests(2))
         peak = tracemalloc.get_traced_memory()[1]
@@ -169,7 +112,7 @@ def test_a_gzip_bomb_is_inflated_no_further_than_the_cap():
 @pytest.mark.parametrize("usage", ["-1000000", "0", '"abc"', "true", "1e30", "2.5"])
 def test_absurd_usage_neither_hides_spending_nor_breaks_the_caps(usage, tmp_path):
     cache = ResponseCache(tmp_path / "responses.sqlite")
-    with serve_in_thread(Hostile(f"usage:{usage}").app()) as url:
+    with serve_in_thread(HostileServer(f"usage:{usage}").app()) as url:
         responses, report = call(url, requests(50), cache, concurrency=1, max_total_tokens=2000)
     spent = cache.spent("run")
     answered = [r for r in responses if r is not None]
@@ -182,11 +125,114 @@ def test_absurd_usage_neither_hides_spending_nor_breaks_the_caps(usage, tmp_path
 
 
 def test_ten_thousand_choices_for_one_asked_is_a_failed_call():
-    with serve_in_thread(Hostile("choices").app()) as url:
+    with serve_in_thread(HostileServer("choices").app()) as url:
         (response,), _ = call(url, requests(1))
     assert response.texts is None and "10000 choices for n=1" in response.error
 
 
 def test_a_refused_key_raises_out_of_the_engine():
-    with serve_in_thread(Hostile("401").app()) as url, pytest.raises(TeacherUnavailable, match="HTTP 401"):
+    with serve_in_thread(HostileServer("401").app()) as url, pytest.raises(TeacherUnavailable, match="HTTP 401"):
         call(url, requests(5))
+
+
+@pytest.mark.parametrize("usage", ["-1000000", "0", '"abc"', "1e30"])
+def test_absurd_usage_stops_the_cli_by_the_cap_with_status_3_and_the_ledger_at_least_the_local_count(
+    usage, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("SYNTHLOOP_TEST_KEY", KEY)
+    server = HostileServer(f"usage:{usage}")
+    root = tmp_path / "run"
+    with serve_in_thread(server.app()) as url:
+        inputs = [f"subject {i}" for i in range(40)]
+        job = write_job(tmp_path / "job.yaml", url, inputs, max_tokens=20, max_total_tokens=3000)
+        assert main(["generate", str(job), "--run-dir", str(root)]) == 3
+    assert "max_total_tokens 3000 reached" in capsys.readouterr().err
+    with sqlite3.connect(root / "cache" / "responses.sqlite") as db:
+        ledger, calls = db.execute("SELECT SUM(prompt_tokens + completion_tokens), COUNT(*) FROM calls").fetchone()
+    assert calls == server.calls and 0 < calls < 40
+    assert ledger >= server.local_tokens  # 4 characters a token of every prompt and reply, at least
+    if usage == "1e30":
+        assert calls == 1 and ledger == 2 * 10**12  # clamped: exact integers, and the cap stopped the run
+
+
+def test_a_refused_key_stops_synthloop_run_before_anything_else(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SYNTHLOOP_TEST_KEY", KEY)
+    server = HostileServer("401", after=5)
+    with serve_in_thread(server.app()) as url:
+        recipe = yaml.safe_load((Path(__file__).parent / "tiny_recipe.yaml").read_text())
+        recipe.update(rounds=1, generation={"budget_per_round": 40, "shard_size": 10})
+        recipe["teacher"] = {"backend": "openai", "model": "m", "base_url": f"{url}/v1", "concurrency": 1,
+                             "api_key_env": "SYNTHLOOP_TEST_KEY", "max_retries": 2, "backoff_base_s": 0.01}  # fmt: skip
+        (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+        assert main(["run", str(tmp_path / "recipe.yaml"), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("synthloop: error: the teacher at") and "(HTTP 401" in err and "--resume" in err
+    assert "\n" not in err and server.calls == 6
+    assert not list((tmp_path / "run").rglob("student"))  # nothing trained on a round the teacher never finished
+
+
+@pytest.mark.parametrize("status", ["400", "422"])
+def test_a_bad_single_request_is_a_failed_row_and_the_run_goes_on(status, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SYNTHLOOP_TEST_KEY", KEY)
+    server = HostileServer(status)
+    root = tmp_path / "run"
+    with serve_in_thread(server.app()) as url:
+        job = write_job(tmp_path / "job.yaml", url, ["alpha", "poison pill", "gamma", "delta"])
+        assert main(["generate", str(job), "--run-dir", str(root)]) == 0
+    assert server.calls == 4  # not retried: the same request gets the same answer
+    failed = [r for r in read_records(root / "steps" / "notes") if r.error]
+    assert len(failed) == 1 and f"HTTP {status}" in failed[0].error and "poison" in failed[0].skill
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "body:<html>502 Bad Gateway</html>",
+        "body:" + "[" * 100_000,
+        "body:{}",
+        'body:{"choices": {"a": 1}}',
+        "content:123",
+        'content:[{"type": "text", "text": "hi"}]',
+        'content:{"a": 1}',
+    ],
+)
+def test_an_unusable_200_reply_is_a_failed_call(mode):
+    with serve_in_thread(HostileServer(mode).app()) as url:
+        (response,), report = call(url, requests(1))
+    assert response.texts is None and "unreadable response body" in response.error
+    assert report.failed == 1
+
+
+@pytest.mark.parametrize("mode", ["deflate", "raw_deflate"])
+def test_a_deflate_reply_zlib_wrapped_or_raw_is_read(mode):
+    with serve_in_thread(HostileServer(mode).app()) as url:
+        (response,), _ = call(url, requests(1))
+    assert response.error is None and response.text == "# Notes on topic 0"
+
+
+def test_a_corrupt_gzip_reply_is_a_failed_call_that_says_so():
+    with serve_in_thread(HostileServer("corrupt_gzip").app()) as url:
+        (response,), _ = call(url, requests(1))
+    assert response.texts is None and "corrupt gzip reply" in response.error
+
+
+def test_a_reply_that_never_ends_is_cut_by_the_per_attempt_timeout():
+    with serve_in_thread(HostileServer("drip").app()) as url:
+        (response,), _ = call(url, requests(1), timeout_s=0.5)
+    assert response.texts is None and "no reply within 0.5s" in response.error
+
+
+@pytest.mark.parametrize("value", ["999999999", "inf", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_a_huge_retry_after_is_obeyed_only_up_to_the_cap(value):
+    with serve_in_thread(HostileServer(f"retry_after:{value}").app()) as url:
+        (response,), report = call(url, requests(1), max_retries=1, retry_after_max_s=0.2)
+    assert response.text == "# Notes on topic 0" and response.attempts == 2 and report.errors == {}
+
+
+def test_a_key_refused_with_many_calls_in_flight_cancels_them_and_keeps_what_was_answered(tmp_path):
+    cache = ResponseCache(tmp_path / "responses.sqlite")
+    server = HostileServer("401", after=10)
+    with serve_in_thread(server.app()) as url, pytest.raises(TeacherUnavailable, match="HTTP 401"):
+        call(url, requests(200), cache, concurrency=8)
+    assert server.calls <= 10 + 8  # the refusal stopped every worker; none picked up another request
+    assert 0 < cache.spent("run").calls <= 10  # the answers received are in the ledger (no failure is)

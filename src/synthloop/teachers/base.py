@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import urllib.parse
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -77,8 +79,25 @@ class TeacherError(RuntimeError):
 
 
 class TeacherUnavailable(RuntimeError):
-    """The teacher cannot be used at all (unreachable server, unknown model, missing key): a user error,
-    raised before any record is written."""
+    """The teacher cannot be used at all (unreachable server, unknown model, refused key): a user error.
+    Raised by `check()` before anything is written, or mid-run by a call whose failure every other call
+    would share (a key revoked, a model unloaded); the engine then stops the run at once."""
+
+
+BEARER = re.compile(r"(bearer\s+)[^\s\"',;]+", re.IGNORECASE)
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """`text` with each secret's value and any `Bearer` token replaced: error bodies echo request headers,
+    and a proxy in between may have added a token of its own. Redact before cutting a text short, or
+    half a key survives the cut."""
+    for secret in (s for s in secrets if len(s) >= 4):  # a 1-letter placeholder key ("x") is no secret
+        # as sent, as JSON strings echo it ('/' escaped or not), and URL-encoded (keys may hold '/', '+', '=')
+        as_json = json.dumps(secret)[1:-1]
+        forms = {secret, as_json, as_json.replace("/", "\\/"), urllib.parse.quote(secret, safe="")}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, "[redacted]")
+    return BEARER.sub(r"\1[redacted]", text)
 
 
 class Teacher(ABC):
@@ -87,10 +106,8 @@ class Teacher(ABC):
     secrets: tuple[str, ...] = ()  # values that must never be stored or printed (an API key)
 
     def redact(self, text: str) -> str:
-        """`text` with every secret's value replaced: error bodies may echo the request's headers."""
-        for secret in self.secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
+        """`text` with every secret's value (and any bearer token) replaced; see `redact`."""
+        return redact(text, self.secrets)
 
     @abstractmethod
     async def complete(self, request: TeacherRequest) -> TeacherResponse:

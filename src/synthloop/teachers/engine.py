@@ -10,6 +10,9 @@
   connections, unreadable bodies). A `Retry-After` pauses every worker for that long.
 - Every finished call is committed to the cache and ledger at once. A call that still fails after
   its retries comes back as a response with `error`: the caller keeps it as a failed record.
+- A failure every call would share (`TeacherUnavailable`: a key refused, a model gone mid-run) stops
+  the run at once: the calls in flight are cancelled and the error is raised out of `run`.
+- Every error string stored or raised passes through the teacher's `redact` (the key never lands).
 - Budget caps (total tokens, total cost, counted over the whole run) stop issuing new calls before
   a call could cross them; in-flight calls finish and are kept, the rest come back as `None`."""
 
@@ -119,8 +122,11 @@ class Engine:
         try:
             await asyncio.gather(*workers)
         finally:
+            # A fatal error (a refused key) ends the run at once: the other calls in flight are cancelled
+            # and awaited, so none is left running. What they answered before is in the cache already.
             for task in workers:
                 task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
             if self.progress:
                 self.progress.finish()
         report.not_issued = len(unique) - len(answers)
@@ -163,8 +169,8 @@ class Engine:
                 return TeacherResponse(
                     response.texts, None, response.prompt_tokens, response.completion_tokens, attempt
                 )
-            except TeacherUnavailable:
-                raise  # a refused key, an unknown model: every other call would fail too; stop the run
+            except TeacherUnavailable as err:  # a refused key, an unknown model: every other call would fail too
+                raise TeacherUnavailable(self.teacher.redact(str(err))) from None
             except TeacherError as err:
                 error = err
                 retryable, retry_after = err.retryable, err.retry_after

@@ -9,7 +9,7 @@ before anything is written, when the server is unreachable, the model is not ser
 refused.
 
 Nothing from the server is trusted: a reply is read up to `max_reply_bytes` after decompression
-(a gzip bomb stops there), reported usage is never taken below half a local estimate nor above
+(a gzip bomb stops there), reported usage is never taken below a local count (4 characters a token) nor above
 10^12, and the key's value is redacted from every error message."""
 
 from __future__ import annotations
@@ -153,10 +153,10 @@ class OpenAITeacher(Teacher):
             message = f"connection to {self.base_url} failed ({type(err).__name__}: {err})"
             raise TeacherError(self.redact(message)) from None
         if status != 200:
-            detail = self.redact(" ".join(raw[:300].decode("utf-8", "replace").split()))
+            detail = cut(" ".join(self.redact(raw.decode("utf-8", "replace")).split()), 300)  # redact, then cut
             if status in FATAL_STATUS:
                 raise TeacherUnavailable(
-                    f"the teacher at {self.url} {FATAL_STATUS[status]} (HTTP {status}: {detail[:200]}); check "
+                    f"the teacher at {self.url} {FATAL_STATUS[status]} (HTTP {status}: {cut(detail, 200)}); check "
                     "teacher.model, teacher.base_url and the key, then rerun with --resume (answers received are kept)"
                 )
             retryable = status in RETRYABLE_STATUS or status >= 500
@@ -165,8 +165,8 @@ class OpenAITeacher(Teacher):
             payload = json.loads(raw)
             choices = sorted(payload["choices"], key=lambda c: c.get("index", 0))
             texts = tuple(choice_text(c, self.endpoint) for c in choices)
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
-            snippet = self.redact(raw[:120].decode("utf-8", "replace"))
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+            snippet = cut(self.redact(raw.decode("utf-8", "replace")), 120)
             raise TeacherError(f"unreadable response body ({type(err).__name__}: {err}): {snippet!r}") from None
         if not texts:
             raise TeacherError("the response has no choices")
@@ -178,46 +178,65 @@ class OpenAITeacher(Teacher):
         return TeacherResponse(texts, None, prompt_tokens, completion_tokens)
 
 
+def cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     """The body, inflated here (the session does not) and never past `limit` bytes of output."""
     encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        inflater = zlib.decompressobj(32 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS)
-    elif encoding in ("", "identity"):
-        inflater = None
-    else:
+    if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
         raise TeacherError(f"unsupported Content-Encoding {encoding!r}", retryable=False)
+    inflater, head = None, b""
     body = bytearray()
     async for chunk in resp.content.iter_chunked(1 << 16):
         data = chunk
+        if inflater is None and encoding not in ("", "identity"):
+            head += data  # the first two bytes tell zlib from raw deflate
+            if len(head) < 2:
+                continue
+            inflater, data = zlib.decompressobj(window_bits(encoding, head)), head
         while data:
             if inflater is None:
                 body += data
                 data = b""
             else:
-                body += inflater.decompress(data, limit + 1 - len(body))
+                try:
+                    body += inflater.decompress(data, limit + 1 - len(body))  # never more than the cap allows
+                except zlib.error as err:
+                    raise TeacherError(f"corrupt {encoding} reply ({err})") from None
                 data = inflater.unconsumed_tail
             if len(body) > limit:
                 raise ReplyTooLarge(limit)
     return bytes(body)
 
 
+def window_bits(encoding: str, head: bytes) -> int:
+    """gzip (header detected), or for `deflate` the zlib stream HTTP means, or the raw deflate some
+    servers send instead (a zlib stream starts with a method byte ending in 8 and a check value)."""
+    if encoding != "deflate":
+        return 32 + zlib.MAX_WBITS
+    zlib_header = len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0
+    return zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS
+
+
 def counted(reported: Any, estimate: int) -> int:
-    """A server's token count, if it is a sane one, but never below half the local estimate (4 characters
-    a token): that floor never raises an honest count, and a server reporting 0 or -10^6 cannot make
-    calls look free to the budget caps. Negative numbers, NaN, booleans and strings count as no report
-    (the estimate stands); huge values are clamped so the arithmetic stays exact and a cap stops the run."""
+    """A server's token count, never below the local count (4 characters a token), so a server reporting
+    0 or -10^6 cannot make calls look cheaper to the budget caps than the text it sent. The price: where
+    a tokenizer packs more than 4 characters a token, the ledger runs a little above the server's bill,
+    which errs on the side of the caps. Negative numbers, NaN, booleans and strings count as no report
+    (the local count stands); huge values are clamped so SQLite and the sums stay exact and a cap stops
+    the run cleanly."""
     if isinstance(reported, bool) or not isinstance(reported, int | float) or not math.isfinite(reported):
         return estimate
-    if reported < 0:
-        return estimate
-    return max(int(min(reported, MAX_REPORTED_TOKENS)), estimate // 2)
+    return max(int(min(reported, MAX_REPORTED_TOKENS)), estimate)
 
 
 def choice_text(choice: dict[str, Any], endpoint: str) -> str:
-    if endpoint == "completions":
-        return choice["text"]
-    return choice["message"].get("content") or ""
+    text = choice["text"] if endpoint == "completions" else choice["message"].get("content") or ""
+    if not isinstance(text, str):  # a number, a list of parts, an object: nothing a task can parse
+        raise TypeError(f"a choice's content is {type(text).__name__}, not text")
+    return text
 
 
 def render_prompt(request: TeacherRequest) -> str:
