@@ -236,3 +236,11 @@ def test_a_key_refused_with_many_calls_in_flight_cancels_them_and_keeps_what_was
         call(url, requests(200), cache, concurrency=8)
     assert server.calls <= 10 + 8  # the refusal stopped every worker; none picked up another request
     assert 0 < cache.spent("run").calls <= 10  # the answers received are in the ledger (no failure is)
+
+
+def test_a_per_attempt_timeout_of_forever_is_refused_before_anything_runs(tmp_path, capsys):
+    job = write_job(tmp_path / "job.yaml", "http://127.0.0.1:1", ["alpha"], timeout_s=float("inf"))
+    assert ".inf" in job.read_text()
+    assert main(["generate", str(job), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("synthloop: error:") and "timeout_s" in err and not (tmp_path / "run").exists()

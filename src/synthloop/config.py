@@ -128,7 +128,9 @@ class EngineFields(Strict):
     max_retries: StrictInt = Field(
         3, ge=0, le=100, description="retries of a failed call before it is kept as a failed record"
     )
-    timeout_s: float = Field(120.0, gt=0.0, description="per attempt; a call with no reply by then is retried")
+    timeout_s: float = Field(
+        120.0, gt=0.0, le=86_400.0, description="per attempt (at most a day); a call with no reply by then is retried"
+    )
     requests_per_minute: float | None = Field(None, gt=0.0, description="token-bucket limit on calls; empty: none")
     tokens_per_minute: float | None = Field(None, gt=0.0, description="token-bucket limit on tokens; empty: none")
     backoff_base_s: float = Field(0.5, gt=0.0, description="first retry waits about this long, doubling after")
