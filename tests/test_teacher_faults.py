@@ -3,6 +3,7 @@ away, error bodies that echo the key, replies of 50 MB, a gzip bomb, absurd usag
 Each is stopped, bounded or kept as a failed call, and the key never lands anywhere."""
 
 import asyncio
+import json
 import sqlite3
 import tracemalloc
 import urllib.parse
@@ -66,6 +67,7 @@ def test_a_refused_key_or_a_vanished_model_stops_the_run_at_once(status, tmp_pat
         assert main(["generate", str(job), "--run-dir", str(root)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("synthloop: error: the teacher at") and f"(HTTP {status}" in err and "\n" not in err
+        assert ("teacher.model" if status == "404" else "$SYNTHLOOP_TEST_KEY") in err and "--resume" in err
         assert server.calls == 4  # stopped at the first refusal: no retry, no other call
         server.mode = "ok"
         assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 0
@@ -244,3 +246,17 @@ def test_a_per_attempt_timeout_of_forever_is_refused_before_anything_runs(tmp_pa
     assert main(["generate", str(job), "--run-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("synthloop: error:") and "timeout_s" in err and not (tmp_path / "run").exists()
+
+
+def test_a_judge_whose_model_goes_away_mid_curation_stops_curate_naming_the_judge(tmp_path, capsys):
+    rows = "".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(10))
+    (tmp_path / "rows.jsonl").write_text(rows)
+    server = HostileServer("404", after=2)
+    with serve_in_thread(server.app()) as url:
+        judge = {"judge": {"teacher": {"backend": "openai", "model": "m", "base_url": f"{url}/v1", "concurrency": 1}}}
+        (tmp_path / "judge.yaml").write_text(yaml.safe_dump({"curation": judge}))
+        args = ["curate", str(tmp_path / "rows.jsonl"), "--recipe", str(tmp_path / "judge.yaml")]
+        assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("synthloop: error: the judge at") and "(HTTP 404" in err and "\n" not in err
+    assert "curation.judge.teacher.model" in err and server.calls == 3

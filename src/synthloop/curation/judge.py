@@ -21,7 +21,7 @@ from typing import Any, Literal
 from synthloop.curation.base import question_key
 from synthloop.records import Message, Record
 from synthloop.tasks.base import parse_json, repair_request
-from synthloop.teachers.base import SamplingParams, TeacherRequest, TeacherResponse
+from synthloop.teachers.base import SamplingParams, TeacherRequest, TeacherResponse, TeacherUnavailable
 from synthloop.teachers.engine import Engine
 
 DEFAULT_RUBRIC = (
@@ -105,7 +105,15 @@ def ask(engine: Engine, requests: Sequence[TeacherRequest]) -> list[Reply]:
 def _run(engine: Engine, requests: Sequence[TeacherRequest]) -> list[TeacherResponse | None]:
     from synthloop.runners.local import run_engine
 
-    return run_engine(engine, requests)[0] if requests else []
+    try:
+        return run_engine(engine, requests)[0] if requests else []
+    except TeacherUnavailable as err:  # a key refused mid-curation: say it is the judge's, and which keys to fix
+        raise TeacherUnavailable(judge_unavailable(str(err))) from None
+
+
+def judge_unavailable(message: str) -> str:
+    """A teacher's one-line refusal, reworded for the judge (whose settings live under curation.judge)."""
+    return message.replace("teacher.", "curation.judge.teacher.").replace("the teacher", "the judge")
 
 
 def parse_reply(response: TeacherResponse | None, request: TeacherRequest) -> Reply:

@@ -28,7 +28,7 @@ import aiohttp
 from synthloop.teachers.base import Teacher, TeacherError, TeacherRequest, TeacherResponse, TeacherUnavailable
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
-FATAL_STATUS = {401: "refused the API key", 403: "refused the API key", 404: "does not know the model or the URL"}
+FATAL_STATUS = (401, 403, 404)  # the key refused, or the model or URL unknown: every other call would fail alike
 MAX_REPORTED_TOKENS = 10**12  # above this a reported count is nonsense: clamped, so the caps still stop the run
 
 
@@ -68,6 +68,7 @@ class OpenAITeacher(Teacher):
                 )
             self.headers["Authorization"] = f"Bearer {key}"
             self.secrets = (key,)
+        self.api_key_env = api_key_env
         self.url = f"{self.base_url}/{'chat/completions' if endpoint == 'chat' else 'completions'}"
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
@@ -110,7 +111,7 @@ class OpenAITeacher(Teacher):
         except TeacherError as err:
             raise TeacherUnavailable(f"the teacher at {self.base_url} sent an unusable /models reply: {err}") from None
         if status in (401, 403):
-            raise TeacherUnavailable(f"the teacher at {self.base_url} refused the API key (HTTP {status})")
+            raise self.fatal(self.base_url, status, "", mid_run=False)
         if status != 200:
             return  # some servers have no /models: the first call will tell
         try:
@@ -121,6 +122,20 @@ class OpenAITeacher(Teacher):
             raise TeacherUnavailable(
                 f"model {self.model!r} is not served at {self.base_url}; it serves: {', '.join(served[:10])}"
             )
+
+    def fatal(self, url: str, status: int, detail: str, mid_run: bool = True) -> TeacherUnavailable:
+        """One line: what the server refused, what to fix, and (mid-run) that a resumed run keeps what it has."""
+        said = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+        if status == 404:
+            what = (
+                f"does not know the model {self.model!r} or the URL ({said}); check teacher.model and teacher.base_url"
+            )
+        elif self.api_key_env:
+            what = f"refused the API key ({said}); check the key in ${self.api_key_env}"
+        else:
+            what = f"wants an API key ({said}); name the variable that holds it in teacher.api_key_env"
+        then = "rerun (with --resume if a run had started: answers received are kept)" if mid_run else "rerun"
+        return TeacherUnavailable(f"the teacher at {url} {what}, then {then}")
 
     def body(self, request: TeacherRequest) -> dict[str, Any]:
         s = request.sampling
@@ -155,10 +170,7 @@ class OpenAITeacher(Teacher):
         if status != 200:
             detail = cut(" ".join(self.redact(raw.decode("utf-8", "replace")).split()), 300)  # redact, then cut
             if status in FATAL_STATUS:
-                raise TeacherUnavailable(
-                    f"the teacher at {self.url} {FATAL_STATUS[status]} (HTTP {status}: {cut(detail, 200)}); check "
-                    "teacher.model, teacher.base_url and the key, then rerun with --resume (answers received are kept)"
-                )
+                raise self.fatal(self.url, status, cut(detail, 200))
             retryable = status in RETRYABLE_STATUS or status >= 500
             raise TeacherError(f"HTTP {status} from {self.url}: {detail}", retryable, retry_after)
         try:
