@@ -131,8 +131,11 @@ class HostileServer:
         """Write `parts` as the client reads them (a client that stops reading ends it)."""
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
-        for part in parts:
-            await response.write(part)
-            if pause:
-                await asyncio.sleep(pause)
+        try:
+            for part in parts:
+                await response.write(part)
+                if pause:
+                    await asyncio.sleep(pause)
+        except ConnectionError:
+            pass  # the client stopped reading, as it should
         return response
