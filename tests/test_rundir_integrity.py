@@ -125,3 +125,51 @@ def test_a_full_disk_is_one_line_and_resume_after_freeing_space_gives_the_same_r
     assert len(rows) == 300 and all(r.error is None for r in rows)
     assert len(set(teacher.sent)) == 300  # every subject was asked; answers cached before the failure were reused
     assert json.loads((root / "metrics.json").read_text())["steps"]["book"]["rows"] == 300
+
+
+def tiny_recipe(tmp_path, rounds=2, **teacher):
+    recipe = yaml.safe_load(Path("tests/tiny_recipe.yaml").read_text())
+    recipe.update(rounds=rounds, skills={"addition": {"difficulty": 1}, "comparison": {"difficulty": 1}})
+    recipe["generation"] = {"budget_per_round": 20, "shard_size": 5}
+    recipe["student"]["train"]["steps_per_round"] = 3
+    recipe["evaluation"]["probes_per_skill"] = 5
+    recipe["teacher"] = teacher or recipe["teacher"]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def ledger_calls(root):
+    import sqlite3
+
+    with sqlite3.connect(root / "cache" / "responses.sqlite") as db:
+        return db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+
+def test_a_damaged_finished_round_is_redone_from_the_cache_and_stays_done(tmp_path, capsys):
+    """A truncated or deleted shard of a round marked done is found on --resume and redone; rebuilt into
+    the same rows, nothing derived from it is redone (no training again) and no call is paid again."""
+    recipe, root = tiny_recipe(tmp_path), tmp_path / "run"
+    assert main(["run", str(recipe), "--run-dir", str(root)]) == 0
+    r1 = root / "rounds" / "01"
+    ids = {d: [r.id for r in read_records(r1 / d)] for d in ("generated", "curated", "rejected", "train")}
+    student, evaluation, calls = (
+        (r1 / "student" / "model.safetensors").stat().st_mtime_ns,
+        (r1 / "eval.json").read_bytes(),
+        ledger_calls(root),
+    )
+    (r1 / "generated" / "part-00001.parquet").unlink()
+    data = (r1 / "curated" / "part-00000.parquet").read_bytes()
+    (r1 / "curated" / "part-00000.parquet").write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    assert main(["run", str(recipe), "--run-dir", str(root), "--resume"]) == 0
+    out, err = capsys.readouterr()
+    assert "generated: part-00001.parquet missing (" in err and "redoing it" in err
+    assert "round 1: finished earlier but damaged" in out and "round 2: already done, skipped" in out
+    assert {d: [r.id for r in read_records(r1 / d)] for d in ids} == ids
+    assert (r1 / "student" / "model.safetensors").stat().st_mtime_ns == student  # not trained again
+    assert (r1 / "eval.json").read_bytes() == evaluation and ledger_calls(root) == calls
+    capsys.readouterr()
+    (r1 / "curated" / "part-00000.parquet").write_bytes(data[: len(data) // 2])  # and caught, as before, on
+    assert main(["run", str(recipe), "--run-dir", str(root), "--resume"]) == 0  # every resume
+    assert "curated: part-00000.parquet truncated or changed" in capsys.readouterr().err

@@ -7,6 +7,7 @@ paid again for a finished shard. Each step's seconds go to metrics.json."""
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ from synthloop.storage.lock import unlock_run_dir
 from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.rundir import EmptyOutputError, RunDir, open_run, set_round_status
 from synthloop.storage.shards import (
+    INPUTS,
+    MARKER,
+    digest,
+    ids_digest,
     is_complete,
     mark_complete,
     read_marker,
@@ -100,11 +105,17 @@ def run_loop(
         loop = Loop(recipe, run, skills, difficulty, probes, golden, engine, log, judge)
         student.prepare_tokenizer(run.tokenizer, recipe, tokenizer_corpus(loop))
         for number in range(1, recipe.rounds + 1):
-            if manifest["rounds"].get(str(number)) == "done":
+            done = manifest["rounds"].get(str(number)) == "done"
+            if done and round_intact(loop, number):
                 log(f"round {number}: already done, skipped")
                 continue
+            before = round_signature(run.round(number)) if done else None
+            if done:
+                log(f"round {number}: finished earlier but damaged; redoing the damage (answers come from the cache)")
             set_round_status(run, manifest, number, "running")
-            run_round(loop, number)
+            run_round(loop, number, retry_failed=not done)
+            if done and round_signature(run.round(number)) != before:
+                forget_later_rounds(loop, manifest, number)
             write_json(run.metrics, collect_metrics(run, recipe.rounds))
             set_round_status(run, manifest, number, "done")
             write_report(run)
@@ -117,7 +128,45 @@ def run_loop(
         unlock_run_dir(root)  # a process that dies gives it back anyway
 
 
-def run_round(loop: Loop, number: int) -> None:
+def round_intact(loop: Loop, number: int) -> bool:
+    """Whether a finished round's files are all still there, unchanged, and derived from each other
+    (each check says on stderr what is wrong with the first damaged directory)."""
+    rdir = loop.run.round(number)
+    return (
+        is_complete(rdir / "generated")
+        and is_complete(rdir / "curated", curation_inputs(loop, number, rdir))
+        and is_complete(rdir / "rejected", curation_inputs(loop, number, rdir))
+        and is_complete(rdir / "train", train_inputs(loop, number))
+        and student_current(rdir / "student", ids_digest(rdir / "train"))
+        and eval_current(rdir / "eval.json", ids_digest(rdir / "train"))
+    )
+
+
+def round_signature(rdir: Path) -> tuple[str, str] | None:
+    """What later rounds take from a round: its kept rows (accumulate) and, through its training rows,
+    its student and its evaluation (the next plan)."""
+    try:
+        return ids_digest(rdir / "curated"), ids_digest(rdir / "train")
+    except (OSError, ValueError):
+        return None
+
+
+def forget_later_rounds(loop: Loop, manifest: dict[str, Any], number: int) -> None:
+    """A finished round that came out different when redone (its lost answers were paid for again and
+    differ, or failed calls succeeded): every later round was planned and trained from the old one, so it
+    is redone too; the response cache still holds its answers, so only new prompts are paid for."""
+    later = [n for n in range(number + 1, loop.recipe.rounds + 1) if loop.run.round(n).exists()]
+    for n in later:
+        reset(loop.run.round(n))
+        manifest["rounds"].pop(str(n), None)
+    if later:
+        loop.log(f"round {number}: came out different when redone; rounds {later} will be redone from it")
+
+
+def run_round(loop: Loop, number: int, retry_failed: bool = True) -> None:
+    """One round; every step skips what a killed or damaged run already finished intact. `retry_failed`:
+    a round that is not done yet sends its failed calls again (a finished round redone for damage
+    does not: its rows should come out as they were)."""
     rdir = loop.run.round(number)
     # 1. Plan: round 1 spreads the budget evenly; later rounds follow the previous weakness report.
     plan = plan_round(loop, number, rdir)
@@ -126,8 +175,11 @@ def run_round(loop: Loop, number: int) -> None:
     task = TASKS.get(loop.recipe.generation.task)()
     requests = generation_requests(loop.recipe, loop.skills, loop.difficulty, number, plan["counts"])
     make, shard_size = record_maker(loop, number), loop.recipe.generation.shard_size
-    stats = generate(loop.engine, task, requests, make, rdir / "generated", shard_size, retry_failed=True, log=loop.log)
-    if stats["written"]:  # new rows (failed calls tried again): what was derived from the old ones goes
+    stats = generate(
+        loop.engine, task, requests, make, rdir / "generated", shard_size, retry_failed=retry_failed, log=loop.log
+    )
+    if stats["written"] and INPUTS not in read_json_or_empty(rdir / "curated" / MARKER):
+        # Markers from before inputs were recorded cannot tell whether they derive from these rows.
         for derived in ("curated", "rejected", "train", "student", "eval.json"):
             reset(rdir / derived)
     calls = stats["calls"]
@@ -275,9 +327,39 @@ def record_maker(loop: Loop, number: int) -> Callable[[Answered], list[Record]]:
     return make
 
 
+def read_json_or_empty(path: Path) -> dict[str, Any]:
+    return read_json(path) if path.exists() else {}
+
+
+def curation_inputs(loop: Loop, number: int, rdir: Path) -> str:
+    """Curation reads the round's generated rows and (accumulate) the rows kept in earlier rounds."""
+    earlier = range(1, number) if loop.recipe.grounding.strategy == "accumulate" else []
+    return digest([ids_digest(rdir / "generated"), *(ids_digest(loop.run.round(r) / "curated") for r in earlier)])
+
+
+def train_inputs(loop: Loop, number: int) -> str:
+    rounds = range(1, number + 1) if loop.recipe.grounding.strategy == "accumulate" else [number]
+    return digest([ids_digest(loop.run.round(r) / "curated") for r in rounds])
+
+
+def student_current(out: Path, train_ids: str) -> bool:
+    """A student exists and was trained on these rows (a student from before markers is trusted)."""
+    if not out.is_dir():
+        return False
+    recorded = read_json_or_empty(out / MARKER).get(INPUTS, train_ids)
+    if recorded != train_ids:
+        print(f"synthloop: {out}: trained on rows that have changed since; training it again", file=sys.stderr)
+    return recorded == train_ids
+
+
+def eval_current(path: Path, train_ids: str) -> bool:
+    return path.exists() and read_json(path).get(INPUTS, train_ids) == train_ids
+
+
 def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     curated, rejected = rdir / "curated", rdir / "rejected"
-    if is_complete(curated) and is_complete(rejected):
+    inputs = curation_inputs(loop, number, rdir)
+    if is_complete(curated, inputs) and is_complete(rejected, inputs):
         return read_marker(curated)
     reset(curated)
     reset(rejected)
@@ -297,8 +379,8 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         **stage_counts(stages),
         "seconds": round(time.perf_counter() - start, 3),
     }
-    mark_complete(rejected, {"rows": len(dropped)})
-    mark_complete(curated, counts)  # last: the round's curation is done only when both are written
+    mark_complete(rejected, {"rows": len(dropped)}, inputs)
+    mark_complete(curated, counts, inputs)  # last: the round's curation is done only when both are written
     return counts
 
 
@@ -312,7 +394,8 @@ def earlier_rows(loop: Loop, number: int) -> list[Record]:
 
 def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     train_dir = rdir / "train"
-    if is_complete(train_dir):
+    inputs = train_inputs(loop, number)
+    if is_complete(train_dir, inputs):
         return read_marker(train_dir)
     reset(train_dir)
     rounds = range(1, number + 1) if loop.recipe.grounding.strategy == "accumulate" else [number]
@@ -325,19 +408,26 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         "golden": len(rows) - len(synthetic),
         "monitor": diversity(rows),
     }
-    mark_complete(train_dir, counts)
+    mark_complete(train_dir, counts, inputs)
     return counts
 
 
 def train_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
-    out = rdir / "student"
-    if not out.exists():
+    out, inputs = rdir / "student", ids_digest(rdir / "train")
+    if not student_current(out, inputs):
+        reset(out)
+        reset(rdir / "eval.json")  # it scored the old student
         previous = loop.run.round(number - 1) / "student" if number > 1 else None
         rows = read_records(rdir / "train")
         model, tokenizer = student.load_student(loop.recipe, loop.run.tokenizer, previous)
         settings = train_settings(loop.recipe, stream_seed(loop.recipe.seed, f"train-{number}"))
         result = student.train_student(model, tokenizer, rows, loop.recipe, settings)
-        replace_dir(out, lambda tmp: student.save_student(model, tokenizer, result, tmp))
+
+        def save(tmp: Path) -> None:
+            student.save_student(model, tokenizer, result, tmp)
+            write_json(tmp / MARKER, {INPUTS: inputs})  # which training rows made it
+
+        replace_dir(out, save)
     return read_json(out / "train_stats.json")
 
 
@@ -349,14 +439,14 @@ def train_settings(recipe: Recipe, seed: int) -> TrainSettings:
 
 
 def evaluate_round(loop: Loop, rdir: Path) -> dict[str, Any]:
-    path = rdir / "eval.json"
-    if not path.exists():
+    path, inputs = rdir / "eval.json", ids_digest(rdir / "train")
+    if not eval_current(path, inputs):
         start = time.perf_counter()
         model, tokenizer = student.load_checkpoint(rdir / "student")
         cfg = loop.recipe.evaluation
         report = evaluate(model, tokenizer, loop.probes, cfg.max_new_tokens, cfg.batch_size)
         report["seconds"] = round(time.perf_counter() - start, 3)
-        write_json(path, report)
+        write_json(path, {**report, INPUTS: inputs})
     return read_json(path)
 
 

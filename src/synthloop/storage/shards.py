@@ -3,7 +3,13 @@
 A directory is complete only when its `_SUCCESS.json` exists and every shard it lists is there, with
 its row count and SHA-256, and no other: the marker is written last, with the stage's counts, so a
 resumed run trusts a finished directory and redoes an unfinished or damaged one (a deleted, truncated
-or replaced shard), saying so. Markers written before checksums existed are trusted as before."""
+or replaced shard), saying so.
+
+A marker also holds a digest of its rows' ids (`ids`) and of the rows it was derived from (`inputs`):
+a directory whose inputs have changed since it was written (its source was redone and came out
+different, or failed calls were tried again) is redone too, while one whose source was redone into
+the same rows is kept. Markers written before checksums existed are checked by row count only (said
+once per process)."""
 
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from synthloop.storage.atomic import atomic_write, read_json, write_json
 
 MARKER = "_SUCCESS.json"
 SHARDS = "shards"  # in the marker: each shard's rows and SHA-256
+IDS, INPUTS = "ids", "inputs"  # in the marker: digests of its rows' ids and of what it was derived from
+_said_unverifiable: set[Path] = set()
 
 
 def shard_path(directory: Path, shard: int) -> Path:
@@ -45,23 +53,50 @@ def write_records(directory: Path, records: list[Record], shard_size: int) -> No
         write_shard(shard_path(directory, shard), records[start : start + shard_size])
 
 
-def is_complete(directory: Path) -> bool:
+def is_complete(directory: Path, inputs: str | None = None) -> bool:
+    """Whether `directory` was finished, is intact, and (given `inputs`, the digest of what it is derived
+    from) was derived from the same rows; if not, say why on stderr (the caller redoes it)."""
     if not (directory / MARKER).exists():
         return False
     problem = damage(directory)
+    recorded = read_json(directory / MARKER).get(INPUTS)
+    if problem is None and inputs is not None and recorded is not None and recorded != inputs:
+        problem = "derived from rows that have changed since"
     if problem:
         print(f"synthloop: {directory}: {problem}; redoing it", file=sys.stderr, flush=True)
     return problem is None
 
 
-def mark_complete(directory: Path, stats: dict[str, Any]) -> None:
-    write_json(directory / MARKER, {**stats, SHARDS: shard_digests(directory)})
+def mark_complete(directory: Path, stats: dict[str, Any], inputs: str | None = None) -> None:
+    marker = {**stats, SHARDS: shard_digests(directory), IDS: digest(row_ids(directory))}
+    if inputs is not None:
+        marker[INPUTS] = inputs
+    write_json(directory / MARKER, marker)
 
 
 def read_marker(directory: Path) -> dict[str, Any]:
     marker = read_json(directory / MARKER)
-    marker.pop(SHARDS, None)
+    for key in (SHARDS, IDS, INPUTS):
+        marker.pop(key, None)
     return marker
+
+
+def ids_digest(directory: Path) -> str:
+    """The digest of a complete directory's row ids, in order (what derived directories record)."""
+    recorded = read_json(directory / MARKER).get(IDS)
+    return recorded if recorded is not None else digest(row_ids(directory))
+
+
+def row_ids(directory: Path) -> list[str]:
+    return [
+        i
+        for path in sorted(directory.glob("part-*.parquet"))
+        for i in pq.read_table(path, columns=["id"])["id"].to_pylist()
+    ]
+
+
+def digest(parts: list[str]) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def shard_digests(directory: Path) -> dict[str, dict[str, Any]]:
@@ -73,9 +108,10 @@ def shard_digests(directory: Path) -> dict[str, dict[str, Any]]:
 
 def damage(directory: Path) -> str | None:
     """What is wrong with a marked directory's shards, or None."""
-    listed = read_json(directory / MARKER).get(SHARDS)
+    marker = read_json(directory / MARKER)
+    listed = marker.get(SHARDS)
     if listed is None:
-        return None  # marked before checksums existed
+        return row_count_damage(directory, marker)
     present = {path.name for path in directory.glob("part-*.parquet")}
     if missing := sorted(set(listed) - present):
         return f"{', '.join(missing)} missing ({sum(listed[m]['rows'] for m in missing)} rows)"
@@ -83,6 +119,26 @@ def damage(directory: Path) -> str | None:
         return f"{', '.join(extra)} not written by this run"
     if changed := [name for name in sorted(listed) if file_sha256(directory / name) != listed[name]["sha256"]]:
         return f"{', '.join(changed)} truncated or changed since it was written (checksum differs)"
+    return None
+
+
+def row_count_damage(directory: Path, marker: dict[str, Any]) -> str | None:
+    """A marker from before checksums: its shards must at least be readable and hold the rows it counted."""
+    if directory.parent.parent not in _said_unverifiable:
+        _said_unverifiable.add(directory.parent.parent)
+        print(
+            f"synthloop: {directory.parent.parent}: markers written before checksums existed; "
+            "their shards are checked by row count only",
+            file=sys.stderr,
+            flush=True,
+        )
+    expected = marker.get("rows", marker.get("kept"))
+    try:
+        found = sum(pq.ParquetFile(path).metadata.num_rows for path in directory.glob("part-*.parquet"))
+    except (OSError, ValueError) as err:  # pyarrow's errors for an unreadable footer
+        return f"a shard cannot be read ({' '.join(str(err).split())[:200]})"
+    if isinstance(expected, int) and found != expected:
+        return f"{found} rows where its marker counted {expected}"
     return None
 
 
