@@ -47,7 +47,7 @@ def test_code_is_verified_against_its_tests_in_the_sandbox():
     untested = row("write add 5", "def add(a, b): return a + b", None, skill="code")
     from synthloop.curation.sandbox import SandboxLimits, available_isolation
 
-    verify = VerifyCode(SandboxLimits(wall_s=3, cpu_s=1), isolation=available_isolation()[0])
+    verify = VerifyCode(SandboxLimits(wall_s=15, cpu_s=1), isolation=available_isolation()[0])  # CPU limit first
     out = list(verify.run([good, wrong, hangs, escapes, untested]))
     assert [r.reject_reason for r in out] == [None, "tests_failed", "tests_cpu_time", "tests_denied", None]
     assert "AssertionError" in out[1].verdicts[-1].detail

@@ -17,6 +17,7 @@ class InputFileError(ValueError):
 MAX_FIELD_BYTES = 1 << 20  # one field of a user's row; a bigger one is a mistake or an attack, never data
 MAX_LINE_BYTES = 8 << 20  # one JSONL line (several fields); a longer one is not even parsed
 OVERSIZE = "_oversize"  # key of the stand-in row for an oversize one: what was too big
+BOM = b"\xef\xbb\xbf"
 
 
 def read_rows(path: str | Path, what: str, keep_oversize: bool = False) -> list[tuple[dict[str, Any], str]]:
@@ -57,11 +58,35 @@ def read_jsonl_rows(path: Path, what: str) -> list[tuple[dict[str, Any], str]]:
                 if isinstance(line, int):
                     rows.append(({OVERSIZE: f"a line of {line} bytes"}, where))
                     continue
+                if number == 1:
+                    line = line.removeprefix(BOM)  # editors on Windows write one; it is not part of the row
                 if line.strip():
                     rows.append((parse_line(line, f"cannot read {what} {where}"), where))
     except OSError as err:
         raise InputFileError(f"cannot read {what} {path}: {err}") from None
     return rows
+
+
+def read_text_lines(path: Path, what: str) -> list[tuple[str, str]]:
+    """Each non-blank line of a plain-text file, stripped, with where it came from: split on b"\\n" only,
+    read with a bounded readline, a line over `MAX_FIELD_BYTES` refused before it is decoded."""
+    lines = []
+    try:
+        with open(path, "rb") as handle:
+            for number, line in enumerate(bounded_lines(handle), start=1):
+                where = f"{path} line {number}"
+                size = line if isinstance(line, int) else len(line)
+                if size > MAX_FIELD_BYTES:
+                    raise InputFileError(f"{what} {where}: {size} bytes, over the {MAX_FIELD_BYTES}-byte cap on a line")
+                try:
+                    text = line.removeprefix(BOM if number == 1 else b"").decode("utf-8").strip()
+                except UnicodeDecodeError as err:
+                    raise InputFileError(f"{what} {where}: not UTF-8 (byte {err.start})") from None
+                if text:
+                    lines.append((text, where))
+    except OSError as err:
+        raise InputFileError(f"cannot read {what} {path}: {err}") from None
+    return lines
 
 
 def bounded_lines(handle: BinaryIO) -> Iterator[bytes | int]:
@@ -86,40 +111,98 @@ def parse_line(line: bytes, where: str) -> dict[str, Any]:
         raise InputFileError(f"{where}: not valid JSON ({err.msg})") from None
     except RecursionError:
         raise InputFileError(f"{where}: nested too deeply") from None
+    except ValueError:  # the one other thing json.loads raises: an integer Python will not convert
+        raise InputFileError(f"{where}: a number of over {sys.get_int_max_str_digits()} digits") from None
     if not isinstance(row, dict):
         raise InputFileError(f"{where}: each line must be a JSON object")
-    big = [(key, len(value.encode("utf-8", "replace"))) for key, value in row.items() if isinstance(value, str)]
-    if too_big := [(key, size) for key, size in big if size > MAX_FIELD_BYTES]:
-        return {OVERSIZE: f"field {too_big[0][0]!r} of {too_big[0][1]} bytes"}
+    for key, value in row.items():
+        size = value_size(value, f"{where}: field {key!r}")
+        if size > MAX_FIELD_BYTES:
+            return {OVERSIZE: f"field {key!r} of {size} bytes"}
     return row
 
 
+def value_size(value: Any, where: str) -> int:
+    """UTF-8 bytes of the text in a parsed JSON value, nested lists and objects included (their keys too).
+    A lone surrogate escape ("\\ud800") is valid JSON but not text: refused, never silently replaced."""
+    try:
+        if isinstance(value, str):
+            return len(value.encode("utf-8"))
+        if isinstance(value, list):
+            return sum(value_size(item, where) for item in value)
+        if isinstance(value, dict):
+            return sum(value_size(key, where) + value_size(item, where) for key, item in value.items())
+    except UnicodeEncodeError as err:
+        raise InputFileError(f"{where} holds a lone surrogate ({err.object[err.start]!a}), not text") from None
+    except RecursionError:
+        raise InputFileError(f"{where} is nested too deeply") from None
+    return 8  # a number, true, false or null
+
+
 def read_parquet_rows(path: Path, what: str) -> list[tuple[dict[str, Any], str]]:
-    """String lengths are checked in Arrow, per row, before anything becomes a Python object."""
+    """Read in batches of each row group; the text in every cell (nested lists, maps and structs
+    included) is measured in Arrow, and only the rows under the cap become Python objects."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    rows: list[tuple[dict[str, Any], str]] = []
     try:
-        table = pq.read_table(path)
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            rows += batch_rows(batch, path, len(rows))
     except (OSError, pa.ArrowException) as err:
         raise InputFileError(f"cannot read {what} {path}: {err}") from None
-    too_big = pa.array([False] * table.num_rows)
-    reasons: dict[int, str] = {}
-    for name in table.column_names:
-        column = table.column(name)
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_binary(column.type):
-            sizes = pc.fill_null(pc.binary_length(column), 0)
-            over = pc.greater(sizes, MAX_FIELD_BYTES)
-            for index in pc.indices_nonzero(over).to_pylist():
-                reasons.setdefault(index, f"field {name!r} of {sizes[index].as_py()} bytes")
-            too_big = pc.or_(too_big, over)
-    kept = table.filter(pc.invert(too_big)).to_pylist()
-    rows, kept_rows = [], iter(kept)
-    for i in range(table.num_rows):
-        where = f"{path} row {i + 1}"
-        rows.append(({OVERSIZE: reasons[i]}, where) if i in reasons else (next(kept_rows), where))
+    except UnicodeDecodeError as err:  # Parquet does not check that its text columns hold UTF-8
+        raise InputFileError(
+            f"cannot read {what} {path} row {len(rows) + 1} or after: not UTF-8 ({err.reason})"
+        ) from None
     return rows
+
+
+PARQUET_BATCH_ROWS = 1024  # rows decoded at a time: an oversize cell is held at most with its batch
+
+
+def batch_rows(batch: Any, path: Path, first: int) -> list[tuple[dict[str, Any], str]]:
+    import numpy as np
+
+    reasons: dict[int, str] = {}
+    for name, column in zip(batch.schema.names, batch.columns):
+        sizes = cell_sizes(column)
+        for index in np.flatnonzero(sizes > MAX_FIELD_BYTES):
+            reasons.setdefault(int(index), f"field {name!r} of {int(sizes[index])} bytes")
+    keep = np.ones(batch.num_rows, dtype=bool)
+    keep[list(reasons)] = False
+    kept = iter(batch.filter(keep).to_pylist())
+    return [
+        ({OVERSIZE: reasons[index]} if index in reasons else next(kept), f"{path} row {first + index + 1}")
+        for index in range(batch.num_rows)
+    ]
+
+
+def cell_sizes(array: Any) -> Any:
+    """Bytes of text (string and binary values) in each cell of an Arrow array, nested values summed."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = array.type
+    if pa.types.is_map(kind):  # a map is a list of key/value structs
+        array, kind = array.cast(pa.list_(pa.struct([kind.key_field, kind.item_field]))), None
+    if kind is None or pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        parents = pc.list_parent_indices(array).to_numpy(zero_copy_only=False)
+        inner = cell_sizes(pc.list_flatten(array))
+        return np.bincount(parents, weights=inner, minlength=len(array)).astype(np.int64)
+    if pa.types.is_struct(kind):
+        return sum((cell_sizes(child) for child in array.flatten()), np.zeros(len(array), np.int64))
+    if any(test(kind) for test in text_types()):
+        return pc.fill_null(pc.binary_length(array), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    return np.zeros(len(array), np.int64)
+
+
+def text_types() -> tuple[Any, ...]:
+    import pyarrow as pa
+
+    names = ("is_string", "is_large_string", "is_binary", "is_large_binary", "is_string_view", "is_binary_view")
+    return tuple(getattr(pa.types, name) for name in names if hasattr(pa.types, name))
 
 
 def text_field(row: dict[str, Any], where: str, fields: tuple[str, ...]) -> str:
