@@ -173,3 +173,33 @@ def test_a_damaged_finished_round_is_redone_from_the_cache_and_stays_done(tmp_pa
     (r1 / "curated" / "part-00000.parquet").write_bytes(data[: len(data) // 2])  # and caught, as before, on
     assert main(["run", str(recipe), "--run-dir", str(root), "--resume"]) == 0  # every resume
     assert "curated: part-00000.parquet truncated or changed" in capsys.readouterr().err
+
+
+def test_a_round_whose_calls_all_failed_stops_before_training_and_resume_goes_on_after_the_fix(tmp_path, capsys):
+    def reply(body):
+        prompt = body["messages"][-1]["content"]
+        return f"Work it out one step at a time for this problem.\n#### {len(prompt) % 97}"
+
+    teacher = Teacher(failing=lambda prompt: True)
+    teacher.reply = reply
+    with serve_in_thread(teacher.server.app()) as url:
+        recipe = tiny_recipe(
+            tmp_path, rounds=1, backend="openai", model="simulated", base_url=f"{url}/v1", max_retries=0
+        )
+        data = yaml.safe_load(recipe.read_text())
+        data["curation"] = {"verify": False, "quality": False}  # the stub's answers are kept as they come
+        recipe.write_text(yaml.safe_dump(data))
+        root = tmp_path / "run"
+        assert main(["run", str(recipe), "--run-dir", str(root)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith(
+            "synthloop: error: round 1: curation kept 0 of 20 generated rows; 20 teacher calls failed"
+        )
+        assert "teacher overloaded" in err and "rerun with --resume" in err
+        assert not (root / "rounds" / "01" / "student").exists()
+        teacher.failing = lambda prompt: False  # the cause fixed
+        assert main(["run", str(recipe), "--run-dir", str(root), "--resume"]) == 0
+    assert "resume: 20 calls failed last time" in capsys.readouterr().out
+    curated = read_records(root / "rounds" / "01" / "curated")
+    assert len(curated) > 0 and all(r.error is None for r in curated)
+    assert (root / "rounds" / "01" / "eval.json").exists()

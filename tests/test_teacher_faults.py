@@ -260,3 +260,12 @@ def test_a_judge_whose_model_goes_away_mid_curation_stops_curate_naming_the_judg
     err = capsys.readouterr().err.strip()
     assert err.startswith("synthloop: error: the judge at") and "(HTTP 404" in err and "\n" not in err
     assert "curation.judge.teacher.model" in err and server.calls == 3
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "gzip, gzip"])
+def test_a_reply_in_an_encoding_we_did_not_ask_for_is_a_failed_call_not_retried(encoding):
+    server = HostileServer(f"encoding:{encoding}")
+    with serve_in_thread(server.app()) as url:
+        (response,), _ = call(url, requests(1), max_retries=2)
+    assert response.texts is None and f"unsupported Content-Encoding {encoding!r}" in response.error
+    assert server.calls == 1

@@ -151,10 +151,8 @@ def read_parquet_rows(path: Path, what: str) -> list[tuple[dict[str, Any], str]]
             rows += batch_rows(batch, path, len(rows))
     except (OSError, pa.ArrowException) as err:
         raise InputFileError(f"cannot read {what} {path}: {err}") from None
-    except UnicodeDecodeError as err:  # Parquet does not check that its text columns hold UTF-8
-        raise InputFileError(
-            f"cannot read {what} {path} row {len(rows) + 1} or after: not UTF-8 ({err.reason})"
-        ) from None
+    except UnicodeDecodeError:  # Parquet does not check that its text columns hold UTF-8
+        raise InputFileError(f"cannot read {what} {path}: text that is not UTF-8 in rows {len(rows) + 1} on") from None
     return rows
 
 
@@ -165,7 +163,7 @@ def batch_rows(batch: Any, path: Path, first: int) -> list[tuple[dict[str, Any],
     import numpy as np
 
     reasons: dict[int, str] = {}
-    for name, column in zip(batch.schema.names, batch.columns):
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
         sizes = cell_sizes(column)
         for index in np.flatnonzero(sizes > MAX_FIELD_BYTES):
             reasons.setdefault(int(index), f"field {name!r} of {int(sizes[index])} bytes")

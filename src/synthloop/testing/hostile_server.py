@@ -8,7 +8,8 @@ so a fault can arrive mid-run); a test may change `mode` while the server runs. 
 - `echo400`, `echo401`, `echo500`, `echo200`: the request's headers echoed in the body (200: as plain text)
 - `echo_cut`: the key echoed where a 300-character cut of the body would split it
 - `echo_escaped`: the key JSON-escaped and URL-encoded, and a proxy's own bearer token
-- `huge`: a 50 MB body; `bomb`: a gzip bomb (`gzip_bomb`); `corrupt_gzip`; `deflate`, `raw_deflate`
+- `huge`: a 50 MB body; `bomb`: a gzip bomb (`gzip_bomb`); `corrupt_gzip`; `deflate`, `raw_deflate`;
+  `encoding:<name>`: a body in an encoding we did not ask for
 - `choices`: 10,000 choices for n=1; `usage:<json>`: that value as both token counts
 - `body:<text>`: that text as a 200 body; `content:<json>`: that value as the choice's content
 - `drip`: headers, then a byte every 0.1 s, forever
@@ -105,6 +106,8 @@ class HostileServer:
             )
         if mode == "corrupt_gzip":
             return web.Response(body=b"\x1f\x8b\x08\x00garbage" * 10, headers={"Content-Encoding": "gzip"})
+        if mode.startswith("encoding:"):  # an encoding we never asked for
+            return web.Response(body=b"\x00" * 64, headers={"Content-Encoding": mode[9:]})
         if mode in ("deflate", "raw_deflate"):
             packed = deflate(json.dumps(ok).encode(), raw=mode == "raw_deflate")
             return web.Response(
