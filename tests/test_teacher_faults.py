@@ -1,5 +1,7 @@
-"""A hostile or broken teacher server, for real, on loopback: a key refused mid-run, a model that goes
-away, error bodies that echo the key, replies of 50 MB, a gzip bomb, absurd usage, 10,000 choices.
+"""A hostile or broken teacher server, for real, on loopback (`synthloop.testing.hostile_server`): a key
+refused or a model gone mid-run (generate, run, a judge in curate), error bodies that echo the key (whole,
+cut, escaped, URL-encoded), replies of 50 MB, a gzip bomb, corrupt or unasked-for encodings, absurd usage,
+10,000 choices, unusable 200 bodies, a reply that never ends, a huge Retry-After, a bad single request.
 Each is stopped, bounded or kept as a failed call, and the key never lands anywhere."""
 
 import asyncio
