@@ -18,6 +18,7 @@ from synthloop.config import (
     Name,
     OracleTeacherConfig,
     RecipeError,
+    Seed,
     Strict,
     TeacherConfig,
     describe,
@@ -29,7 +30,7 @@ from synthloop.records import Record
 from synthloop.registry import TASKS
 from synthloop.runners.local import Answered, generate, usage_fields
 from synthloop.storage.atomic import write_json
-from synthloop.storage.input_files import MAX_FIELD_BYTES, OVERSIZE, InputFileError, read_jsonl_rows
+from synthloop.storage.input_files import MAX_FIELD_BYTES, OVERSIZE, InputFileError, read_jsonl_rows, read_text_lines
 from synthloop.storage.lock import unlock_run_dir
 from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.rundir import EmptyOutputError, open_manifest
@@ -91,7 +92,7 @@ class StepConfig(Strict):
 
 class GenerateJob(Strict):
     name: Name
-    seed: StrictInt = 0
+    seed: Seed = 0
     teacher: TeacherConfig = OracleTeacherConfig()
     steps: list[StepConfig] = Field(min_length=1)
     shard_size: StrictInt = Field(1000, ge=1, le=1_000_000)
@@ -136,9 +137,9 @@ def load_job(path: str | Path) -> GenerateJob:
 def read_inputs(path: Path, field: str) -> list[str]:
     if not path.is_file():
         raise RecipeError(f"inputs file not found: {path}")
-    if path.suffix != ".jsonl":
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     try:
+        if path.suffix != ".jsonl":  # one input a line: split on newlines only, each line bounded
+            return [text for text, _ in read_text_lines(path, "inputs file")]
         rows = read_jsonl_rows(path, "inputs file")
     except InputFileError as err:
         raise RecipeError(str(err)) from None

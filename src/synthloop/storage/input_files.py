@@ -147,8 +147,9 @@ def read_parquet_rows(path: Path, what: str) -> list[tuple[dict[str, Any], str]]
 
     rows: list[tuple[dict[str, Any], str]] = []
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            rows += batch_rows(batch, path, len(rows))
+        with pq.ParquetFile(path) as parquet:
+            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+                rows += batch_rows(batch, path, len(rows))
     except (OSError, pa.ArrowException) as err:
         raise InputFileError(f"cannot read {what} {path}: {err}") from None
     except UnicodeDecodeError:  # Parquet does not check that its text columns hold UTF-8
@@ -189,6 +190,11 @@ def cell_sizes(array: Any) -> Any:
         parents = pc.list_parent_indices(array).to_numpy(zero_copy_only=False)
         inner = cell_sizes(pc.list_flatten(array))
         return np.bincount(parents, weights=inner, minlength=len(array)).astype(np.int64)
+    if pa.types.is_dictionary(kind):  # each cell is an index into the distinct values
+        if len(array.dictionary) == 0:
+            return np.zeros(len(array), np.int64)
+        sizes = cell_sizes(array.dictionary)[pc.fill_null(array.indices, 0).to_numpy(zero_copy_only=False)]
+        return np.where(array.is_null().to_numpy(zero_copy_only=False), 0, sizes)
     if pa.types.is_struct(kind):
         return sum((cell_sizes(child) for child in array.flatten()), np.zeros(len(array), np.int64))
     if any(test(kind) for test in text_types()):
