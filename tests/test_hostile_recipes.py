@@ -51,6 +51,26 @@ CASES = {
     "huge golden": (tiny(grounding__golden__size=10**10).encode(), "size"),
     "huge hidden": (tiny(student__architecture__hidden_size=10**6).encode(), "hidden_size"),
     "heads": (tiny(student__architecture__heads=3).encode(), "multiple of heads"),
+    "bool temperature": (tiny(generation__temperature=True).encode(), "generation.temperature"),
+    "string float": (tiny(grounding__ratio="0.2").encode(), "grounding.ratio"),
+    "string bool": (tiny(curation__dedup={"exact": "yes"}).encode(), "curation.dedup.exact"),
+    "infinite floor": (tiny(allocation__floor=float("inf")).encode(), "allocation.floor"),
+    "huge seed": (tiny(seed=10**30).encode(), "seed"),
+    "negative seed": (tiny(seed=-1).encode(), "seed"),
+    "odd llama head": (
+        tiny(student__architecture={"family": "llama", "hidden_size": 30, "heads": 2}).encode(),
+        "must be even",
+    ),
+    "examples past positions": (
+        tiny(student__architecture__max_positions=64, student__train__max_len=256).encode(),
+        "max_len 256 is longer than",
+    ),
+    "answers past positions": (
+        tiny(
+            student__architecture__max_positions=64, student__train__max_len=64, evaluation__max_new_tokens=64
+        ).encode(),
+        "max_new_tokens 64 leaves no room",
+    ),
     "too big to train": (
         tiny(
             student__architecture={

@@ -60,6 +60,7 @@ def check_name(value: str) -> str:
 
 
 Name = Annotated[str, AfterValidator(check_name)]
+Seed = Annotated[int, Field(ge=0, lt=2**32)]  # torch and numpy refuse others, and only after data was written
 
 
 def read_yaml_file(path: Path, what: str) -> Any:
@@ -109,7 +110,10 @@ def check_size(data: Any, origin: str) -> None:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every recipe and job model. Strict: `true` is not 1, `2.5` and `"3"` are not integers, `"yes"` is not a
+    boolean (an integer is still a valid float); unknown keys are errors; inf and nan are never a setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class SkillSpec(Strict):
@@ -202,11 +206,16 @@ TeacherConfig = Annotated[
 class GenerationConfig(Strict):
     task: Literal["solve"] = Field("solve", description="the loop's task (prompt tasks run with synthloop generate)")
     budget_per_round: StrictInt = Field(
-        4000, ge=1, le=1_000_000, description="teacher calls per round, split across skills by the allocation"
+        4000,
+        ge=1,
+        le=1_000_000,
+        description="teacher calls per round (at most 1,000,000), split across skills by the allocation",
     )
-    shard_size: StrictInt = Field(1000, ge=1, le=1_000_000, description="records per Parquet shard")
+    shard_size: StrictInt = Field(1000, ge=1, le=1_000_000, description="records per Parquet shard (at most 1,000,000)")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="teacher sampling temperature")
-    max_tokens: StrictInt = Field(512, ge=1, le=1_000_000, description="most tokens a teacher reply may have")
+    max_tokens: StrictInt = Field(
+        512, ge=1, le=1_000_000, description="most tokens a teacher reply may have (at most 1,000,000)"
+    )
     samples: StrictInt = Field(
         1, ge=1, le=16, description="teacher samples per problem (more than 1 for curation.self_consistency)"
     )
@@ -274,7 +283,7 @@ class SelfConsistencyConfig(Strict):
 
 
 class CodeVerifyConfig(Strict):
-    timeout_s: float = Field(10.0, gt=0.0, description="wall-clock limit per test run")
+    timeout_s: float = Field(10.0, gt=0.0, le=3600.0, description="wall-clock limit per test run (at most an hour)")
     cpu_s: StrictInt = Field(5, ge=1, le=3600, description="CPU-time limit per test run")
     memory_mb: StrictInt = Field(512, ge=32, le=1_048_576, description="address-space limit per test run")
     isolation: Literal["bwrap", "unshare", "none"] = Field(
@@ -359,7 +368,10 @@ def section(value: Any) -> Any:
 class GoldenConfig(Strict):
     path: str | None = Field(None, description="JSONL or Parquet of human examples; empty: embedded reference items")
     size: StrictInt = Field(
-        400, ge=0, le=1_000_000, description="embedded golden items (reference solutions), when no path is given"
+        400,
+        ge=0,
+        le=1_000_000,
+        description="embedded golden items (reference solutions, at most 1,000,000), when no path is given",
     )
 
 
@@ -373,61 +385,92 @@ class GroundingConfig(Strict):
 
 class ArchitectureConfig(Strict):
     family: Literal["gpt2", "llama"] = Field("gpt2", description="scratch model family (HF GPT-2 or Llama)")
-    hidden_size: StrictInt = Field(128, ge=8, le=65_536)
-    layers: StrictInt = Field(4, ge=1, le=1024)
-    heads: StrictInt = Field(4, ge=1, le=1024)
-    intermediate_size: StrictInt = Field(512, ge=8, le=262_144)
-    max_positions: StrictInt = Field(512, ge=32, le=1_048_576)
+    hidden_size: StrictInt = Field(128, ge=8, le=65_536, description="width (8 to 65,536), a multiple of heads")
+    layers: StrictInt = Field(4, ge=1, le=1024, description="transformer blocks (1 to 1,024)")
+    heads: StrictInt = Field(4, ge=1, le=1024, description="attention heads (1 to 1,024)")
+    intermediate_size: StrictInt = Field(512, ge=8, le=262_144, description="MLP width (8 to 262,144)")
+    max_positions: StrictInt = Field(
+        512, ge=32, le=1_048_576, description="longest sequence the model takes; at least train.max_len"
+    )
 
     @model_validator(mode="after")
     def heads_divide_hidden(self) -> ArchitectureConfig:
         if self.hidden_size % self.heads:
             raise ValueError(f"hidden_size {self.hidden_size} must be a multiple of heads {self.heads}")
+        if self.family == "llama" and (self.hidden_size // self.heads) % 2:
+            raise ValueError(
+                f"llama: hidden_size / heads = {self.hidden_size // self.heads} must be even (rotary embeddings)"
+            )
         return self
 
 
 class TrainConfig(Strict):
     steps_per_round: StrictInt = Field(
-        1500, ge=1, le=10_000_000, description="optimizer steps per round (the training budget)"
+        1500, ge=1, le=10_000_000, description="optimizer steps per round (the training budget, at most 10,000,000)"
     )
-    batch_size: StrictInt = Field(16, ge=1, le=65_536, description="examples per step")
-    max_len: StrictInt = Field(256, ge=16, le=1_048_576, description="longest example in tokens; longer ones are cut")
-    learning_rate: float = Field(3e-3, gt=0.0)
-    warmup_steps: StrictInt = Field(50, ge=0, le=10_000_000)
+    batch_size: StrictInt = Field(16, ge=1, le=65_536, description="examples per step (at most 65,536)")
+    max_len: StrictInt = Field(
+        256,
+        ge=16,
+        le=1_048_576,
+        description="longest example in tokens, at most architecture.max_positions; longer ones are cut",
+    )
+    learning_rate: float = Field(3e-3, gt=0.0, le=10.0, description="peak learning rate (AdamW), at most 10")
+    warmup_steps: StrictInt = Field(50, ge=0, le=10_000_000, description="linear warm-up steps (at most 10,000,000)")
     weight_decay: float = Field(0.1, ge=0.0)
     grad_clip: float = Field(1.0, gt=0.0)
     threads: StrictInt = Field(0, ge=0, le=4096, description="torch threads; 0 uses every core")
 
 
 class StudentConfig(Strict):
-    base: str = Field("scratch", description="'scratch' builds a tiny Llama; otherwise an HF model id or path")
+    base: str = Field(
+        "scratch",
+        description="'scratch' builds a tiny model (architecture); otherwise a local model folder or an HF model id "
+        "already in the local cache (checked before anything is generated)",
+    )
     vocab_size: StrictInt = Field(
         512, ge=300, le=1_000_000, description="BPE vocabulary trained on the run's text (scratch only)"
     )
     architecture: ArchitectureConfig = ArchitectureConfig()
     train: TrainConfig = TrainConfig()
 
+    @model_validator(mode="after")
+    def examples_fit(self) -> StudentConfig:
+        """A scratch GPT-2 fails on a position past max_positions, and only once training starts."""
+        a = self.architecture
+        if self.base == "scratch" and self.train.max_len > a.max_positions:
+            raise ValueError(
+                f"train.max_len {self.train.max_len} is longer than architecture.max_positions {a.max_positions}"
+            )
+        return self
+
 
 class EvaluationConfig(Strict):
     probes_per_skill: StrictInt = Field(
-        60, ge=1, le=10_000, description="held-out golden probes per skill, fixed across rounds"
+        60, ge=1, le=10_000, description="held-out golden probes per skill (at most 10,000), fixed across rounds"
     )
-    max_new_tokens: StrictInt = Field(128, ge=1, le=1_000_000)
-    batch_size: StrictInt = Field(128, ge=1, le=65_536)
+    max_new_tokens: StrictInt = Field(
+        128, ge=1, le=1_000_000, description="longest student answer in tokens; below architecture.max_positions"
+    )
+    batch_size: StrictInt = Field(128, ge=1, le=65_536, description="probes answered together (at most 65,536)")
 
 
 class AllocationConfig(Strict):
     policy: Literal["uniform", "proportional_to_error"] = Field(
         "proportional_to_error", description="how the next round's budget follows the weakness report"
     )
-    floor: float = Field(0.05, ge=0.0, description="minimum share of every skill, so none is starved")
-    sharpness: float = Field(2.0, gt=0.0, description="share grows with error ** sharpness; above 1 focuses harder")
+    floor: float = Field(
+        0.05, ge=0.0, le=1.0, description="minimum share of every skill, so none is starved (at most 1/skills applies)"
+    )
+    sharpness: float = Field(
+        2.0, gt=0.0, le=100.0, description="share grows with error ** sharpness; above 1 focuses harder"
+    )
 
 
 class Recipe(Strict):
     name: Name = Field(description="a name for the run (and its folder under runs/)")
-    seed: StrictInt = Field(0, description="seeds generation, probes, golden set and training")
-    rounds: StrictInt = Field(3, ge=1, le=100)
+    seed: Seed = Field(0, description="seeds generation, probes, golden set and training (0 to 2**32 - 1)")
+    rounds: StrictInt = Field(3, ge=1, le=100, description="rounds of the loop (1 to 100)")
     skills: dict[str, SkillSpec] = Field(description="skills to teach, each with its difficulty")
     teacher: TeacherConfig = OracleTeacherConfig()
     generation: GenerationConfig = GenerationConfig()
@@ -445,6 +488,17 @@ class Recipe(Strict):
         for name in skills:
             SKILLS.check(name)
         return skills
+
+    @model_validator(mode="after")
+    def answers_fit(self) -> Recipe:
+        """Evaluation appends max_new_tokens to a prompt; a scratch model cannot go past max_positions."""
+        positions = self.student.architecture.max_positions
+        if self.student.base == "scratch" and self.evaluation.max_new_tokens >= positions:
+            raise ValueError(
+                f"evaluation.max_new_tokens {self.evaluation.max_new_tokens} leaves no room for the prompt in "
+                f"student.architecture.max_positions {positions}"
+            )
+        return self
 
     def hash(self) -> str:
         """Identity of the recipe: two runs with the same hash make the same data. How calls flow
