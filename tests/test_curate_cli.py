@@ -139,3 +139,41 @@ def test_a_second_curate_of_the_same_rows_sends_no_judge_call(tmp_path):
             if out == "first":
                 paid = sum(server.completed.values())
     assert paid == 6 and sum(server.completed.values()) == paid
+
+
+NO_VERIFY = "curation:\n  verify: false\n  dedup: true\n"  # nothing downstream would notice a missing answer
+
+
+def test_a_row_without_an_answer_is_rejected_naming_its_line(tmp_path):
+    rows = [ROWS[0], {"question": "q2"}, {"question": "q3", "answer": "  "}, {"question": "q4", "answer": None}]
+    path = write_rows(tmp_path / "rows.jsonl", rows)
+    (tmp_path / "recipe.yaml").write_text(NO_VERIFY)
+    assert main(["curate", str(path), "--recipe", str(tmp_path / "recipe.yaml"), "--out", str(tmp_path / "o")]) == 0
+    assert [r.answer for r in read_records(tmp_path / "o" / "curated")] == ["1"]
+    rejected = read_records(tmp_path / "o" / "rejected")
+    assert [(r.reject_reason, r.verdicts[-1].detail) for r in rejected] == [
+        ("missing_answer", f"{path} line {n}: no 'answer'") for n in (2, 3, 4)
+    ]
+
+
+def test_a_shard_row_without_an_answer_is_rejected(tmp_path):
+    from synthloop.records import Record
+    from synthloop.storage.shards import write_records
+
+    records = [Record("solution", "user", f"q{i}", "synthetic", 1, answer=a) for i, a in enumerate(["1", None])]
+    write_records(tmp_path / "shards", records, 10)
+    (tmp_path / "recipe.yaml").write_text(NO_VERIFY)
+    args = ["curate", str(tmp_path / "shards"), "--recipe", str(tmp_path / "recipe.yaml")]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 0
+    assert [r.reject_reason for r in read_records(tmp_path / "o" / "rejected")] == ["missing_answer"]
+
+
+def test_an_answer_that_is_not_text_is_one_line_but_a_number_is_text(tmp_path, capsys):
+    path = write_rows(tmp_path / "rows.jsonl", [{"question": "q1", "answer": 4}, {"question": "q2", "answer": ["4"]}])
+    assert main(["curate", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"synthloop: error: {path} line 2: 'answer' must be text or a number, not a list\n"
+    assert not (tmp_path / "o").exists()
+    path = write_rows(tmp_path / "rows.jsonl", [{"question": "q1", "answer": 4, "reasoning": "2 + 2"}])
+    assert main(["curate", str(path), "--out", str(tmp_path / "o")]) == 0
+    assert [r.answer for r in read_records(tmp_path / "o" / "curated")] == ["4"]

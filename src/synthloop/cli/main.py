@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def disk_full(err: BaseException) -> bool:
     if isinstance(err, OSError):
-        return err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        return err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
     return any(message in str(err) for message in ("database or disk is full", "disk I/O error"))
 
 
@@ -165,7 +165,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
-    from synthloop.curation.audit import read_labelled
+    from synthloop.curation.audit import read_labelled, reject_unanswered
     from synthloop.curation.pipeline import Context, curate_rows, preflight
     from synthloop.storage.response_cache import ResponseCache
     from synthloop.storage.shards import read_records
@@ -174,8 +174,10 @@ def cmd_curate(args: argparse.Namespace) -> int:
     check_curate_paths(args.rows, args.out)
     if args.rows.is_dir():
         rows = read_records(args.rows)
+        for row in rows:
+            reject_unanswered(row, f"{args.rows} row {row.id}")
     else:
-        rows = [item.record for item in read_labelled(args.rows, "rows", keep_oversize=True)]
+        rows = [item.record for item in read_labelled(args.rows, "rows", keep_oversize=True, require_answer=True)]
     if not rows:
         raise InputFileError(f"{args.rows}: no rows (a folder must hold part-*.parquet shards)")
     if not any(r.answer and r.answer.strip() for r in rows):

@@ -117,10 +117,14 @@ def audit(stages: list[Stage], sample: list[Labelled]) -> list[StageAudit]:
     return [audit_stage(stage, sample) for stage in stages]
 
 
-def read_labelled(path: str | Path, what: str = "labelled sample", keep_oversize: bool = False) -> list[Labelled]:
+def read_labelled(
+    path: str | Path, what: str = "labelled sample", keep_oversize: bool = False, require_answer: bool = False
+) -> list[Labelled]:
     """A labelled sample from JSONL or Parquet: question, answer, and optionally reasoning,
     reference_answer, skill, kind, label (or correct) and labels. With `keep_oversize`, a row with a
-    field over the size cap comes back as a rejected record (reason `oversize_field`)."""
+    field over the size cap comes back as a rejected record (reason `oversize_field`); with
+    `require_answer`, so does a row without an answer (`missing_answer`), which no stage could judge
+    and no student should learn from."""
     out = []
     for row, where in read_rows(path, what, keep_oversize):
         if OVERSIZE in row:
@@ -129,15 +133,17 @@ def read_labelled(path: str | Path, what: str = "labelled sample", keep_oversize
             out.append(Labelled(record, None, {}))
             continue
         record = Record(
-            kind=str(row.get("kind") or "solution"),
-            skill=str(row.get("skill") or ""),
+            kind=optional_text(row, "kind", where) or "solution",
+            skill=optional_text(row, "skill", where) or "",
             question=text_field(row, where, ("question", "problem", "prompt")),
             source="synthetic",
             round=0,
-            reasoning=str(row.get("reasoning") or ""),
-            answer=None if row.get("answer") is None else str(row["answer"]),
-            reference_answer=None if row.get("reference_answer") is None else str(row["reference_answer"]),
+            reasoning=optional_text(row, "reasoning", where) or "",
+            answer=optional_text(row, "answer", where),
+            reference_answer=optional_text(row, "reference_answer", where),
         )
+        if require_answer:
+            reject_unanswered(record, where)
         label = row.get("label", row.get("correct"))
         stage_labels = row.get("labels") or {}
         if not isinstance(stage_labels, dict):
@@ -150,6 +156,23 @@ def read_labelled(path: str | Path, what: str = "labelled sample", keep_oversize
             )
         )
     return out
+
+
+def optional_text(row: dict[str, Any], key: str, where: str) -> str | None:
+    """A text field that may be absent or null; a number is taken as its text ("answer": 12), anything
+    else (a list, an object, true) is a mistake in the file, not something to stringify."""
+    value = row.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    kind = {list: "a list", dict: "an object", bool: "true or false"}.get(type(value), type(value).__name__)
+    raise InputFileError(f"{where}: {key!r} must be text or a number, not {kind}")
+
+
+def reject_unanswered(record: Record, where: str) -> None:
+    if record.kept and not (record.answer or "").strip():
+        record.add_verdict("input", False, "missing_answer", None, f"{where}: no 'answer'")
 
 
 def label_value(value: Any, where: str) -> str:
