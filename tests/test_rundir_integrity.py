@@ -15,8 +15,8 @@ from synthloop.testing.simulated_server import SimulatedServer
 class Teacher:
     """A loopback teacher that answers 500 to the prompts `failing` picks until it is healed."""
 
-    def __init__(self, failing=lambda prompt: False):
-        self.failing, self.sent = failing, []
+    def __init__(self, failing=lambda prompt: False, answer=lambda prompt: f"# A section about {prompt[:30]}"):
+        self.failing, self.answer, self.sent = failing, answer, []
         self.server = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, responder=self.reply)
 
     def reply(self, body):
@@ -24,7 +24,7 @@ class Teacher:
         self.sent.append(prompt)
         if self.failing(prompt):
             raise RuntimeError("teacher overloaded")  # the server answers 500
-        return f"# A section about {prompt[:30]}"
+        return self.answer(prompt)
 
 
 def write_job(path, url, inputs, shard_size=50):
@@ -176,12 +176,10 @@ def test_a_damaged_finished_round_is_redone_from_the_cache_and_stays_done(tmp_pa
 
 
 def test_a_round_whose_calls_all_failed_stops_before_training_and_resume_goes_on_after_the_fix(tmp_path, capsys):
-    def reply(body):
-        prompt = body["messages"][-1]["content"]
+    def answer(prompt):
         return f"Work it out one step at a time for this problem.\n#### {len(prompt) % 97}"
 
-    teacher = Teacher(failing=lambda prompt: True)
-    teacher.reply = reply
+    teacher = Teacher(failing=lambda prompt: True, answer=answer)
     with serve_in_thread(teacher.server.app()) as url:
         recipe = tiny_recipe(
             tmp_path, rounds=1, backend="openai", model="simulated", base_url=f"{url}/v1", max_retries=0
@@ -195,7 +193,8 @@ def test_a_round_whose_calls_all_failed_stops_before_training_and_resume_goes_on
         assert err.startswith(
             "synthloop: error: round 1: curation kept 0 of 20 generated rows; 20 teacher calls failed"
         )
-        assert "teacher overloaded" in err and "rerun with --resume" in err
+        assert "(first error: TeacherError: HTTP 500 from " in err and "rejected: teacher_error 20" in err
+        assert err.endswith("rerun with --resume")
         assert not (root / "rounds" / "01" / "student").exists()
         teacher.failing = lambda prompt: False  # the cause fixed
         assert main(["run", str(recipe), "--run-dir", str(root), "--resume"]) == 0
@@ -203,3 +202,25 @@ def test_a_round_whose_calls_all_failed_stops_before_training_and_resume_goes_on
     curated = read_records(root / "rounds" / "01" / "curated")
     assert len(curated) > 0 and all(r.error is None for r in curated)
     assert (root / "rounds" / "01" / "eval.json").exists()
+
+
+def test_a_response_cache_damaged_inside_is_one_line_naming_it(tmp_path, capsys):
+    """Damage past the header is found only when a damaged page is read: still one line, not a traceback."""
+    teacher = Teacher()
+    root = tmp_path / "run"
+    with serve_in_thread(teacher.server.app()) as url:
+        job = write_job(tmp_path / "job.yaml", url, [f"subject {i} " * 20 for i in range(400)], shard_size=100)
+        assert main(["generate", str(job), "--run-dir", str(root)]) == 0
+        cache = root / "cache" / "responses.sqlite"
+        data = bytearray(cache.read_bytes())
+        middle = len(data) // 2
+        data[middle : middle + 65536] = b"Z" * 65536
+        cache.write_bytes(bytes(data))
+        (root / "steps" / "book" / "part-00001.parquet").unlink()
+        capsys.readouterr()
+        assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (
+        f"synthloop: error: {cache} is not a usable response cache (database disk image is malformed); move it "
+        "aside and rerun with --resume (the answers in it will be paid for again)"
+    )

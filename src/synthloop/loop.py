@@ -367,7 +367,7 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     probes = [p.question for p in loop.probes]
     context = Context(probes, earlier_rows(loop, number), loop.engine.cache, loop.engine.run_id, loop.judge)
     stages = build_stages(loop.recipe.curation, context)
-    rows = list(run_stages(stages, read_records(rdir / "generated")))
+    rows = list(run_stages(stages, unanswered_rejected(read_records(rdir / "generated"))))
     kept, dropped = [r for r in rows if r.kept], [r for r in rows if not r.kept]
     size = loop.recipe.generation.shard_size
     write_records(rejected, dropped, size)
@@ -382,6 +382,17 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     mark_complete(rejected, {"rows": len(dropped)}, inputs)
     mark_complete(curated, counts, inputs)  # last: the round's curation is done only when both are written
     return counts
+
+
+def unanswered_rejected(rows: list[Record]) -> list[Record]:
+    """A failed call or an unparsable reply has no answer to train on: rejected here with verify's
+    reasons, so that a recipe with `verify` off does not train on error rows either."""
+    for row in rows:
+        if row.error is not None:
+            row.add_verdict("generate", False, "teacher_error", detail=" ".join(row.error.split())[:200])
+        elif row.answer is None:
+            row.add_verdict("generate", False, "parse_error")
+    return rows
 
 
 def earlier_rows(loop: Loop, number: int) -> list[Record]:

@@ -11,10 +11,12 @@ is what budget caps and cost reports add up. Failed calls are not cached: a resu
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,23 +50,37 @@ class ResponseCache:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        try:
+        with self.guard():
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
             self.db.execute("SELECT count(*) FROM responses LIMIT 1").fetchone()
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """SQLite's errors as one line naming the file: a damaged file (found when it is opened, or only
+        when a damaged page is read) is a user error; a full or failing disk an `OSError` with the path."""
+        try:
+            yield
         except sqlite3.DatabaseError as err:
-            if "full" in str(err):
-                raise
+            message = str(err)
+            if "full" in message:
+                raise OSError(errno.ENOSPC, f"SQLite: {message}", str(self.path)) from None
+            if "disk I/O error" in message:
+                raise OSError(errno.EIO, f"SQLite: {message}", str(self.path)) from None
             from synthloop.storage.rundir import RunDirError
 
             raise RunDirError(
-                f"{path} is not a usable response cache ({err}); move it aside and rerun with --resume "
+                f"{self.path} is not a usable response cache ({message}); move it aside and rerun with --resume "
                 "(the answers in it will be paid for again)"
             ) from None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, TeacherResponse]:
+        with self.guard():
+            return self._get_many(keys)
+
+    def _get_many(self, keys: Iterable[str]) -> dict[str, TeacherResponse]:
         found: dict[str, TeacherResponse] = {}
         keys = list(dict.fromkeys(keys))
         for start in range(0, len(keys), 500):
@@ -81,7 +97,7 @@ class ResponseCache:
     def record(self, run: str, key: str, response: TeacherResponse, cost_usd: float, backend: str, model: str) -> None:
         """Keep a finished call: the answer (if any) in `responses`, and a row in the ledger, in one commit."""
         now = time.time()
-        with self.db:  # one transaction
+        with self.guard(), self.db:  # one transaction
             self.db.execute("BEGIN")
             if response.texts is not None:
                 self.db.execute(
@@ -114,18 +130,19 @@ class ResponseCache:
             )
 
     def spent(self, run: str) -> Spent:
-        row = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(1 - ok), 0), COALESCE(SUM(prompt_tokens), 0), "
-            "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0.0) FROM calls WHERE run = ?",
-            (run,),
-        ).fetchone()
+        with self.guard():
+            row = self.db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(1 - ok), 0), COALESCE(SUM(prompt_tokens), 0), "
+                "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0.0) FROM calls WHERE run = ?",
+                (run,),
+            ).fetchone()
         return Spent(*row)
 
     def calls_for(self, run: str) -> list[tuple[str, bool]]:
         """(key, ok) of every call the run made, in order: what tests count to prove nothing was paid twice."""
-        return [
-            (k, bool(ok)) for k, ok in self.db.execute("SELECT key, ok FROM calls WHERE run = ? ORDER BY id", (run,))
-        ]
+        with self.guard():
+            rows = self.db.execute("SELECT key, ok FROM calls WHERE run = ? ORDER BY id", (run,)).fetchall()
+        return [(k, bool(ok)) for k, ok in rows]
 
     def close(self) -> None:
         self.db.close()
