@@ -82,3 +82,21 @@ def test_generate_resume_refuses_while_a_run_holds_the_directory(tmp_path, capsy
 def test_the_lock_is_reentrant_within_one_process(tmp_path):
     lock_run_dir(tmp_path)
     lock_run_dir(tmp_path)
+
+
+def test_curate_into_a_directory_a_run_holds_refuses_naming_it_and_writes_nothing(tmp_path, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(5))
+    )
+    root = tmp_path / "run"
+    holder = hold(root)  # a run in progress in it
+    try:
+        assert main(["curate", str(rows), "--out", str(root)]) == 2
+        assert f"in use by process {holder.pid}" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "manifest.json"]  # the holder's, untouched
+    assert main(["curate", str(rows), "--out", str(root)]) == 0  # the holder gone, it goes ahead
+    assert (root / "curated").is_dir() and not (root / ".lock").exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sqlite3
 import sys
 import time
@@ -167,6 +168,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_curate(args: argparse.Namespace) -> int:
     from synthloop.curation.audit import read_labelled, reject_unanswered
     from synthloop.curation.pipeline import Context, curate_rows, preflight
+    from synthloop.storage.lock import lock_run_dir, unlock_run_dir
     from synthloop.storage.response_cache import ResponseCache
     from synthloop.storage.shards import read_records
 
@@ -183,8 +185,12 @@ def cmd_curate(args: argparse.Namespace) -> int:
     if not any(r.answer and r.answer.strip() for r in rows):
         raise InputFileError(f"{args.rows}: no row has an 'answer'; curate needs rows with question and answer")
     judge = preflight(curation)
-    cache = ResponseCache(args.cache or args.out / "cache" / "responses.sqlite")
-    summary = curate_rows(curation, rows, args.out, Context(cache=cache, run_id="curate", judge=judge))
+    lock_run_dir(args.out)  # one writer: a run, job or curate using this folder is named and refused
+    try:
+        cache = ResponseCache(args.cache or args.out / "cache" / "responses.sqlite")
+        summary = curate_rows(curation, rows, args.out, Context(cache=cache, run_id="curate", judge=judge))
+    finally:
+        unlock_run_dir(args.out)
     for warning in summary["warnings"]:
         print(f"synthloop: warning: {warning}")
     print(
@@ -203,6 +209,10 @@ def check_curate_paths(rows: Path, out: Path) -> None:
     source, target = rows.resolve(), out.resolve()
     if source == target or target in source.parents or source in target.parents:
         raise InputFileError(f"--out {out} and the rows {rows} overlap; choose a folder apart from the input")
+    parent = next(p for p in (target, *target.parents) if p.exists())  # the folder it will be made in
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        what = "a file" if not parent.is_dir() else "not writable"
+        raise InputFileError(f"--out {out} cannot be made: {parent} is {what}; choose another folder")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
