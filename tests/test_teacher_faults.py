@@ -271,3 +271,29 @@ def test_a_reply_in_an_encoding_we_did_not_ask_for_is_a_failed_call_not_retried(
         (response,), _ = call(url, requests(1), max_retries=2)
     assert response.texts is None and f"unsupported Content-Encoding {encoding!r}" in response.error
     assert server.calls == 1
+
+
+def test_a_refusal_wrapped_in_a_gzip_bomb_still_stops_the_run_and_reads_little(bomb):
+    with serve_in_thread(HostileServer("bomb401", bomb=bomb).app()) as url:
+        tracemalloc.start()
+        with pytest.raises(TeacherUnavailable, match="HTTP 401"):
+            call(url, requests(2))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 16 * 2**20, peak  # an error body is read to 64 KiB, not to the 8 MiB a reply may have
+
+
+def test_the_key_split_by_the_cut_of_a_long_error_body_is_not_stored(monkeypatch):
+    monkeypatch.setenv("SYNTHLOOP_TEST_KEY", KEY)
+    with serve_in_thread(HostileServer("echo_tail").app()) as url:
+        teacher = OpenAITeacher("m", f"{url}/v1", api_key_env="SYNTHLOOP_TEST_KEY")
+
+        async def go():
+            try:
+                return await Engine(teacher, EngineSettings(max_retries=0)).run(requests(1))
+            finally:
+                await teacher.aclose()
+
+        (response,), _ = asyncio.run(go())
+    assert "HTTP 500" in response.error and "[cut]" in response.error
+    assert not any(leak in response.error for leak in LEAKS), response.error

@@ -9,8 +9,8 @@ before anything is written, when the server is unreachable, the model is not ser
 refused.
 
 Nothing from the server is trusted: a reply is read up to `max_reply_bytes` after decompression
-(a gzip bomb stops there), reported usage is never taken below a local count (4 characters a token) nor above
-10^12, and the key's value is redacted from every error message."""
+(a gzip bomb stops there; an error reply, at 64 KiB), reported usage is never taken below a local
+count (4 characters a token) nor above 10^12, and the key's value is redacted from every error message."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from synthloop.teachers.base import Teacher, TeacherError, TeacherRequest, Teach
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
 FATAL_STATUS = (401, 403, 404)  # the key refused, or the model or URL unknown: every other call would fail alike
+ERROR_BODY_BYTES = 64 * 1024  # of an error reply we read only this much: a message, not a payload
 MAX_REPORTED_TOKENS = 10**12  # above this a reported count is nonsense: clamped, so the caps still stop the run
 
 
@@ -123,6 +124,15 @@ class OpenAITeacher(Teacher):
                 f"model {self.model!r} is not served at {self.base_url}; it serves: {', '.join(served[:10])}"
             )
 
+    def error_text(self, raw: bytes) -> str:
+        """An error body as text, redacted before anything cuts it. A body we cut short at the read loses its
+        tail too, where the front half of a secret could sit (redaction only finds a whole one)."""
+        text = self.redact(raw.decode("utf-8", "replace"))
+        if len(raw) >= ERROR_BODY_BYTES:
+            margin = 3 * max((len(s) for s in self.secrets), default=0) + 16  # URL-encoding triples a character
+            text = text[: max(0, len(text) - margin)] + " [cut]"
+        return text
+
     def fatal(self, url: str, status: int, detail: str, mid_run: bool = True) -> TeacherUnavailable:
         """One line: what the server refused, what to fix, and (mid-run) that a resumed run keeps what it has."""
         said = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
@@ -163,12 +173,13 @@ class OpenAITeacher(Teacher):
         try:
             async with self._client().post(self.url, json=self.body(request)) as resp:
                 status, retry_after = resp.status, parse_retry_after(resp.headers)
-                raw = await read_capped(resp, self.max_reply_bytes)
+                ok = status == 200
+                raw = await read_capped(resp, self.max_reply_bytes if ok else ERROR_BODY_BYTES, truncate=not ok)
         except aiohttp.ClientError as err:  # refused, reset, dropped mid-body, ...
             message = f"connection to {self.base_url} failed ({type(err).__name__}: {err})"
             raise TeacherError(self.redact(message)) from None
         if status != 200:
-            detail = cut(" ".join(self.redact(raw.decode("utf-8", "replace")).split()), 300)  # redact, then cut
+            detail = cut(" ".join(self.error_text(raw).split()), 300)
             if status in FATAL_STATUS:
                 raise self.fatal(self.url, status, cut(detail, 200))
             retryable = status in RETRYABLE_STATUS or status >= 500
@@ -194,8 +205,9 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, inflated here (the session does not) and never past `limit` bytes of output."""
+async def read_capped(resp: aiohttp.ClientResponse, limit: int, truncate: bool = False) -> bytes:
+    """The body, inflated here (the session does not) and never past `limit` bytes of output: over that,
+    `ReplyTooLarge`, or with `truncate` its first `limit` bytes (an error message needs no more)."""
     encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
         raise TeacherError(f"unsupported Content-Encoding {encoding!r}", retryable=False)
@@ -219,6 +231,8 @@ async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
                     raise TeacherError(f"corrupt {encoding} reply ({err})") from None
                 data = inflater.unconsumed_tail
             if len(body) > limit:
+                if truncate:
+                    return bytes(body[:limit])
                 raise ReplyTooLarge(limit)
     return bytes(body)
 

@@ -8,7 +8,9 @@ so a fault can arrive mid-run); a test may change `mode` while the server runs. 
 - `echo400`, `echo401`, `echo500`, `echo200`: the request's headers echoed in the body (200: as plain text)
 - `echo_cut`: the key echoed where a 300-character cut of the body would split it
 - `echo_escaped`: the key JSON-escaped and URL-encoded, and a proxy's own bearer token
-- `huge`: a 50 MB body; `bomb`: a gzip bomb (`gzip_bomb`); `corrupt_gzip`; `deflate`, `raw_deflate`;
+- `echo_tail`: the key where the client's cut of a long error body would split it
+- `huge`: a 50 MB body; `bomb`: a gzip bomb (`gzip_bomb`), `bomb401`: the same as a 401's body;
+  `corrupt_gzip`; `deflate`, `raw_deflate`;
   `encoding:<name>`: a body in an encoding we did not ask for
 - `choices`: 10,000 choices for n=1; `usage:<json>`: that value as both token counts
 - `body:<text>`: that text as a 200 body; `content:<json>`: that value as the choice's content
@@ -100,6 +102,10 @@ class HostileServer:
             return await self.stream(
                 request, [b'{"choices": [{"message": {"content": "', *[b"x" * 10**6] * 50, b'"}}]}']
             )
+        if mode == "bomb401":  # a refusal wrapped in a gigabyte
+            return web.Response(body=self.bomb, status=401, headers={"Content-Encoding": "gzip"})
+        if mode == "echo_tail":  # the key straddles the 64 KiB we read of an error, after blanks that fold away
+            return web.Response(text=" " * (64 * 1024 - 10) + key + " was refused", status=500)
         if mode == "bomb":
             return web.Response(
                 body=self.bomb, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
