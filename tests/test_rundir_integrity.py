@@ -224,3 +224,24 @@ def test_a_response_cache_damaged_inside_is_one_line_naming_it(tmp_path, capsys)
         f"synthloop: error: {cache} is not a usable response cache (database disk image is malformed); move it "
         "aside and rerun with --resume (the answers in it will be paid for again)"
     )
+
+
+def test_markers_from_before_checksums_are_checked_by_row_count_and_said_so(tmp_path, capsys):
+    import json
+
+    teacher = Teacher()
+    root = tmp_path / "run"
+    with serve_in_thread(teacher.server.app()) as url:
+        job = write_job(tmp_path / "job.yaml", url, ["alpha", "beta", "gamma", "delta"], shard_size=2)
+        assert main(["generate", str(job), "--run-dir", str(root)]) == 0
+        step = root / "steps" / "book"
+        marker = json.loads((step / "_SUCCESS.json").read_text())
+        old = {k: v for k, v in marker.items() if k not in ("shards", "ids", "inputs")}  # as an older run wrote it
+        (step / "_SUCCESS.json").write_text(json.dumps(old))
+        (step / "part-00001.parquet").unlink()
+        capsys.readouterr()
+        assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "markers written before checksums existed; their shards are checked by row count only" in err
+    assert "book: 2 rows where its marker counted 4; redoing it" in err
+    assert len(read_records(step)) == 4
