@@ -177,3 +177,16 @@ def test_an_answer_that_is_not_text_is_one_line_but_a_number_is_text(tmp_path, c
     path = write_rows(tmp_path / "rows.jsonl", [{"question": "q1", "answer": 4, "reasoning": "2 + 2"}])
     assert main(["curate", str(path), "--out", str(tmp_path / "o")]) == 0
     assert [r.answer for r in read_records(tmp_path / "o" / "curated")] == ["4"]
+
+
+def test_an_out_under_a_file_and_rows_that_are_a_fifo_are_one_line(tmp_path, capsys):
+    import os
+
+    path = write_rows(tmp_path / "rows.jsonl", ROWS)
+    (tmp_path / "notes.txt").write_text("not a folder")
+    assert main(["curate", str(path), "--out", str(tmp_path / "notes.txt" / "out")]) == 2
+    assert "is a file; choose another folder" in capsys.readouterr().err
+    os.mkfifo(tmp_path / "fifo.jsonl")  # opening it to read would wait for a writer forever
+    assert main(["curate", str(tmp_path / "fifo.jsonl"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"synthloop: error: rows is not a regular file: {tmp_path / 'fifo.jsonl'}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.jsonl", "notes.txt", "rows.jsonl"]

@@ -27,7 +27,8 @@ def read_rows(path: str | Path, what: str, keep_oversize: bool = False) -> list[
     with a reason."""
     path = Path(path)
     if not path.is_file():
-        raise InputFileError(f"{what} not found: {path}")
+        problem = "is not a regular file" if path.exists() else "not found"  # a fifo or device: never opened
+        raise InputFileError(f"{what} {problem}: {path}")
     if path.suffix == ".parquet":
         rows = read_parquet_rows(path, what)
     elif path.suffix in (".jsonl", ".json"):
