@@ -245,3 +245,29 @@ def test_markers_from_before_checksums_are_checked_by_row_count_and_said_so(tmp_
     assert "markers written before checksums existed; their shards are checked by row count only" in err
     assert "book: 2 rows where its marker counted 4; redoing it" in err
     assert len(read_records(step)) == 4
+
+
+def test_a_damaged_shard_that_cannot_be_redone_within_the_cap_is_one_clear_line(tmp_path, capsys):
+    """The cache lost the answers (its ledger kept) and the token cap forbids paying for them again."""
+    import sqlite3
+
+    teacher = Teacher()
+    root = tmp_path / "run"
+    with serve_in_thread(teacher.server.app()) as url:
+        job = write_job(tmp_path / "job.yaml", url, ["alpha", "beta", "gamma", "delta"], shard_size=1)
+        data = yaml.safe_load(job.read_text())
+        data["teacher"].update(max_total_tokens=800, concurrency=1)  # 4 calls spend 724 tokens; a fifth would cross it
+        data["steps"][0]["max_tokens"] = 100
+        job.write_text(yaml.safe_dump(data))
+        assert main(["generate", str(job), "--run-dir", str(root)]) == 0
+        with sqlite3.connect(root / "cache" / "responses.sqlite") as db:
+            db.execute("DELETE FROM responses")
+        (root / "steps" / "book" / "part-00002.parquet").unlink()
+        capsys.readouterr()
+        assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].endswith("book: part-00002.parquet missing (1 rows); redoing it")
+    assert err[-1].startswith(
+        f"synthloop: stopped: {root / 'steps' / 'book'} was damaged and the response cache no longer holds all its "
+        "answers, so redoing it needs new calls, but max_total_tokens 800 reached"
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloop.records import Record
-from synthloop.storage.shards import is_complete, mark_complete, read_marker, reset, write_records
+from synthloop.storage.shards import MARKER, is_complete, mark_complete, read_marker, reset, write_records
 from synthloop.tasks.base import Parsed, Task, repair_request
 from synthloop.teachers.base import TeacherRequest, TeacherResponse
 from synthloop.teachers.engine import BudgetExhausted, Engine, EngineReport
@@ -109,14 +109,25 @@ def generate(
     skipped, unless `retry_failed` (a resumed step) and some of its calls failed: then it is written
     again, the answers already received coming from the response cache and the failed calls sent
     again. `written` in the stats says whether the directory was (re)written now."""
-    if is_complete(out_dir):
+    marked = (out_dir / MARKER).exists()
+    complete = is_complete(out_dir)
+    damaged = marked and not complete  # finished once, damaged since: its answers should all be cached
+    if complete:
         stats = read_marker(out_dir)
         failed = stats.get("calls", {}).get("failed", 0)
         if not (retry_failed and failed):
             return stats | {"written": False}
         log(f"resume: {failed} calls failed last time in {out_dir}; trying them again")
     reset(out_dir)
-    answered, stats = answer_and_parse(engine, task, requests)
+    try:
+        answered, stats = answer_and_parse(engine, task, requests)
+    except BudgetExhausted as err:
+        if not damaged:
+            raise
+        raise BudgetExhausted(
+            f"{out_dir} was damaged and the response cache no longer holds all its answers, so redoing it "
+            f"needs new calls, but {err}"
+        ) from None
     rows = [row for entry in answered for row in make_records(entry)]
     write_records(out_dir, rows, shard_size)
     stats |= {"requests": len(requests), "rows": len(rows), "seconds": stats["calls"]["seconds"]}
