@@ -33,3 +33,25 @@ def test_a_recipe_can_require_a_verdict(tmp_path, capsys):
         summary = json.loads((out / "summary.json").read_text())
         assert summary["kept"] == kept and summary["abstained"] == {"verify": 1}
     assert [r.reject_reason for r in read_records(tmp_path / "reject" / "rejected")] == ["verify_abstained"]
+
+
+def test_every_stage_that_abstains_is_counted(tmp_path):
+    """Self-consistency with one sample of a question, and a judge whose replies give no score, abstain."""
+    from synthloop.testing import serve_in_thread
+    from synthloop.testing.judges import reference_judge
+    from synthloop.testing.simulated_server import SimulatedServer
+
+    rows = [("2 + 2", "4"), ("2 + 2", "4"), ("3 + 3", "6"), ("4 + 4", "8")]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in rows))
+    server = SimulatedServer(max_concurrent=0, seconds_per_token=0.0,
+                             responder=reference_judge(dict(rows), prose="always"))  # fmt: skip
+    with serve_in_thread(server.app()) as url:
+        recipe = (
+            "curation:\n  verify: false\n  dedup: false\n  self_consistency: {min_agreement: 0.5}\n"
+            f"  judge: {{on_unparsed: keep, teacher: {{backend: openai, model: simulated, base_url: '{url}/v1'}}}}\n"
+        )
+        (tmp_path / "recipe.yaml").write_text(recipe)
+        args = ["curate", str(tmp_path / "rows.jsonl"), "--recipe", str(tmp_path / "recipe.yaml")]
+        assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["kept"] == 4 and summary["abstained"] == {"self_consistency": 2, "judge": 4}

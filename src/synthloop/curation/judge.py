@@ -146,12 +146,14 @@ class LLMJudge:
     ):
         self.engine, self.rubric, self.threshold = engine, rubric, threshold
         self.on_unparsed, self.max_tokens = on_unparsed, max_tokens
+        self.abstained = 0  # replies that gave no score (kept or rejected per on_unparsed): never unseen
 
     def run(self, records: Iterable[Record]) -> Iterator[Record]:
         rows = list(records)
         judged = [r for r in rows if r.kept]
         requests = [score_request(self.rubric, r.question, written_answer(r), self.max_tokens) for r in judged]
         for record, reply in zip(judged, ask(self.engine, requests), strict=True):
+            self.abstained += reply.value is None and not reply.failed_call
             record.add_verdict(self.name, *self.verdict(reply))
         yield from rows
 
@@ -216,6 +218,7 @@ class PairwiseJudge:
     def __init__(self, engine: Engine, rubric: str = DEFAULT_RUBRIC, max_tokens: int = 256):
         self.engine, self.rubric, self.max_tokens = engine, rubric, max_tokens
         self.pairs = self.orders_agreed = 0  # over every run: how often the judge ignored position
+        self.abstained = 0  # questions with one answer: nothing to compare, kept unjudged
 
     def run(self, records: Iterable[Record]) -> Iterator[Record]:
         rows = list(records)
@@ -241,6 +244,7 @@ class PairwiseJudge:
 
     def decide(self, group: list[Record], points: dict[str, float], agreed: dict[str, int]) -> None:
         if len(group) == 1:
+            self.abstained += 1
             group[0].add_verdict(self.name, True, None, None, "one answer: nothing to compare")
             return
         games = len(group) - 1

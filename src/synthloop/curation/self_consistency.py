@@ -24,6 +24,7 @@ class SelfConsistency:
 
     def __init__(self, min_agreement: float = 0.5):
         self.min_agreement = min_agreement
+        self.abstained = 0  # questions with one sample: kept unvoted, counted so it is never unseen
 
     def run(self, records: Iterable[Record]) -> Iterator[Record]:
         rows = list(records)
@@ -37,6 +38,7 @@ class SelfConsistency:
 
     def vote(self, group: list[Record]) -> None:
         if len(group) == 1:
+            self.abstained += 1
             group[0].add_verdict(self.name, True, None, None, "one sample: no vote")
             return
         votes = Counter(answer_key(r.answer or "") for r in group)
