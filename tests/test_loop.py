@@ -199,6 +199,8 @@ def test_every_curation_stage_runs_in_the_loop_with_its_findings_in_metrics_and_
         assert r["curation"]["pii"] == {} and r["curation"]["quality_rules"] == {}
         # Near dedup keeps one of a question's identical samples, so the pairwise judge has nothing to compare.
         assert r["curation"]["pairwise"] == {"pairs": 0, "orders_agreed": 0}
+        # ... so it abstains on every row it sees, and says so (as self-consistency does on a lone sample)
+        assert r["curation"]["abstained"]["judge_pairwise"] == r["counts"]["kept"] > 0
         assert {"disagrees_with_majority", "near_duplicate"} <= set(r["counts"]["rejected"])
     kept = read_records(root / "rounds" / "02" / "curated")
     stages = [v.stage for v in kept[0].verdicts]
