@@ -271,3 +271,38 @@ def test_a_damaged_shard_that_cannot_be_redone_within_the_cap_is_one_clear_line(
         f"synthloop: stopped: {root / 'steps' / 'book'} was damaged and the response cache no longer holds all its "
         "answers, so redoing it needs new calls, but max_total_tokens 800 reached"
     )
+
+
+def test_a_full_disk_while_writing_a_shard_names_it_and_resume_gives_the_run_an_uninterrupted_one_gives(tmp_path):
+    """Long inputs, short replies: the cache stays small and the shard is the file the limit stops."""
+    import random
+    import resource
+    import subprocess
+    import sys
+
+    teacher = Teacher(answer=lambda prompt: "# A short section")
+    rng = random.Random(0)
+    (tmp_path / "inputs.txt").write_text("".join(f"{rng.getrandbits(256_000):x}\n" for _ in range(10)))
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512 * 1024, 512 * 1024))
+
+    with serve_in_thread(teacher.server.app()) as url:
+        job = write_job(tmp_path / "job.yaml", url, [])
+        data = yaml.safe_load(job.read_text())
+        data["steps"][0] = {"name": "book", "task": "textbook", "inputs_file": "inputs.txt"}
+        job.write_text(yaml.safe_dump(data))
+        cmd = [sys.executable, "-m", "synthloop.cli.main", "generate", str(job), "--run-dir"]
+        full = subprocess.run([*cmd, str(tmp_path / "run")], capture_output=True, text=True, preexec_fn=small_disk)
+        assert full.returncode == 2, full.stderr[-2000:]
+        shard = tmp_path / "run" / "steps" / "book" / "part-00000.parquet"
+        last = full.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"synthloop: error: the disk is full or failing writing {shard} ("), last
+        paid = len(teacher.sent)
+        done = subprocess.run([*cmd, str(tmp_path / "run"), "--resume"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert len(teacher.sent) == paid == 10  # every answer came from the cache
+        clean = subprocess.run([*cmd, str(tmp_path / "clean")], capture_output=True, text=True)
+        assert clean.returncode == 0, clean.stderr[-2000:]
+    resumed, uninterrupted = (read_records(tmp_path / d / "steps" / "book") for d in ("run", "clean"))
+    assert [r.id for r in resumed] == [r.id for r in uninterrupted] and len(resumed) == 10
