@@ -306,3 +306,45 @@ def test_a_full_disk_while_writing_a_shard_names_it_and_resume_gives_the_run_an_
         assert clean.returncode == 0, clean.stderr[-2000:]
     resumed, uninterrupted = (read_records(tmp_path / d / "steps" / "book") for d in ("run", "clean"))
     assert [r.id for r in resumed] == [r.id for r in uninterrupted] and len(resumed) == 10
+
+
+def test_a_finished_round_that_comes_out_different_when_redone_redoes_the_rounds_after_it(tmp_path, capsys):
+    """Round 1 finished with failed calls; its damaged shard is redone once the teacher is healthy, so its
+    rows change: round 2 was planned and trained from the old round 1, so it is redone too."""
+
+    def answer(prompt):
+        return f"Work it out one step at a time for this problem.\n#### {len(prompt) % 97}"
+
+    teacher = Teacher(failing=lambda prompt: "larger" in prompt.lower() or "compare" in prompt.lower(), answer=answer)
+    with serve_in_thread(teacher.server.app()) as url:
+        recipe = tiny_recipe(tmp_path, backend="openai", model="simulated", base_url=f"{url}/v1", max_retries=0)
+        data = yaml.safe_load(recipe.read_text())
+        data["curation"] = {"verify": False, "quality": False}
+        recipe.write_text(yaml.safe_dump(data))
+        root = tmp_path / "run"
+        assert main(["run", str(recipe), "--run-dir", str(root)]) == 0
+        r1, r2 = root / "rounds" / "01", root / "rounds" / "02"
+        failed = sum(r.error is not None for r in read_records(r1 / "generated"))
+        assert failed and any(r.error for r in read_records(r2 / "generated"))
+        old_student = (r2 / "student" / "model.safetensors").read_bytes()
+        teacher.failing = lambda prompt: False
+        for shard in (r1 / "generated").glob("part-*.parquet"):
+            if any(r.error for r in read_records_of(shard)):
+                shard.unlink()
+                break
+        capsys.readouterr()
+        assert main(["run", str(recipe), "--run-dir", str(root), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "round 1: came out different when redone; rounds [2] will be redone from it" in out
+    assert "round 2: already done" not in out
+    for rdir in (r1, r2):
+        assert not any(r.error for r in read_records(rdir / "generated"))
+    assert (r2 / "student" / "model.safetensors").read_bytes() != old_student
+
+
+def read_records_of(shard):
+    import pyarrow.parquet as pq
+
+    from synthloop.records import from_table
+
+    return from_table(pq.read_table(shard))
