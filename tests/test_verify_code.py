@@ -53,6 +53,47 @@ def test_forged_passes_are_failures(attack, level):
         assert not result.ok, (attack, result)
 
 
+PARSE_TESTS = "assert parse('a') == 1\ntry:\n    parse('')\n    raise AssertionError('none')\nexcept {}:\n    pass\n"
+BROKEN_REPLIES = {
+    "a line that is not JSON reads as a ValueError": ("b'{not json\\n'", "ValueError"),
+    "JSON nested too deep reads as a RecursionError": ("b'[' * 100_000 + b'\\n'", "Exception"),
+}
+
+
+@pytest.mark.parametrize("attack", BROKEN_REPLIES)
+def test_a_broken_reply_is_never_the_exception_a_test_waits_for(attack, level):
+    """Wrong code that writes its own bad line onto the reply pipe (its number is in argv) used to make
+    the tests' `except ValueError` catch the JSON error and pass."""
+    line, caught = BROKEN_REPLIES[attack]
+    reply_fd = "int(sys.argv[-1])"  # the serving process's reply pipe
+    code = f"import os, sys\ndef parse(text):\n    if not text:\n        os.write({reply_fd}, {line})\n    return 1\n"
+    assert not run_tests(code, PARSE_TESTS.format(caught), LIMITS, level).ok
+    right = "def parse(text):\n    if not text:\n        raise ValueError('empty')\n    return 1\n"
+    assert run_tests(right, PARSE_TESTS.format(caught), LIMITS, level).ok
+
+
+SHADOWING = {
+    "abs": ("def abs(x):\n    return 0\ndef dist(a, b):\n    return 0\n", "assert abs(dist(1, 4) - 3) < 1e-9\n"),
+    "sorted in a function": (
+        "def sorted(x):\n    return [1, 2]\ndef my_sort(x):\n    return [1, 2]\n",
+        "def check(x):\n    assert my_sort(x) == sorted(x)\ncheck([2, 0])\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", SHADOWING)
+def test_a_solution_that_redefines_a_builtin_the_tests_use_fails(attack, level):
+    """Bound to the solution, the tests' own `abs` or `sorted` would check the solution against itself."""
+    code, tests = SHADOWING[attack]
+    result = run_tests(code, tests, LIMITS, level)
+    assert not result.ok and result.reason == "shadows_builtin" and "redefines built-in" in result.stderr
+
+
+def test_a_builtin_name_the_tests_do_not_use_is_fine(level):
+    code = "def max(xs):\n    return 0\ndef add(a, b):\n    return a + b\n"
+    assert run_tests(code, TESTS, LIMITS, level).ok
+
+
 @pytest.mark.parametrize("level", [level for level in LEVELS if level != "none"] or ["none"])
 def test_the_code_cannot_reach_the_testing_process_through_proc(level):
     if level == "none":
@@ -83,6 +124,9 @@ class Point:
     def __add__(self, other):
         return Point(self.x + other.x, self.y + other.y)
 
+class EmptyError(ValueError):
+    pass
+
 def sort_in_place(items):
     items.sort()
 
@@ -91,7 +135,7 @@ def squares(n):
 
 def parse(text):
     if not text:
-        raise ValueError("empty")
+        raise EmptyError("empty")
     return {"words": tuple(text.split()), "chars": len(text), "ratio": 0.5, "raw": text.encode()}
 
 LIMIT = 10

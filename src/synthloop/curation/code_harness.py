@@ -20,6 +20,7 @@ import types
 MAX_MESSAGE = 4 * 1024 * 1024
 MAX_CALLS = 100_000
 MAX_DEPTH = 100
+SHADOWED = 3  # the testing process's status when the solution redefines a built-in the tests use
 DUNDERS = {
     "__len__", "__iter__", "__next__", "__getitem__", "__setitem__", "__delitem__", "__contains__", "__bool__",
     "__str__", "__repr__", "__hash__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__add__",
@@ -90,10 +91,15 @@ class Channel:
             view = view[os.write(self.write_fd, view) :]
 
     def receive(self):
+        """The next message, or None when the other side ended or sent what is not one: a bad line must
+        never surface in the tests as an exception they may be waiting for (JSON errors are ValueErrors)."""
         line = self.reader.readline(MAX_MESSAGE + 1)
         if not line.endswith(b"\n"):
             return None
-        return json.loads(line)
+        try:
+            return json.loads(line)
+        except (ValueError, RecursionError):
+            return None
 
 
 # --- the serving side: runs the candidate ---
@@ -115,8 +121,9 @@ def serve(solution_path, read_fd, write_fd):
                 return {"ok": encode(value, handle_of)}
             except TooDeep:
                 return {"ok": {"handle": handle_of(value)}}
-        except Exception as error:  # the candidate's exception, by name, back to the tests
-            return {"raised": [type(error).__name__, str(error)[:2000]]}
+        except Exception as error:  # the candidate's exception, as its nearest built-in kind, back to the tests
+            kind = next(c for c in type(error).__mro__ if getattr(builtins, c.__name__, None) is c)
+            return {"raised": [kind.__name__, str(error)[:2000]]}
 
     namespace = {"__name__": "solution", "__builtins__": builtins}
     with open(solution_path, encoding="utf-8") as source:
@@ -298,6 +305,10 @@ def test(tests_path, read_fd, write_fd, result_fd):
     namespace = {"__name__": "__main__", "__builtins__": builtins, **names}
     with open(tests_path, encoding="utf-8") as source:
         code = compile(source.read(), "tests.py", "exec")
+    shadowed = sorted(set(names) & set(vars(builtins)) & names_used(code))
+    if shadowed:  # `abs`, `sorted`... redefined: the tests would check the solution against itself
+        print(f"the solution redefines built-in names the tests use: {', '.join(shadowed)}", file=sys.stderr)
+        return SHADOWED
     try:
         exec(code, namespace)
     except SystemExit as done:  # a test script may end itself; only a clean end is a pass
@@ -305,6 +316,15 @@ def test(tests_path, read_fd, write_fd, result_fd):
             raise
     os.write(result_fd, b"PASS\n")
     return 0
+
+
+def names_used(code):
+    """Every name the tests' code (and the functions and comprehensions in it) looks up."""
+    found = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found |= names_used(const)
+    return found
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from synthloop.curation.code_harness import SHADOWED
 from synthloop.curation.sandbox import (
     Box,
     Capture,
@@ -68,6 +69,8 @@ def run_tests(
     if code_failed:  # the code's process ended first (a limit, an early exit): say why
         stderr = f"{stderr}\n{server.stderr.text(limits.output_chars)}".strip()
         reason = server.reason(limits, False)
+    if tester.status == SHADOWED and not code_failed:
+        reason = "shadows_builtin"
     if reason == "error":
         last = (stderr.strip().splitlines() or [""])[-1]
         reason = "failed" if last.startswith("AssertionError") else failure_reason(1, stderr, False)
