@@ -308,3 +308,30 @@ def test_a_weaker_isolation_is_announced():
     assert isolation_notice("bwrap") is None
     assert "weaker isolation 'none'" in isolation_notice("none")
     assert "file system is the host's" in isolation_notice("unshare")
+
+
+@needs_bwrap
+@pytest.mark.parametrize("place", ["/tmp", "/dev/shm", "."])
+def test_the_writable_places_are_small_and_in_memory_not_the_hosts(place):
+    """They are tmpfs of `disk_mb` each: memory written there is outside the address-space limit, so it
+    is bounded here instead (and nothing lands on the host's disk)."""
+    code = f"block = b'x' * 2**20\nwith open('{place}/fill', 'wb') as f:\n"
+    code += "    for _ in range(200):\n        f.write(block)"
+    limits = SandboxLimits(wall_s=10, cpu_s=5, file_mb=1024, disk_mb=16)
+    result = run_python(code, limits=limits, isolation="bwrap")
+    assert not result.ok and "No space left on device" in result.stderr
+
+
+@pytest.mark.skipif(not ROOT, reason="only root can give each sandbox its own user")
+def test_a_fork_bomb_in_one_sandbox_does_not_starve_the_others(level):
+    from concurrent.futures import ThreadPoolExecutor
+
+    bomb = "import os, time\nfor _ in range(64):\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    bomb += "time.sleep(3)"
+    limits = SandboxLimits(wall_s=4, cpu_s=2, processes=16)
+    with ThreadPoolExecutor(4) as pool:
+        bombs = pool.submit(run_python, bomb, "", limits, level)
+        good = [pool.submit(run_python, "print('fine')", "", FAST, level) for _ in range(6)]
+        results = [future.result() for future in good]
+        bombs.result()
+    assert all(r.ok and r.stdout == "fine\n" for r in results), [r.stderr for r in results if not r.ok]

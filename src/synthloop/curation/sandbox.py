@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import resource
 import selectors
@@ -43,6 +44,7 @@ from typing import IO, Literal
 
 Isolation = Literal["bwrap", "unshare", "none"]
 NOBODY = 65534
+SANDBOX_UIDS = 200_000  # as root, each sandbox runs as its own unused uid from here: its process limit is its own
 WEAKER = {
     "unshare": "no network and nothing outlives the timeout, but the file system is the host's",
     "none": "resource limits only: the code can reach the network, the host's files and its own processes",
@@ -62,6 +64,7 @@ class SandboxLimits:
     processes: int = 32
     file_mb: int = 16
     open_files: int = 64
+    disk_mb: int = 64  # bwrap: size of each in-memory mount it may write (work dir, /tmp, /dev/shm)
     output_chars: int = 20_000  # kept of stdout and of stderr
 
 
@@ -151,19 +154,21 @@ class Box:
     root: Path
     prog: Path
     work: Path
+    uid: int | None  # the sandbox's own user when we are root; None: ours
 
     @classmethod
     @contextlib.contextmanager
     def create(cls) -> Iterator[Box]:
         root = Path(tempfile.mkdtemp(prefix="synthloop-sandbox-"))
+        uid = sandbox_uid() if os.geteuid() == 0 else None
         try:
             os.chmod(root, 0o711)  # the sandbox user may pass through, not list
             prog, work = root / "prog", root / "work"
             prog.mkdir(mode=0o755)
             work.mkdir(mode=0o700)
-            if os.geteuid() == 0:
-                os.chown(work, NOBODY, NOBODY)
-            yield cls(root, prog, work)
+            if uid is not None:
+                os.chown(work, uid, uid)
+            yield cls(root, prog, work, uid)
         finally:
             remove_tree(root)
 
@@ -258,8 +263,8 @@ def launch(
     pass_fds: Sequence[int] = (),
 ) -> Child:
     """Start `python -I -B ARGS` in the sandbox, its output into pipes we own."""
-    as_nobody = os.geteuid() == 0  # root ignores the process limit and may change any file: never run as root
-    command = wrap([interpreter(as_nobody), "-I", "-B", *args], isolation, box)
+    as_nobody = box.uid is not None  # root ignores the process limit and may change any file: never run as root
+    command = wrap([interpreter(as_nobody), "-I", "-B", *args], isolation, box, limits)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
@@ -272,7 +277,7 @@ def launch(
             cwd=box.work,
             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(box.work)},
             start_new_session=True,  # its own process group: a timeout kills every descendant that stays in it
-            preexec_fn=functools.partial(apply_limits, limits, as_nobody),
+            preexec_fn=functools.partial(apply_limits, limits, box.uid),
         )
     except BaseException:
         os.close(out_r)
@@ -350,23 +355,36 @@ def descendants(pid: int, most: int = 4096) -> set[int]:
     return found
 
 
-def apply_limits(limits: SandboxLimits, drop_user: bool) -> None:  # runs in the child, before exec
+_launches = itertools.count()
+
+
+def sandbox_uid() -> int:
+    """A uid no one uses, for one sandbox: the kernel's process limit counts per user, so a fork bomb in
+    one sandbox cannot starve the others, and two sandboxes cannot reach each other's processes."""
+    return SANDBOX_UIDS + (os.getpid() % 4096) * 256 + next(_launches) % 256
+
+
+def apply_limits(limits: SandboxLimits, uid: int | None) -> None:  # runs in the child, before exec
     mb = 1024 * 1024
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb * mb, limits.file_mb * mb))
     resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if drop_user:
-        become_nobody()
+    if uid is not None:
+        become(uid)
     # counted per user; root would ignore it, hence nobody (its count includes nobody's other processes)
     resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
 
 
-def become_nobody() -> None:
+def become(uid: int) -> None:
     os.setgroups([])
-    os.setgid(NOBODY)
-    os.setuid(NOBODY)
+    os.setgid(uid)
+    os.setuid(uid)
+
+
+def become_nobody() -> None:
+    become(NOBODY)
 
 
 def drop_root() -> None:
@@ -376,7 +394,7 @@ def drop_root() -> None:
 
 def bwrap_options() -> list[str]:
     return [
-        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
         "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--as-pid-1",
     ]  # fmt: skip
 
@@ -385,16 +403,19 @@ def unshare_options() -> list[str]:  # unprivileged: a user namespace makes the 
     return ["unshare", "--map-root-user", "--net", "--pid", "--mount", "--mount-proc", "--fork", "--kill-child"]
 
 
-def wrap(command: list[str], isolation: str, box: Box) -> list[str]:
+def wrap(command: list[str], isolation: str, box: Box, limits: SandboxLimits) -> list[str]:
     if isolation == "bwrap":
+        # writable places are tmpfs of a fixed size: memory they use is not in the address-space limit,
+        # and nothing is written to the host's disk
+        size = str(limits.disk_mb * 2**20)
+        private = [arg for path in ("/tmp", "/dev/shm", str(box.work)) for arg in ("--size", size, "--tmpfs", path)]
         hide = [arg for path in HIDDEN if os.path.isdir(path) for arg in ("--tmpfs", path)]
         # the interpreter may live under a hidden folder (a virtual environment in a home directory)
         keep = [arg for path in interpreter_dirs() for arg in ("--ro-bind", path, path)]
         return [
             "bwrap", *bwrap_options(), *hide, *keep, "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "LANG", "C.UTF-8", "--setenv", "HOME", str(box.work),
-            "--ro-bind", str(box.prog), str(box.prog), "--bind", str(box.work), str(box.work),
-            "--chdir", str(box.work), "--", *command,
+            *private, "--ro-bind", str(box.prog), str(box.prog), "--chdir", str(box.work), "--", *command,
         ]  # fmt: skip
     if isolation == "unshare":
         return [*unshare_options(), "--", *command]
