@@ -1,7 +1,11 @@
 """Hostile or absurd recipe and job files: each is one line, a non-zero exit, and nothing written
 (no run directory), through the real CLI."""
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,19 +75,6 @@ CASES = {
         ).encode(),
         "max_new_tokens 64 leaves no room",
     ),
-    "too big to train": (
-        tiny(
-            student__architecture={
-                "family": "llama",
-                "hidden_size": 32768,
-                "layers": 256,
-                "heads": 32,
-                "intermediate_size": 131072,
-            }
-        ).encode(),
-        "needs about",
-    ),
-    "uncached student": (tiny(student__base="no-such-org/no-such-model-xyz").encode(), "student.base"),
 }
 
 
@@ -94,8 +85,6 @@ def test_a_hostile_recipe_is_one_line_and_writes_nothing(case, tmp_path, monkeyp
     content, expected = CASES[case]
     (tmp_path / "recipe.yaml").write_bytes(content)
     for args in (["run", "recipe.yaml", "--dry-run"], ["run", "recipe.yaml"]):
-        if case in ("too big to train", "uncached student") and "--dry-run" in args:
-            continue  # checked when a run starts
         assert main(args) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("synthloop: error:") and expected in err and "\n" not in err, err
@@ -126,3 +115,88 @@ def test_hostile_job_steps_are_refused(step, expected, tmp_path, monkeypatch, ca
     assert main(["generate", "bin.yaml"]) == 2
     assert "not UTF-8 text" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin.yaml", "job.yaml"]
+
+
+HUGE = {"family": "llama", "hidden_size": 32768, "layers": 256, "heads": 32, "intermediate_size": 131072}
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    from synthloop.testing.tiny_model import build_tiny_chat_model
+
+    return build_tiny_chat_model(tmp_path_factory.mktemp("base") / "model")
+
+
+def base_folder(tmp_path, tiny_base, keep, config=None):
+    """A copy of the tiny base model with only the files in `keep`, and its config.json changed by `config`."""
+    folder = tmp_path / "base"
+    folder.mkdir()
+    for file in tiny_base.iterdir():
+        if any(file.name.startswith(prefix) for prefix in keep):
+            shutil.copy(file, folder / file.name)
+    if config:
+        data = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**data, **config}))
+    return folder
+
+
+def refused_before_anything(recipe_text, expected, tmp_path, capsys):
+    """`run` refuses with one line; `--dry-run` says a run would stop; nothing is written either way."""
+    (tmp_path / "recipe.yaml").write_text(recipe_text)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["run", "recipe.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("synthloop: error:") and expected in err and "\n" not in err, err
+    assert main(["run", "recipe.yaml", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert expected in out and "a run here would stop before any call" in out, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_student_too_big_for_this_machine_is_refused_before_anything(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    refused_before_anything(tiny(student__architecture=HUGE), "GiB to train", tmp_path, capsys)
+
+
+@pytest.mark.parametrize(
+    ("keep", "config", "expected"),
+    [
+        (["config"], None, "no usable tokenizer"),
+        (["config", "tokenizer", "special", "chat"], None, "no weights"),
+        (["config", "tokenizer", "special", "chat", "model"], {"num_hidden_layers": 512, "hidden_size": 16384,
+                                                             "intermediate_size": 65536}, "GiB to train"),
+    ],
+)  # fmt: skip
+def test_a_base_student_missing_a_part_or_too_big_is_refused_before_anything(
+    keep, config, expected, tiny_base, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    folder = base_folder(tmp_path, tiny_base, keep, config)
+    refused_before_anything(tiny(student__base=str(folder)), expected, tmp_path, capsys)
+
+
+def test_an_uncached_hub_student_is_refused_before_anything(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    refused_before_anything(tiny(student__base="no-such-org/no-such-model-xyz"), "download the model", tmp_path, capsys)
+
+
+def test_a_base_student_in_a_folder_or_the_hub_cache_passes_with_its_true_size(tiny_base, tmp_path):
+    """The preflight counts parameters without reading weights; the count is the loaded model's."""
+    from synthloop.config import parse_recipe
+    from synthloop.training.model import count_parameters, load_model
+    from synthloop.training.preflight import check_student
+
+    real = count_parameters(load_model(tiny_base))
+    assert check_student(parse_recipe(tiny(student__base=str(tiny_base)), "r")).parameters == real
+    # The same model as a Hub id in a Hugging Face cache: the cache's own layout, read by a fresh process.
+    snapshot = tmp_path / "hub" / "models--some-org--tiny" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_base, snapshot)
+    (tmp_path / "hub" / "models--some-org--tiny" / "refs").mkdir()
+    (tmp_path / "hub" / "models--some-org--tiny" / "refs" / "main").write_text("0" * 40)
+    (tmp_path / "recipe.yaml").write_text(tiny(student__base="some-org/tiny"))
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-c", "import sys; from synthloop.cli.main import main; sys.exit(main(sys.argv[1:]))"]
+    done = subprocess.run([*command, "run", "recipe.yaml", "--dry-run"], cwd=tmp_path, env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    assert f"student: {real / 1e6:,.1f}M parameters" in done.stdout.decode(), done.stdout.decode()

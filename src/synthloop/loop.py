@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from synthloop.config import Recipe
+from synthloop.config import Recipe, RecipeError
 from synthloop.curation.base import run_stages
 from synthloop.curation.decontaminate import Decontaminate
 from synthloop.curation.pipeline import Context, build_stages, preflight, reject_counts, stage_counts
@@ -53,6 +53,7 @@ from synthloop.teachers.estimate import estimate
 from synthloop.teachers.factory import check_teacher, engine_settings, make_teacher
 from synthloop.teachers.progress import Progress
 from synthloop.training import student
+from synthloop.training.preflight import check_student, student_needs
 from synthloop.training.trainer import TrainSettings
 
 Log = Callable[[str], None]
@@ -89,7 +90,7 @@ def run_loop(
     teacher = make_teacher(recipe.teacher, recipe.seed)  # a missing key variable fails here
     check_teacher(teacher)  # and an unreachable server or unknown model here
     judge = preflight(recipe.curation)  # and an unreadable eval set, a missing reward model or an unreachable judge
-    student.preflight(recipe)  # and a student that cannot be built here
+    check_student(recipe)  # and a student that is not here or would not fit in memory here
     run, manifest = open_run(root, recipe, resume)
     for warning in manifest.get("warnings", []):
         log(f"warning: {warning}")
@@ -248,7 +249,17 @@ def dry_run(recipe: Recipe, cache_path: Path | None) -> list[str]:
             f"curation.judge ({judge.teacher.backend}:{judge.teacher.model}, {judge.mode}): {per_row}, of up to "
             f"{rows} rows per round; not included above (how many rows reach it depends on the earlier stages)"
         )
-    return lines
+    return [*lines, student_line(recipe)]
+
+
+def student_line(recipe: Recipe) -> str:
+    """The dry run says what a run would check first: whether the student is here and fits in memory."""
+    try:
+        needs = student_needs(recipe)
+    except RecipeError as err:
+        return f"{err}; a run here would stop before any call"
+    too_big = needs.available_bytes is not None and needs.train_bytes > needs.available_bytes
+    return needs.line() + ("; too little: a run here would stop before any call" if too_big else "")
 
 
 def plan_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def build_scratch_model(
 
 
 def load_model(path: str | Path) -> torch.nn.Module:
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, local_files_only=True)
 
 
 def count_parameters(model: torch.nn.Module) -> int:

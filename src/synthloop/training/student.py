@@ -19,58 +19,6 @@ from synthloop.training.tokenizer import train_tokenizer
 from synthloop.training.trainer import TrainResult, TrainSettings, train
 
 
-def preflight(recipe: Recipe) -> None:
-    """Fail before anything is generated (and paid for) if the student cannot be built here: a base
-    model that is neither a local folder nor in the local Hugging Face cache, or a scratch model whose
-    training would not fit in this machine's memory. Reads configs only, never weights."""
-    from synthloop.config import RecipeError
-
-    base = recipe.student.base
-    if base != "scratch":
-        from transformers import AutoConfig
-
-        try:
-            AutoConfig.from_pretrained(base, local_files_only=True)
-        except (OSError, ValueError) as err:
-            raise RecipeError(
-                f"student.base {base!r} is not a local model folder nor in the local Hugging Face cache "
-                f"({type(err).__name__}); download it first or give the path of a folder with its config.json"
-            ) from None
-        return
-    need = training_memory_bytes(recipe)
-    have = available_memory_bytes()
-    if have and need > have:
-        raise RecipeError(
-            f"student.architecture needs about {need / 2**30:.1f} GiB to train "
-            f"({scratch_parameters(recipe) / 1e6:.0f}M parameters) and this machine has {have / 2**30:.1f} GiB "
-            "available; make the model smaller"
-        )
-
-
-def scratch_parameters(recipe: Recipe) -> int:
-    a, vocab = recipe.student.architecture, recipe.student.vocab_size
-    per_layer = 4 * a.hidden_size**2 + 3 * a.hidden_size * a.intermediate_size
-    return vocab * a.hidden_size + a.max_positions * a.hidden_size + a.layers * per_layer
-
-
-def training_memory_bytes(recipe: Recipe) -> int:
-    """fp32 weights, gradients and two AdamW moments (16 bytes a parameter) plus activations."""
-    a, t = recipe.student.architecture, recipe.student.train
-    activations = 4 * t.batch_size * t.max_len * (a.layers * (6 * a.hidden_size + 2 * a.intermediate_size))
-    attention = 4 * t.batch_size * a.heads * t.max_len**2 * a.layers
-    return 16 * scratch_parameters(recipe) + activations + attention
-
-
-def available_memory_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def prepare_tokenizer(path: Path, recipe: Recipe, corpus: list[str]) -> None:
     """Train the run's tokenizer once (scratch students only); a resumed run reuses it."""
     if path.exists() or recipe.student.base != "scratch":
@@ -95,7 +43,8 @@ def load_student(
 
 
 def load_checkpoint(path: Path | str) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    """A round's checkpoint or the recipe's base, from disk or the local cache only (the preflight found it there)."""
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return load_model(path), tokenizer
