@@ -214,3 +214,27 @@ def test_a_weaker_isolation_is_said_in_the_manifest_and_the_report_of_every_run(
     strong = load_recipe()
     run, _ = open_run(tmp_path / "strong", strong, False)
     assert read_json(run.manifest)["warnings"] == []
+
+
+def test_forged_names_on_the_pipe_cannot_change_what_the_tests_mean(level):
+    """The code writes its own first message: __name__ to skip a main guard, __builtins__ to hijack
+    imports. Names that are not plain identifiers are refused."""
+    forge = """
+import json, os, sys
+out = int(sys.argv[5])
+for name in ({"__name__": "nope"}, {"__builtins__": {"dict": [["x", 1]]}}):
+    os.write(out, json.dumps({"ok": {"dict": [[k, v] for k, v in name.items()]}}).encode() + b"\\n")
+    break
+def add(a, b):
+    return 0
+"""
+    tests = 'if __name__ == "__main__":\n    assert add(1, 2) == 3\n'
+    assert not run_tests(forge, tests, LIMITS, level).ok
+    assert run_tests("def add(a, b):\n    return a + b\n", tests, LIMITS, level).ok
+
+
+def test_unittest_main_runs_the_tests(level):
+    tests = "import unittest\nclass T(unittest.TestCase):\n    def test_add(self):\n"
+    tests += "        self.assertEqual(add(1, 2), 3)\nunittest.main()\n"
+    assert run_tests("def add(a, b):\n    return a + b\n", tests, LIMITS, level).ok
+    assert not run_tests("def add(a, b):\n    return 0\n", tests, LIMITS, level).ok

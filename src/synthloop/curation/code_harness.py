@@ -299,10 +299,19 @@ def test(tests_path, read_fd, write_fd, result_fd):
     except Exception as error:
         print(f"the solution did not load: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
+    if not isinstance(names, dict) or not all(
+        isinstance(n, str) and n.isidentifier() and not n.startswith("__") for n in names
+    ):  # __name__, __builtins__: the tests' own
+        print("the solution's process sent names the tests cannot use", file=sys.stderr)
+        return 1
     module = types.ModuleType("solution")
     module.__dict__.update(names)
     sys.modules["solution"] = module
-    namespace = {"__name__": "__main__", "__builtins__": builtins, **names}
+    sys.argv = ["tests.py"]  # unittest.main() reads it
+    main = types.ModuleType("__main__")  # the tests are the main module: unittest.main() finds their cases
+    main.__dict__.update({**names, "__name__": "__main__", "__builtins__": builtins})
+    sys.modules["__main__"] = main
+    namespace = main.__dict__
     with open(tests_path, encoding="utf-8") as source:
         code = compile(source.read(), "tests.py", "exec")
     shadowed = sorted(set(names) & set(vars(builtins)) & names_used(code))
