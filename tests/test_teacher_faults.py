@@ -76,7 +76,9 @@ def test_a_refused_key_or_a_vanished_model_stops_the_run_at_once(status, tmp_pat
     assert server.calls == 4 + 17  # the three answers received before were kept
 
 
-@pytest.mark.parametrize("mode", ["echo400", "echo500", "echo200", "echo_cut", "echo_escaped", "echo401"])
+@pytest.mark.parametrize(
+    "mode", ["echo400", "echo500", "echo200", "echo_cut", "echo_escaped", "echo401", "echo_content"]
+)
 def test_the_key_never_lands_in_the_run_directory_or_the_output(mode, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SYNTHLOOP_TEST_KEY", KEY)
     root = tmp_path / "run"

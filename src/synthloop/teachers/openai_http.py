@@ -198,7 +198,8 @@ class OpenAITeacher(Teacher):
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
         prompt_tokens = counted(usage.get("prompt_tokens"), request.estimated_prompt_tokens())
         completion_tokens = counted(usage.get("completion_tokens"), sum(len(t) // 4 for t in texts))
-        return TeacherResponse(texts, None, prompt_tokens, completion_tokens)
+        # a reply that echoes the key must not carry it into the cache and the training rows either
+        return TeacherResponse(tuple(self.redact(t) for t in texts), None, prompt_tokens, completion_tokens)
 
 
 def cut(text: str, limit: int) -> str:

@@ -90,6 +90,9 @@ class HostileServer:
             return web.json_response(ok)
         if mode in ("echo400", "echo401", "echo500"):
             return web.json_response({"error": "bad request", "headers": headers}, status=int(mode[-3:]))
+        if mode == "echo_content":  # a "successful" reply whose text is our headers
+            ok["choices"][0]["message"]["content"] = f"# Notes\n\nyour headers were {headers}"
+            return web.json_response(ok)
         if mode == "echo200":
             return web.Response(text=f"Authorization: {headers.get('Authorization')} is not json")
         if mode == "echo_cut":  # the key starts 290 characters in, after spaces a cleaned-up message would fold
