@@ -275,6 +275,21 @@ print('wrote' if ctypes.CDLL('./evil.so').go(b'{host_dir}/native.txt') == 0 else
 
 
 @needs_bwrap
+def test_no_user_namespace_inside_so_no_unsized_mount():
+    """A nested user namespace gave the code a tmpfs of half the host's memory, past disk_mb."""
+    code = """
+import ctypes, shutil, subprocess
+print('unshare', ctypes.CDLL(None, use_errno=True).unshare(0x10000000))  # CLONE_NEWUSER
+if shutil.which('unshare'):
+    mount = 'mount -t tmpfs none /tmp && echo MOUNTED'
+    done = subprocess.run(['unshare', '--user', '--map-root-user', '--mount', 'sh', '-c', mount], capture_output=True)
+    print(done.stdout.decode(), done.returncode)
+"""
+    result = run_python(code, limits=FAST, isolation="bwrap")
+    assert result.ok and "unshare -1" in result.stdout and "MOUNTED" not in result.stdout, result.stdout
+
+
+@needs_bwrap
 def test_home_folders_and_private_temp_files_of_the_host_are_hidden(tmp_path):
     (tmp_path / "visible.txt").write_text("host temp file")
     os.chmod(tmp_path, 0o755)

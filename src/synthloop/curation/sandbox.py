@@ -393,9 +393,12 @@ def drop_root() -> None:
 
 
 def bwrap_options() -> list[str]:
+    # no user namespace inside: one would let the code mount an unsized tmpfs (host memory) and would
+    # open the kernel's namespace code to it
     return [
         "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-        "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--as-pid-1",
+        "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+        "--cap-drop", "ALL", "--as-pid-1",
     ]  # fmt: skip
 
 
