@@ -80,15 +80,34 @@ def read_yaml_file(path: Path, what: str) -> Any:
     return parse_yaml(text, str(path))
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the
+    last one silently: `name: a` then `name: b` would run as b)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)  # merge keys (<<) first, as the safe loader does
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool):
+                continue
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def parse_yaml(text: str, origin: str) -> Any:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise RecipeError(f"{origin}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
     except RecursionError:
         raise RecipeError(f"{origin}: nested too deeply (at most {MAX_DEPTH} levels)") from None
+    except ValueError as err:  # e.g. an integer of thousands of digits
+        raise RecipeError(f"{origin}: a value cannot be read ({err})") from None
     check_size(data, origin)
     return data
 
