@@ -81,6 +81,12 @@ def test_a_deleted_or_truncated_shard_is_found_and_redone_from_the_cache(tmp_pat
         (step / "part-00002.parquet").write_bytes(data[: len(data) // 2])
         assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 0
         assert "part-00002.parquet truncated or changed" in capsys.readouterr().err
+        (step / "part-00003.parquet").rename(step / "part-00009.parquet")  # a shard that is not its own
+        assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 0
+        assert "part-00003.parquet missing (1 rows); redoing it" in capsys.readouterr().err
+        (step / "part-00009.parquet").write_bytes((step / "part-00000.parquet").read_bytes())  # an extra one
+        assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 0
+        assert "part-00009.parquet not written by this run; redoing it" in capsys.readouterr().err
     assert sorted(r.id for r in read_records(step)) == before
     assert len(teacher.sent) == paid  # every row came back from the response cache
 
@@ -348,3 +354,19 @@ def read_records_of(shard):
     from synthloop.records import from_table
 
     return from_table(pq.read_table(shard))
+
+
+def test_a_damaged_student_checkpoint_of_a_finished_round_is_trained_again(tmp_path, capsys):
+    recipe, root = tiny_recipe(tmp_path, rounds=1), tmp_path / "run"
+    assert main(["run", str(recipe), "--run-dir", str(root)]) == 0
+    weights = root / "rounds" / "01" / "student" / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])
+    capsys.readouterr()
+    assert main(["run", str(recipe), "--run-dir", str(root), "--resume"]) == 0
+    out, err = capsys.readouterr()
+    assert (
+        "student: model.safetensors truncated or changed since it was written (checksum differs); training it again"
+        in err
+    )
+    assert "round 1: trained 3 steps" in out and len(weights.read_bytes()) == len(good)

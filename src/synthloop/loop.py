@@ -36,9 +36,12 @@ from synthloop.storage.lock import unlock_run_dir
 from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.rundir import EmptyOutputError, RunDir, open_run, set_round_status
 from synthloop.storage.shards import (
+    FILES,
     INPUTS,
     MARKER,
     digest,
+    file_digests,
+    files_damage,
     ids_digest,
     is_complete,
     mark_complete,
@@ -232,7 +235,8 @@ def dry_run(recipe: Recipe, cache_path: Path | None) -> list[str]:
     requests = generation_requests(
         recipe, skills, difficulty, 1, counts_from_shares(shares, recipe.generation.budget_per_round)
     )
-    cache = ResponseCache(cache_path) if cache_path and cache_path.exists() else None
+    known = cache_path is not None and cache_path.is_file() and cache_path.stat().st_size > 0
+    cache = ResponseCache(cache_path) if known else None  # an empty or missing file: nothing cached, none made
     teacher = recipe.teacher
     backend = teacher.backend
     first = estimate(requests, backend, teacher.model, engine_settings(teacher).prices, cache)
@@ -354,13 +358,18 @@ def train_inputs(loop: Loop, number: int) -> str:
 
 
 def student_current(out: Path, train_ids: str) -> bool:
-    """A student exists and was trained on these rows (a student from before markers is trusted)."""
+    """A student exists, intact, trained on these rows (a student from before markers is trusted)."""
     if not out.is_dir():
         return False
-    recorded = read_json_or_empty(out / MARKER).get(INPUTS, train_ids)
-    if recorded != train_ids:
-        print(f"synthloop: {out}: trained on rows that have changed since; training it again", file=sys.stderr)
-    return recorded == train_ids
+    marker = read_json_or_empty(out / MARKER)
+    problem = None
+    if marker.get(INPUTS, train_ids) != train_ids:
+        problem = "trained on rows that have changed since"
+    elif FILES in marker:
+        problem = files_damage(out, marker[FILES])
+    if problem:
+        print(f"synthloop: {out}: {problem}; training it again", file=sys.stderr, flush=True)
+    return problem is None
 
 
 def eval_current(path: Path, train_ids: str) -> bool:
@@ -447,7 +456,7 @@ def train_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
 
         def save(tmp: Path) -> None:
             student.save_student(model, tokenizer, result, tmp)
-            write_json(tmp / MARKER, {INPUTS: inputs})  # which training rows made it
+            write_json(tmp / MARKER, {INPUTS: inputs, FILES: file_digests(tmp)})  # what made it, what it is
 
         replace_dir(out, save)
     return read_json(out / "train_stats.json")

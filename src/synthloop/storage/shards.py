@@ -8,8 +8,9 @@ or replaced shard), saying so.
 A marker also holds a digest of its rows' ids (`ids`) and of the rows it was derived from (`inputs`):
 a directory whose inputs have changed since it was written (its source was redone and came out
 different, or failed calls were tried again) is redone too, while one whose source was redone into
-the same rows is kept. Markers written before checksums existed are checked by row count only (said
-once per process)."""
+the same rows is kept, whatever the round's status: the same rows in give the same rows out, so
+redoing it would cost time and change nothing. Markers written before checksums existed are checked
+by row count only (said once per process). A student checkpoint's marker lists its files' SHA-256."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from synthloop.storage.atomic import atomic_write, read_json, write_json
 MARKER = "_SUCCESS.json"
 SHARDS = "shards"  # in the marker: each shard's rows and SHA-256
 IDS, INPUTS = "ids", "inputs"  # in the marker: digests of its rows' ids and of what it was derived from
+FILES = "files"  # in a checkpoint's marker: each file's SHA-256
 _said_unverifiable: set[Path] = set()
 
 
@@ -139,6 +141,19 @@ def row_count_damage(directory: Path, marker: dict[str, Any]) -> str | None:
         return f"a shard cannot be read ({' '.join(str(err).split())[:200]})"
     if isinstance(expected, int) and found != expected:
         return f"{found} rows where its marker counted {expected}"
+    return None
+
+
+def file_digests(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file of a directory that is not made of shards (a student checkpoint)."""
+    return {p.name: file_sha256(p) for p in sorted(directory.iterdir()) if p.is_file() and p.name != MARKER}
+
+
+def files_damage(directory: Path, listed: dict[str, str]) -> str | None:
+    if missing := sorted(name for name in listed if not (directory / name).is_file()):
+        return f"{', '.join(missing)} missing"
+    if changed := [name for name in sorted(listed) if file_sha256(directory / name) != listed[name]]:
+        return f"{', '.join(changed)} truncated or changed since it was written (checksum differs)"
     return None
 
 
