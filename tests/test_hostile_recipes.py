@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 from synthloop.cli.main import main
+from synthloop.testing import serve_in_thread
+from synthloop.testing.simulated_server import SimulatedServer
 
 BOMB = """a: &a ["x","x","x","x","x","x","x","x","x"]
 b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
@@ -200,3 +202,48 @@ def test_a_base_student_in_a_folder_or_the_hub_cache_passes_with_its_true_size(t
     done = subprocess.run([*command, "run", "recipe.yaml", "--dry-run"], cwd=tmp_path, env=env, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
     assert f"student: {real:,} parameters" in done.stdout.decode(), done.stdout.decode()
+
+
+@pytest.mark.parametrize("command", ["run", "generate"])
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--run-dir", "afile"], "--run-dir afile is a file"),
+        (["--run-dir", "afile/sub"], "afile is a file, not a folder"),
+        (["--cache", "adir"], "--cache adir is a folder"),
+        (["--cache", "afile/responses.sqlite"], "afile is a file, not a folder"),
+        (["--cache", "notes.txt"], "not a response cache"),
+        (["--cache", "notes.txt", "--dry-run"], "not a response cache"),
+    ],
+)
+def test_unusable_run_dir_or_cache_paths_are_one_line_and_write_nothing(
+    command, flags, expected, tmp_path, monkeypatch, capsys
+):
+    """Checked before the run folder is made (the cache is opened only after it)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipe.yaml").write_text(tiny())
+    (tmp_path / "afile").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    (tmp_path / "adir").mkdir()
+    server = SimulatedServer(seconds_per_token=0.0)  # a teacher that answers: only the paths are wrong
+    with serve_in_thread(server.app()) as url:
+        job = {"name": "job", "teacher": {"backend": "openai", "model": "simulated", "base_url": url},
+               "steps": [{"name": "s", "task": "textbook", "inputs": ["a"]}]}  # fmt: skip
+        (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+        before = {p.name: p.read_bytes() if p.is_file() else None for p in tmp_path.iterdir()}
+        assert main([command, "recipe.yaml" if command == "run" else "job.yaml", *flags]) == 2
+    assert sum(server.completed.values()) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("synthloop: error:") and expected in err and "\n" not in err, err
+    assert {p.name: p.read_bytes() if p.is_file() else None for p in tmp_path.iterdir()} == before
+    assert list((tmp_path / "adir").iterdir()) == []
+
+
+def test_a_dry_run_leaves_an_empty_cache_file_as_it_was(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipe.yaml").write_text(tiny())
+    (tmp_path / "empty.sqlite").write_bytes(b"")
+    assert main(["run", "recipe.yaml", "--dry-run", "--cache", "empty.sqlite"]) == 0
+    assert "0 already cached" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sqlite", "recipe.yaml"]
+    assert (tmp_path / "empty.sqlite").read_bytes() == b""

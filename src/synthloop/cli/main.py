@@ -127,6 +127,7 @@ def add_engine_flags(p: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)  # validated before anything is written
+    check_output_paths(args.run_dir, args.cache)
     from synthloop.loop import dry_run, run_loop  # imports torch: only when a run starts
 
     if args.dry_run:
@@ -147,6 +148,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from synthloop.generate import dry_run_job, load_job, run_job
 
     job = load_job(args.job)  # validated, input files read, before anything is written
+    check_output_paths(args.run_dir, args.cache)
     base = Path(args.job).parent
     if args.dry_run:
         cache = args.cache or (args.run_dir / "cache" / "responses.sqlite" if args.run_dir else None)
@@ -163,6 +165,35 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"${total['cost_usd']:.4f}; rows in {root / 'steps'}"
     )
     return 0
+
+
+def check_output_paths(run_dir: Path | None, cache: Path | None) -> None:
+    """`--run-dir` must be a folder and `--cache` a SQLite file, each where one can be made: checked before
+    anything is written, since a run creates its folder before it opens the cache."""
+    if run_dir is not None:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunDirError(f"--run-dir {run_dir} is a file; give a folder (new, or a run to --resume)")
+        check_parents(run_dir, "--run-dir")
+    if cache is not None:
+        if cache.is_dir():
+            raise RunDirError(f"--cache {cache} is a folder; give a file, e.g. {cache / 'responses.sqlite'}")
+        check_parents(cache, "--cache")
+        if cache.is_file() and cache.stat().st_size and not is_sqlite(cache):
+            raise RunDirError(f"--cache {cache} is not a response cache (not a SQLite file); give another path")
+
+
+def check_parents(path: Path, flag: str) -> None:
+    """The nearest existing folder above `path` must be a folder (so the rest can be created)."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunDirError(f"{flag} {path}: {parent} is a file, not a folder")
+            return
+
+
+def is_sqlite(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(16) == b"SQLite format 3\x00"
 
 
 def cmd_curate(args: argparse.Namespace) -> int:

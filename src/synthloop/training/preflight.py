@@ -46,11 +46,15 @@ class StudentNeeds:
     available_bytes: int | None
 
     def line(self) -> str:
-        have = f"{self.available_bytes / 2**30:.1f} GiB" if self.available_bytes is not None else "an unknown amount"
+        have = size(self.available_bytes) if self.available_bytes is not None else "an unknown amount"
         return (
-            f"student: {self.parameters / 1e6:,.1f}M parameters, about {self.train_bytes / 2**30:.1f} GiB to train; "
+            f"student: {self.parameters:,} parameters, about {size(self.train_bytes)} to train; "
             f"this machine has {have} available"
         )
+
+
+def size(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
 
 
 def check_student(recipe: Recipe) -> StudentNeeds:
@@ -58,9 +62,9 @@ def check_student(recipe: Recipe) -> StudentNeeds:
     needs = student_needs(recipe)
     if needs.available_bytes is not None and needs.train_bytes > needs.available_bytes:
         raise RecipeError(
-            f"the student ({needs.parameters / 1e6:,.0f}M parameters) needs about {needs.train_bytes / 2**30:.1f} "
-            f"GiB to train and this machine has {needs.available_bytes / 2**30:.1f} GiB available; make "
-            "student.architecture (or student.base) smaller, or lower student.train.batch_size or max_len"
+            f"the student ({needs.parameters:,} parameters) needs about {size(needs.train_bytes)} to train and this "
+            f"machine has {size(needs.available_bytes)} available; make student.architecture (or student.base) "
+            "smaller, or lower student.train.batch_size or max_len"
         )
     return needs
 
