@@ -180,6 +180,29 @@ time.sleep(60)
     assert marker_processes(marker) == []
 
 
+def test_a_daemon_of_a_program_that_ended_is_dead_after_the_call(level):
+    """A double-forked, setsid daemon left by a program that ends at once (no timeout to cut it): the
+    namespace layers take it down with the program; as root every layer runs the code as a uid of its
+    own, all of whose processes are killed after the run."""
+    if level == "none" and not ROOT:
+        pytest.skip("without namespaces, as our own user, a daemon that left the process group is not found")
+    marker = f"synthloop-daemon-{uuid.uuid4().hex}"
+    code = f"""
+import os, sys
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {marker!r}])
+    os._exit(0)
+os.wait()
+"""
+    result = run_python(code, limits=FAST, isolation=level)
+    left = marker_processes(marker)
+    for pid in left:  # do not leave it running when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert result.ok and left == []
+
+
 def test_the_loopback_network_of_the_host_is_out_of_reach(namespaced):
     server = socket.create_server(("127.0.0.1", 0))
     port, accepted = server.getsockname()[1], []

@@ -6,17 +6,20 @@ recipe explicitly accepts a weaker one, and what each holds is exactly this:
 
 - `bwrap` (bubblewrap): a read-only view of the host with home directories, `/run` and `/tmp` hidden,
   private `/tmp`, `/dev` and `/dev/shm`, its own `/proc` and PID, network (none at all), IPC and UTS
-  namespaces, no capabilities, a new session, and the work directory as the only writable place.
-  Killing the sandbox kills every process in its PID namespace, so nothing outlives the timeout.
+  namespaces, no capabilities, no user namespace of its own to make, a new session; the only writable
+  places are its work directory, `/tmp` and `/dev/shm`, each an in-memory mount of `disk_mb` (nothing
+  reaches the host's disk). Killing the sandbox kills every process in its PID namespace, so nothing
+  outlives the timeout.
 - `unshare` (util-linux): its own user, network (none), PID and mount namespaces with its own `/proc`:
   no network, nothing outlives the timeout, our processes and their environment are out of sight.
   The file system is the host's: the program may write wherever its user may.
 - `none`: only what every layer has.
 
 Every layer: CPU-time, address-space, process-count, file-size and open-file limits and no core
-dumps; an empty environment; a fresh work directory; the user `nobody` when we are root; a wall-clock
-timeout after which the program's process group (and, with namespaces, everything it started) is
-killed. The parent talks to the program only through file descriptors it opened itself: the program
+dumps; an empty environment; a fresh work directory; a wall-clock timeout after which the program's
+process group (and, with namespaces, everything it started) is killed. When we are root: a uid of its
+own, every process of which is killed when the run ends (a daemon that left the group included).
+The parent talks to the program only through file descriptors it opened itself: the program
 and its stdin are written before it starts into a directory it cannot change, and its output comes
 back through pipes read with a byte cap. Nothing is ever read back from the work directory.
 
@@ -206,6 +209,7 @@ class Child:
     cpu_s: float = 0.0
     killed_by_us: bool = False
     descendants: set[int] = field(default_factory=set)  # seen when it was killed
+    uid: int | None = None  # the sandbox's own user (we are root): every process of it is the sandbox's
 
     def reap(self, block: bool = False) -> bool:
         if self.status is None:
@@ -223,6 +227,17 @@ class Child:
             self.watch()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # its group; with namespaces, all it started
+
+    def kill_user(self) -> None:
+        """Kill every process of the sandbox's own user, a daemon that left its group and namespace-less
+        layers included: `kill(-1)` sent as that user reaches them all at once, no fork slips in between."""
+        if self.uid is None:
+            return
+        kill = shutil.which("kill", path="/usr/bin:/bin")
+        command = [kill, "-KILL", "-1"] if kill else [interpreter(True), "-c", "import os; os.kill(-1, 9)"]
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(command, user=self.uid, group=self.uid, extra_groups=[], cwd="/", timeout=10,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
     def watch(self) -> None:
         if self.status is None:
@@ -287,7 +302,7 @@ def launch(
         os.close(out_w)
         os.close(err_w)
     cap = limits.output_chars * 4
-    return Child(proc, Capture(out_r, cap), Capture(err_r, cap))
+    return Child(proc, Capture(out_r, cap), Capture(err_r, cap), uid=box.uid)
 
 
 def supervise(children: list[Child], captures: list[Capture], limits: SandboxLimits, primary: Child) -> bool:
@@ -326,6 +341,7 @@ def supervise(children: list[Child], captures: list[Capture], limits: SandboxLim
         for child in children:
             child.kill()
             child.reap(block=True)
+            child.kill_user()
             child.wait_gone(limits.processes)
         selector.close()
         for capture in pipes:
