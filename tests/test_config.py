@@ -41,3 +41,11 @@ def test_bad_recipes_name_the_key(text, expected):
 def test_missing_recipe_file(tmp_path):
     with pytest.raises(RecipeError, match="not found"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+def test_a_key_merged_in_may_be_overridden_but_not_written_twice():
+    """YAML merge keys (`<<: *base`) are for overriding; a key written twice in one mapping is a mistake."""
+    recipe = parse_recipe(BASE + "teacher: {<<: {backend: oracle, noise: 0.1}, noise: 0.3}\n", "r.yaml")
+    assert recipe.teacher.noise == 0.3
+    with pytest.raises(RecipeError, match="key 'noise' appears twice"):
+        parse_recipe(BASE + "teacher: {backend: oracle, noise: 0.1, noise: 0.3}\n", "r.yaml")

@@ -85,9 +85,11 @@ class UniqueKeyLoader(yaml.SafeLoader):
     last one silently: `name: a` then `name: b` would run as b)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        self.flatten_mapping(node)  # merge keys (<<) first, as the safe loader does
+        # Only the keys written in this mapping: a key merged in with `<<: *base` may be overridden here.
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, str | int | float | bool):
                 continue
