@@ -2,6 +2,7 @@
 tried again on --resume, and a round or job that produced nothing stops with one line instead of
 "done". Real CLI, real loopback server, real Parquet files."""
 
+import json
 from pathlib import Path
 
 import yaml
@@ -370,3 +371,25 @@ def test_a_damaged_student_checkpoint_of_a_finished_round_is_trained_again(tmp_p
         in err
     )
     assert "round 1: trained 3 steps" in out and len(weights.read_bytes()) == len(good)
+
+
+def test_damaged_markers_plan_and_eval_are_redone_and_a_damaged_manifest_is_one_line(tmp_path, capsys):
+    recipe, root = tiny_recipe(tmp_path, rounds=1), tmp_path / "run"
+    assert main(["run", str(recipe), "--run-dir", str(root)]) == 0
+    r1 = root / "rounds" / "01"
+    evaluation = (r1 / "eval.json").read_text()
+    for damaged in (r1 / "curated" / "_SUCCESS.json", r1 / "eval.json", r1 / "plan.json"):
+        damaged.write_text(damaged.read_text()[:20])
+    capsys.readouterr()
+    assert main(["run", str(recipe), "--run-dir", str(root), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "curated: its _SUCCESS.json cannot be read; redoing it" in err
+    assert "eval.json: unreadable or of another student; evaluating again" in err
+    assert json.loads((r1 / "eval.json").read_text())["macro"] == json.loads(evaluation)["macro"]
+    (root / "manifest.json").write_text('{"rounds": ')
+    assert main(["run", str(recipe), "--run-dir", str(root), "--resume"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"synthloop: error: {root / 'manifest.json'} is damaged (Expecting value: line 1 column 12 (char 11)); "
+        f"restore it, or start a new --run-dir with --cache {root}/cache/responses.sqlite to reuse the answers "
+        "already paid for"
+    )

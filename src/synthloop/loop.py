@@ -268,8 +268,8 @@ def student_line(recipe: Recipe) -> str:
 
 def plan_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     path = rdir / "plan.json"
-    if path.exists():
-        return read_json(path)
+    if "counts" in (plan := read_json_or_empty(path)):  # a damaged plan is made again: it derives from eval.json
+        return plan
     previous = read_json(loop.run.round(number - 1) / "eval.json")["per_skill"] if number > 1 else None
     policy = loop.recipe.allocation
     shares = allocate(list(loop.skills), previous, policy.policy, policy.floor, policy.sharpness)
@@ -343,7 +343,12 @@ def record_maker(loop: Loop, number: int) -> Callable[[Answered], list[Record]]:
 
 
 def read_json_or_empty(path: Path) -> dict[str, Any]:
-    return read_json(path) if path.exists() else {}
+    """A JSON object, or {} where the file is missing or damaged (then what it said is redone)."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def curation_inputs(loop: Loop, number: int, rdir: Path) -> str:
@@ -363,7 +368,9 @@ def student_current(out: Path, train_ids: str) -> bool:
         return False
     marker = read_json_or_empty(out / MARKER)
     problem = None
-    if marker.get(INPUTS, train_ids) != train_ids:
+    if (out / MARKER).exists() and not marker:
+        problem = f"its {MARKER} cannot be read"
+    elif marker.get(INPUTS, train_ids) != train_ids:
         problem = "trained on rows that have changed since"
     elif FILES in marker:
         problem = files_damage(out, marker[FILES])
@@ -373,7 +380,14 @@ def student_current(out: Path, train_ids: str) -> bool:
 
 
 def eval_current(path: Path, train_ids: str) -> bool:
-    return path.exists() and read_json(path).get(INPUTS, train_ids) == train_ids
+    """An evaluation exists, is readable, and scored the student trained on these rows."""
+    if not path.exists():
+        return False
+    report = read_json_or_empty(path)
+    current = "macro" in report and report.get(INPUTS, train_ids) == train_ids
+    if not current:
+        print(f"synthloop: {path}: unreadable or of another student; evaluating again", file=sys.stderr, flush=True)
+    return current
 
 
 def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:

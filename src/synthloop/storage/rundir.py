@@ -102,7 +102,7 @@ def read_or_write_manifest(
     if resume:
         if not path.exists():
             raise RunDirError(f"nothing to resume in {root}: no manifest.json (start it without --resume)")
-        manifest = read_json(path)
+        manifest = read_manifest(path)
         if manifest.get(key) != identity:
             raise RunDirError(
                 f"{root} belongs to a different {what} (hash {manifest.get(key)}, this one {identity}); "
@@ -110,14 +110,28 @@ def read_or_write_manifest(
             )
         remove_temporaries(root)
         return manifest
-    if root.exists() and any(p.name != LOCK_NAME for p in root.iterdir()):
+    lock_run_dir(root)  # first: a run that started and finished meanwhile is seen below
+    if any(p.name != LOCK_NAME for p in root.iterdir()):
         raise RunDirError(
             f"{root} already exists and is not empty; add --resume to continue it, or choose a new --run-dir"
         )
-    lock_run_dir(root)
     # run_id tags this run's calls in a response cache shared across runs.
     manifest = {"run_id": uuid.uuid4().hex, key: identity, **content}
     write_json(path, manifest)
+    return manifest
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = read_json(path)
+    except (OSError, ValueError) as err:
+        manifest = err
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("rounds", {}), dict):
+        why = f" ({' '.join(str(manifest).split())[:120]})" if isinstance(manifest, Exception) else ""
+        raise RunDirError(
+            f"{path} is damaged{why}; restore it, or start a new --run-dir with --cache {path.parent}/cache/"
+            "responses.sqlite to reuse the answers already paid for"
+        )
     return manifest
 
 

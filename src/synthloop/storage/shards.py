@@ -60,8 +60,9 @@ def is_complete(directory: Path, inputs: str | None = None) -> bool:
     from) was derived from the same rows; if not, say why on stderr (the caller redoes it)."""
     if not (directory / MARKER).exists():
         return False
-    problem = damage(directory)
-    recorded = read_json(directory / MARKER).get(INPUTS)
+    marker = marker_or_none(directory)
+    problem = f"its {MARKER} cannot be read" if marker is None else damage(directory, marker)
+    recorded = marker.get(INPUTS) if marker else None
     if problem is None and inputs is not None and recorded is not None and recorded != inputs:
         problem = "derived from rows that have changed since"
     if problem:
@@ -108,9 +109,17 @@ def shard_digests(directory: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def damage(directory: Path) -> str | None:
+def marker_or_none(directory: Path) -> dict[str, Any] | None:
+    """A directory's marker, or None where it cannot be read (damaged: the directory is redone)."""
+    try:
+        marker = read_json(directory / MARKER)
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def damage(directory: Path, marker: dict[str, Any]) -> str | None:
     """What is wrong with a marked directory's shards, or None."""
-    marker = read_json(directory / MARKER)
     listed = marker.get(SHARDS)
     if listed is None:
         return row_count_damage(directory, marker)
