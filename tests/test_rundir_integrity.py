@@ -393,3 +393,29 @@ def test_damaged_markers_plan_and_eval_are_redone_and_a_damaged_manifest_is_one_
         f"restore it, or start a new --run-dir with --cache {root}/cache/responses.sqlite to reuse the answers "
         "already paid for"
     )
+
+
+def test_a_step_made_from_rows_that_changed_since_is_made_again_even_in_a_later_process(tmp_path, capsys):
+    """A kill between an upstream step's rewrite and its downstream step's leaves the old downstream
+    marked complete: its marker's digest of its inputs tells it apart."""
+    import shutil
+
+    teacher = Teacher(failing=lambda prompt: "beta" in prompt)
+    root = tmp_path / "run"
+    with serve_in_thread(teacher.server.app()) as url:
+        job = write_job(tmp_path / "job.yaml", url, ["alpha", "beta", "gamma"])
+        data = yaml.safe_load(job.read_text())
+        data["steps"].append({"name": "more", "task": "textbook", "from": "book"})
+        job.write_text(yaml.safe_dump(data))
+        assert main(["generate", str(job), "--run-dir", str(root)]) == 0
+        more = root / "steps" / "more"
+        assert len(read_records(more)) == 2  # made from the two calls that did not fail
+        shutil.copytree(more, tmp_path / "old-more")
+        teacher.failing = lambda prompt: False
+        assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 0
+        shutil.rmtree(more)
+        shutil.copytree(tmp_path / "old-more", more)  # as a kill right after `book` was rewritten leaves it
+        capsys.readouterr()
+        assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 0
+    assert "more: derived from rows that have changed since; redoing it" in capsys.readouterr().err
+    assert len(read_records(more)) == 3

@@ -34,7 +34,7 @@ from synthloop.storage.input_files import MAX_FIELD_BYTES, OVERSIZE, InputFileEr
 from synthloop.storage.lock import unlock_run_dir
 from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.rundir import EmptyOutputError, open_manifest
-from synthloop.storage.shards import read_records, reset
+from synthloop.storage.shards import ids_digest, read_records, reset
 from synthloop.tasks.prompted import EVOLUTIONS, PromptTask
 from synthloop.teachers.base import SamplingParams, TeacherRequest
 from synthloop.teachers.engine import Engine
@@ -205,7 +205,12 @@ def run_job(
             by_request = {id(c.request): c for c in calls}
             make = record_maker(job, step, task, engine, by_request)
             requests = [c.request for c in calls]
-            stats = generate(engine, task, requests, make, out, job.shard_size, retry_failed=resume, log=log)
+            # The rows it was made from: a step whose source step changed since (even in an earlier,
+            # killed process) is made again; its unchanged calls come from the cache.
+            inputs = ids_digest(root / "steps" / step.from_step) if step.from_step else None
+            stats = generate(
+                engine, task, requests, make, out, job.shard_size, retry_failed=resume, log=log, inputs=inputs
+            )
             if stats.pop("written"):
                 rewritten.add(step.name)
             metrics["steps"][step.name] = stats

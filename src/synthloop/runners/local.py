@@ -104,13 +104,16 @@ def generate(
     shard_size: int,
     retry_failed: bool = False,
     log: Callable[[str], None] = print,
+    inputs: str | None = None,
 ) -> dict[str, Any]:
     """Answer `requests` into `out_dir/part-*.parquet`; returns the stats. A complete directory is
     skipped, unless `retry_failed` (a resumed step) and some of its calls failed: then it is written
     again, the answers already received coming from the response cache and the failed calls sent
-    again. `written` in the stats says whether the directory was (re)written now."""
+    again. `written` in the stats says whether the directory was (re)written now. `inputs`: the digest
+    of the rows the requests were made from (a step fed by an earlier one), recorded in the marker: a
+    directory made from other rows is redone."""
     marked = (out_dir / MARKER).exists()
-    complete = is_complete(out_dir)
+    complete = is_complete(out_dir, inputs)
     damaged = marked and not complete  # finished once, damaged since: its answers should all be cached
     if complete:
         stats = read_marker(out_dir)
@@ -131,7 +134,7 @@ def generate(
     rows = [row for entry in answered for row in make_records(entry)]
     write_records(out_dir, rows, shard_size)
     stats |= {"requests": len(requests), "rows": len(rows), "seconds": stats["calls"]["seconds"]}
-    mark_complete(out_dir, stats)
+    mark_complete(out_dir, stats, inputs)
     return stats | {"written": True}
 
 
