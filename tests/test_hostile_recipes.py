@@ -247,3 +247,25 @@ def test_a_dry_run_leaves_an_empty_cache_file_as_it_was(tmp_path, monkeypatch, c
     assert "0 already cached" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sqlite", "recipe.yaml"]
     assert (tmp_path / "empty.sqlite").read_bytes() == b""
+
+
+def test_a_key_pasted_as_api_key_env_is_refused_without_repeating_it(tmp_path, monkeypatch, capsys):
+    """Left to run, the key would sit in manifest.json and in the 'variable not set' error."""
+    monkeypatch.chdir(tmp_path)
+    key = "sk-live-0123456789abcdef"
+    teacher = {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1", "api_key_env": key}
+    (tmp_path / "recipe.yaml").write_text(tiny(teacher=teacher))
+    for args in (["run", "recipe.yaml"], ["run", "recipe.yaml", "--dry-run"]):
+        assert main(args) == 2
+        captured = capsys.readouterr()
+        assert "teacher.api_key_env: must be the name of an environment variable" in captured.err
+        assert key not in captured.err + captured.out and "\n" not in captured.err.strip()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.yaml"]
+
+
+def test_a_megabyte_model_name_is_refused_in_a_short_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipe.yaml").write_text(tiny(teacher={"model": "m" * 1_000_000}))
+    assert main(["run", "recipe.yaml", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "teacher.model: String should have at most 1000 characters" in err and len(err) < 300, err[:300]

@@ -61,6 +61,19 @@ def check_name(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(check_name)]
 Seed = Annotated[int, Field(ge=0, lt=2**32)]  # torch and numpy refuse others, and only after data was written
+Text = Annotated[str, Field(min_length=1, max_length=1000)]  # a model name, a URL, a device: never a megabyte
+FilePath = Annotated[str, Field(min_length=1, max_length=4096)]  # PATH_MAX
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,199}")
+NEVER_ECHOED = ("api_key_env",)  # an error about these keys does not repeat the value: it may be a pasted key
+
+
+def check_env_name(value: str) -> str:
+    if not ENV_NAME.fullmatch(value):
+        raise ValueError(
+            "must be the name of an environment variable (letters, digits, '_'), never the key itself; "
+            "export the key in a variable and name that variable here"
+        )
+    return value
 
 
 def read_yaml_file(path: Path, what: str) -> Any:
@@ -168,7 +181,7 @@ class EngineFields(Strict):
 
 class OracleTeacherConfig(EngineFields):
     backend: Literal["oracle"] = "oracle"
-    model: str = Field("skills-reference", description="model name recorded on every row")
+    model: Text = Field("skills-reference", description="model name recorded on every row")
     noise: float = Field(
         0.0, ge=0.0, le=1.0, description="share of answers deliberately corrupted, so verification has errors to catch"
     )
@@ -176,12 +189,12 @@ class OracleTeacherConfig(EngineFields):
 
 class OpenAITeacherConfig(EngineFields):
     backend: Literal["openai"]
-    model: str = Field(description="model name the server serves (as in GET /v1/models)")
-    base_url: str = Field(description="the server's OpenAI-compatible root, e.g. http://localhost:8000/v1")
+    model: Text = Field(description="model name the server serves (as in GET /v1/models)")
+    base_url: Text = Field(description="the server's OpenAI-compatible root, e.g. http://localhost:8000/v1")
     max_reply_bytes: StrictInt = Field(
         8 * 2**20, ge=1024, le=2**30, description="a reply larger than this, decompressed, is a failed call"
     )
-    api_key_env: str | None = Field(
+    api_key_env: Annotated[str, AfterValidator(check_env_name)] | None = Field(
         None, description="name of the environment variable holding the API key (never the key itself)"
     )
     endpoint: Literal["chat", "completions"] = Field("chat", description="chat/completions or legacy completions")
@@ -193,8 +206,8 @@ class OpenAITeacherConfig(EngineFields):
 
 class TransformersTeacherConfig(EngineFields):
     backend: Literal["transformers"]
-    model: str = Field(description="Hugging Face model id (already in the local cache) or a local path")
-    device: str = Field("auto", description="auto (CUDA, then MPS, then CPU), or e.g. cpu, cuda:0")
+    model: FilePath = Field(description="Hugging Face model id (already in the local cache) or a local path")
+    device: Text = Field("auto", description="auto (CUDA, then MPS, then CPU), or e.g. cpu, cuda:0")
     batch_size: StrictInt = Field(16, ge=1, le=65_536, description="requests generated together")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
@@ -271,7 +284,7 @@ class DecontaminateConfig(Strict):
     n: StrictInt = Field(8, ge=8, le=13, description="word n-gram length compared with eval items")
     min_coverage: float = Field(0.8, gt=0.0, le=1.0, description="share of an eval item a row must cover to match")
     field: TextFieldName = Field("all", description="text of the row compared: question, answer or all")
-    eval_sets: list[str] = Field(
+    eval_sets: list[FilePath] = Field(
         default_factory=list, description="JSONL or Parquet files of evaluation items (besides the run's own probes)"
     )
 
@@ -316,13 +329,13 @@ class CodeVerifyConfig(Strict):
 
 
 class RewardModelConfig(Strict):
-    path: str = Field(description="folder of a saved Hugging Face sequence-classification model")
+    path: FilePath = Field(description="folder of a saved Hugging Face sequence-classification model")
     threshold: float = Field(0.0, description="reject rows scoring below this")
     batch_size: StrictInt = Field(16, ge=1, le=65_536)
     max_length: StrictInt = Field(
         512, ge=8, le=1_000_000, description="tokens per (question, answer); longer inputs are cut"
     )
-    device: str = Field("cpu", description="cpu, cuda:0, ...")
+    device: Text = Field("cpu", description="cpu, cuda:0, ...")
 
 
 class JudgeConfig(Strict):
@@ -387,7 +400,9 @@ def section(value: Any) -> Any:
 
 
 class GoldenConfig(Strict):
-    path: str | None = Field(None, description="JSONL or Parquet of human examples; empty: embedded reference items")
+    path: FilePath | None = Field(
+        None, description="JSONL or Parquet of human examples; empty: embedded reference items"
+    )
     size: StrictInt = Field(
         400,
         ge=0,
@@ -444,7 +459,7 @@ class TrainConfig(Strict):
 
 
 class StudentConfig(Strict):
-    base: str = Field(
+    base: FilePath = Field(
         "scratch",
         description="'scratch' builds a tiny model (architecture); otherwise a local model folder or an HF model id "
         "already in the local cache (checked before anything is generated)",
@@ -608,7 +623,10 @@ def describe(error: dict[str, Any], root: type[BaseModel] | None = None) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if not error["loc"] or isinstance(error.get("input"), dict):
         return f"{path}: {message}"  # a check across keys: the whole mapping would not help
-    return f"{path}: {message} (got {error.get('input')!r})"
+    if error["loc"][-1] in NEVER_ECHOED:
+        return f"{path}: {message}"
+    shown = repr(error.get("input"))
+    return f"{path}: {message} (got {shown if len(shown) <= 80 else shown[:60] + '...'})"
 
 
 def walk(root: type[BaseModel], loc: list[str]) -> tuple[list[str], Any]:
