@@ -269,3 +269,21 @@ def test_a_megabyte_model_name_is_refused_in_a_short_line(tmp_path, monkeypatch,
     assert main(["run", "recipe.yaml", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert "teacher.model: String should have at most 1000 characters" in err and len(err) < 300, err[:300]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_recipe_or_job_that_is_not_a_regular_file_is_refused_without_reading(kind, tmp_path, monkeypatch, capsys):
+    """A fifo nobody writes to would block the read forever."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "recipe.yaml"
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    commands = {
+        "recipe": (["run", "recipe.yaml", "--dry-run"], ["curate", "x", "--recipe", "recipe.yaml", "--out", "o"]),
+        "job": (["generate", "recipe.yaml"],),
+    }
+    for what, argvs in commands.items():
+        for args in argvs:
+            assert main(args) == 2
+            err = capsys.readouterr().err.strip()
+            assert err.endswith(f"recipe.yaml: not a regular file; a {what} is a YAML text file"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.yaml"]

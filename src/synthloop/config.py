@@ -79,11 +79,17 @@ def check_env_name(value: str) -> str:
 def read_yaml_file(path: Path, what: str) -> Any:
     """A recipe or job file, loaded with bounds: its size, UTF-8 text, nesting depth and the number of
     values once aliases are expanded, so a hostile file fails with one line instead of a hang."""
-    if not path.is_file():
+    if not path.exists():
         raise RecipeError(f"{what} file not found: {path}")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise RecipeError(f"{path}: {path.stat().st_size} bytes; a {what} file is at most {MAX_FILE_BYTES} bytes")
-    raw = path.read_bytes()
+    if not path.is_file():  # a folder, a fifo or a device would hang or never end
+        raise RecipeError(f"{path}: not a regular file; a {what} is a YAML text file")
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)  # never trust st_size alone (/proc files say 0)
+    except OSError as err:
+        raise RecipeError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise RecipeError(f"{path}: over {MAX_FILE_BYTES} bytes; a {what} file is at most {MAX_FILE_BYTES} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
