@@ -49,3 +49,10 @@ def test_a_key_merged_in_may_be_overridden_but_not_written_twice():
     assert recipe.teacher.noise == 0.3
     with pytest.raises(RecipeError, match="key 'noise' appears twice"):
         parse_recipe(BASE + "teacher: {backend: oracle, noise: 0.1, noise: 0.3}\n", "r.yaml")
+
+
+def test_an_integer_is_a_valid_float_and_a_date_is_not_a_name():
+    recipe = parse_recipe(BASE + "generation: {temperature: 1}\nallocation: {sharpness: 3}\n", "r.yaml")
+    assert recipe.generation.temperature == 1.0 and isinstance(recipe.generation.temperature, float)
+    with pytest.raises(RecipeError, match=r"name: Input should be a valid string \(got datetime.date\(2024, 1, 1\)\)"):
+        parse_recipe("name: 2024-01-01\nskills: {addition: {}}\n", "r.yaml")

@@ -103,7 +103,11 @@ def test_an_oversized_recipe_file_is_refused(tmp_path, capsys):
     ("step", "expected"),
     [({"name": "../out", "task": "textbook", "inputs": ["a"]}, "name: must be"),
      ({"name": "s", "task": "textbook", "inputs": ["a"], "samples": 10**9}, "samples"),
-     ({"name": "s", "task": "textbook", "inputs": ["a"], "samples": True}, "samples")],
+     ({"name": "s", "task": "textbook", "inputs": ["a"], "samples": True}, "samples"),
+     ({"name": "/abs", "task": "textbook", "inputs": ["a"]}, "name: must be"),
+     ({"name": "s", "task": "textbook", "inputs": ["a"], "limit": 2.5}, "limit"),
+     ({"name": "s", "task": "textbook", "inputs": ["a"], "temperature": True}, "temperature"),
+     ({"name": "s", "task": "textbook", "inputs": ["a"], "repair": "no"}, "repair")],
 )  # fmt: skip
 def test_hostile_job_steps_are_refused(step, expected, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
