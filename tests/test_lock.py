@@ -100,3 +100,49 @@ def test_curate_into_a_directory_a_run_holds_refuses_naming_it_and_writes_nothin
     assert sorted(p.name for p in root.iterdir()) == [".lock", "manifest.json"]  # the holder's, untouched
     assert main(["curate", str(rows), "--out", str(root)]) == 0  # the holder gone, it goes ahead
     assert (root / "curated").is_dir() and not (root / ".lock").exists()
+
+
+def test_a_running_generate_and_a_resume_of_it_never_both_run(tmp_path, capsys):
+    """The issue's case, for real: `synthloop generate` running in another process; `--resume` on its
+    directory refuses at once naming it, and no call is paid twice."""
+    import time
+
+    server = SimulatedServer(max_concurrent=1, seconds_per_token=0.02, output_tokens=20)  # 0.4 s a call
+    root = tmp_path / "run"
+    with serve_in_thread(server.app()) as url:
+        job = tmp_path / "job.yaml"
+        teacher = f"{{backend: openai, model: simulated, base_url: '{url}/v1'}}"
+        inputs = ", ".join(f"subject {i}" for i in range(10))
+        job.write_text(f"name: j\nteacher: {teacher}\nsteps:\n  - {{name: s, task: textbook, inputs: [{inputs}]}}\n")
+        cmd = [sys.executable, "-m", "synthloop.cli.main", "generate", str(job), "--run-dir", str(root)]
+        running = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            for _ in range(600):  # until it holds the lock (it imports, checks the teacher, then opens the run)
+                if (root / ".lock").exists() and (root / "manifest.json").exists():
+                    break
+                time.sleep(0.05)
+            assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 2
+            err = capsys.readouterr().err
+            assert f"in use by process {running.pid} on " in err and "generate" in err and "since" in err
+        finally:
+            assert running.wait(timeout=120) == 0, running.stderr.read()[-2000:]
+    assert len(server.completed) == 10 and set(server.completed.values()) == {1}  # every call paid once
+
+
+def test_the_holder_is_named_before_any_check_reaches_the_teacher(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: the teacher check would fail on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    job = tmp_path / "job.yaml"
+    teacher = f"{{backend: openai, model: m, base_url: 'http://127.0.0.1:{port}/v1'}}"
+    job.write_text(f"name: j\nteacher: {teacher}\nsteps:\n  - {{name: s, task: textbook, inputs: [a]}}\n")
+    root = tmp_path / "run"
+    holder = hold(root, lock_only=True)
+    try:
+        assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 2
+        assert f"in use by process {holder.pid}" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()

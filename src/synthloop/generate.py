@@ -31,7 +31,7 @@ from synthloop.registry import TASKS
 from synthloop.runners.local import Answered, generate, usage_fields
 from synthloop.storage.atomic import write_json
 from synthloop.storage.input_files import MAX_FIELD_BYTES, OVERSIZE, InputFileError, read_jsonl_rows, read_text_lines
-from synthloop.storage.lock import unlock_run_dir
+from synthloop.storage.lock import holding_run_dir, unlock_run_dir
 from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.rundir import EmptyOutputError, open_manifest
 from synthloop.storage.shards import ids_digest, read_records, reset
@@ -188,6 +188,11 @@ def run_job(
     job: GenerateJob, root: Path, base: Path, resume: bool = False, log=print, cache_path: Path | None = None
 ) -> dict[str, Any]:
     """Run every step of `job` in `root` (`base`: where relative input files are found); returns metrics."""
+    with holding_run_dir(root):  # a live job in it is named before anything is checked or paid for
+        return run_steps(job, root, base, resume, log, cache_path)
+
+
+def run_steps(job: GenerateJob, root: Path, base: Path, resume: bool, log, cache_path: Path | None) -> dict[str, Any]:
     teacher = make_teacher(job.teacher, job.seed)
     check_teacher(teacher)  # unreachable server, unknown model: fail before anything is written
     manifest = open_manifest(root, "job", job.hash(), {"job": job.model_dump(mode="json", by_alias=True)}, resume)

@@ -14,6 +14,8 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from synthloop.storage.rundir import RunDirError
@@ -50,6 +52,18 @@ def lock_run_dir(root: Path) -> None:
             "since": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
     os.pwrite(fd, json.dumps(info).encode(), 0)
     _held[key] = fd
+
+
+@contextmanager
+def holding_run_dir(root: Path) -> Iterator[None]:
+    """Hold an existing `root`'s lock for the block, so a live process in it is named at once, before
+    any preflight check or teacher call (a new directory is locked when it is made)."""
+    if root.is_dir():
+        lock_run_dir(root)
+    try:
+        yield
+    finally:
+        unlock_run_dir(root)
 
 
 def describe(content: bytes) -> str:
