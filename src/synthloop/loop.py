@@ -32,7 +32,7 @@ from synthloop.reports.html import write_report
 from synthloop.runners.local import Answered, generate, usage_fields
 from synthloop.skills.base import Problem, Skill
 from synthloop.storage.atomic import read_json, replace_dir, write_json
-from synthloop.storage.lock import holding_run_dir, unlock_run_dir
+from synthloop.storage.lock import unlock_run_dir
 from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.rundir import EmptyOutputError, RunDir, open_run, set_round_status
 from synthloop.storage.shards import (
@@ -86,11 +86,6 @@ def run_loop(
     recipe: Recipe, root: Path, resume: bool = False, log: Log = print, cache_path: Path | None = None
 ) -> RunDir:
     """Run (or resume) every round of `recipe` in `root`. `cache_path` shares a response cache across runs."""
-    with holding_run_dir(root):  # a live run in it is named before anything is checked or paid for
-        return run_rounds(recipe, root, resume, log, cache_path)
-
-
-def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: Path | None) -> RunDir:
     setup_torch(recipe)
     skills = {name: SKILLS.get(name) for name in recipe.skills}
     difficulty = {name: spec.difficulty for name, spec in recipe.skills.items()}
