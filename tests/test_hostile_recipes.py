@@ -291,3 +291,24 @@ def test_a_recipe_or_job_that_is_not_a_regular_file_is_refused_without_reading(k
             err = capsys.readouterr().err.strip()
             assert err.endswith(f"recipe.yaml: not a regular file; a {what} is a YAML text file"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.yaml"]
+
+
+def test_a_job_step_that_could_make_too_many_calls_is_refused_before_any(tmp_path, monkeypatch, capsys):
+    """Each bound alone is legal (1,000 samples, any number of input lines, 100 items a call); the product of
+    a chain of steps is what a dry run would have to enumerate."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "subjects.txt").write_text("".join(f"subject {i}\n" for i in range(20_000)))
+    steps = [{"name": "tree", "task": "topics", "inputs_file": "subjects.txt", "count": 100},
+             {"name": "book", "task": "textbook", "from": "tree", "samples": 10}]  # fmt: skip
+    job = {"name": "job", "teacher": {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
+           "steps": steps}  # fmt: skip
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    for args in (["generate", "job.yaml", "--dry-run"], ["generate", "job.yaml"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert "step 'book' could make 20,000,000 calls (2,000,000 inputs x 10 each)" in err and "\n" not in err, err
+    steps[1]["limit"] = 100_000  # the way out the error names
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    assert main(["generate", "job.yaml", "--dry-run"]) == 0
+    assert "step book (textbook): (inputs estimated)" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.yaml", "subjects.txt"]

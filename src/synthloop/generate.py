@@ -42,6 +42,7 @@ from synthloop.teachers.estimate import estimate
 from synthloop.teachers.factory import check_teacher, engine_settings, make_teacher
 from synthloop.teachers.progress import Progress
 
+MAX_STEP_CALLS = 10_000_000  # inputs x samples of one step; more is a mistake (and would hang even --dry-run)
 PROMPT_TASKS = ("topics", "textbook", "exercises", "self_instruct", "evol_instruct", "refusal", "misinformation")
 
 
@@ -128,9 +129,21 @@ def load_job(path: str | Path) -> GenerateJob:
     except ValidationError as err:
         raise RecipeError(f"{path}: {describe(first_error(err), GenerateJob)}") from None
     base = path.parent
+    rows: dict[str, int] = {}  # most rows each step can make, to bound the next one
     for step in job.steps:  # input files are read now, so a bad one fails before any call
         if step.inputs_file is not None:
-            read_inputs(base / step.inputs_file, TASKS.get(step.task).input_field)
+            inputs = len(read_inputs(base / step.inputs_file, TASKS.get(step.task).input_field))
+        else:
+            inputs = len(step.inputs) if step.inputs is not None else rows[step.from_step or ""]
+        inputs = min(inputs, step.limit or inputs)
+        per_input = step.samples * (len(step.operations) if step.task == "evol_instruct" else 1)
+        calls = inputs * per_input
+        if calls > MAX_STEP_CALLS:
+            raise RecipeError(
+                f"{path}: step {step.name!r} could make {calls:,} calls ({inputs:,} inputs x {per_input} each); "
+                f"a step makes at most {MAX_STEP_CALLS:,}: set its limit, or fewer samples or operations"
+            )
+        rows[step.name] = calls * (step.count if TASKS.get(step.task).list_key else 1)
     return job
 
 
