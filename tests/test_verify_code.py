@@ -3,6 +3,8 @@ below made wrong code "pass" when the tests ran in the code's own process; now e
 The separate-process design holds at every layer; only the namespace layers keep the code from
 reaching the testing process through /proc, so that attack runs there."""
 
+import os
+
 import pytest
 
 from synthloop.curation.sandbox import SandboxLimits, available_isolation
@@ -10,6 +12,7 @@ from synthloop.curation.verify_code import VerifyCode, run_tests
 from synthloop.records import Record
 
 LEVELS = available_isolation()
+ROOT = os.geteuid() == 0
 LIMITS = SandboxLimits(wall_s=5.0, cpu_s=2, memory_mb=256)
 TESTS = "assert add(1, 2) == 3\nassert add(2, 2) == 4\n"
 
@@ -112,6 +115,33 @@ def add(a, b):
     return 0
 """
     assert not run_tests(code, TESTS, LIMITS, level).ok
+
+
+def test_the_code_cannot_read_the_tests_to_hard_code_their_answers(level):
+    """The tests were a file in a folder anyone could pass through: wrong code read the expected values
+    from it (at every layer but bubblewrap's, which hides the host's /tmp) and passed."""
+    if level == "none" and not ROOT:
+        pytest.skip("without namespaces, as our own user, the code may read the testing process's descriptors")
+    code = """
+import glob, os, re, stat
+table = {}
+places = glob.glob('/tmp/synthloop-sandbox-*/prog/*')  # where the tests were (a folder one may pass through)
+places += glob.glob('/dev/shm/*')
+places += [f'/proc/{p}/fd/{fd}' for p in os.listdir('/proc') if p.isdigit() for fd in range(32)]
+for path in places:
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would block
+            continue
+        with open(path, errors='replace') as f:
+            text = f.read(1_000_000)
+    except (OSError, ValueError):
+        continue
+    for a, b, want in re.findall(r'add\\((\\d+), (\\d+)\\) == (\\d+)', text):
+        table[(int(a), int(b))] = int(want)
+def add(a, b):
+    return table.get((a, b), 0)
+"""
+    assert not run_tests(code, "assert add(17, 25) == 42\nassert add(2, 2) == 4\n", LIMITS, level).ok
 
 
 def test_correct_code_passes_with_the_tests_users_write(level):

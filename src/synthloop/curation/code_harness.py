@@ -3,6 +3,8 @@
 `serve SOLUTION IN OUT`: runs the candidate solution, then answers calls into it over two pipes.
 `test TESTS IN OUT RESULT`: runs the tests with every top-level name of the solution bound to a proxy
 that calls into the serving process, and writes PASS on its own result pipe after the last test line.
+Every argument is a descriptor the parent opened: the solution and the tests come in through in-memory
+files with no path, so the code cannot read the tests (and hard-code their answers) or change them.
 
 The candidate's code never runs in the testing process, so nothing it does (ending its process early,
 `SystemExit`, patching the harness, tracing, printing what a pass looks like) can reach the verdict.
@@ -105,7 +107,7 @@ class Channel:
 # --- the serving side: runs the candidate ---
 
 
-def serve(solution_path, read_fd, write_fd):
+def serve(solution_fd, read_fd, write_fd):
     channel, objects, handles = Channel(read_fd, write_fd), {}, {}
 
     def handle_of(value):
@@ -126,7 +128,7 @@ def serve(solution_path, read_fd, write_fd):
             return {"raised": [kind.__name__, str(error)[:2000]]}
 
     namespace = {"__name__": "solution", "__builtins__": builtins}
-    with open(solution_path, encoding="utf-8") as source:
+    with os.fdopen(solution_fd, encoding="utf-8") as source:
         code = source.read()
     loaded = reply(lambda: exec(compile(code, "solution.py", "exec"), namespace))
     if "raised" in loaded:
@@ -289,7 +291,7 @@ class Client:
                 mine.update(theirs)
 
 
-def test(tests_path, read_fd, write_fd, result_fd):
+def test(tests_fd, read_fd, write_fd, result_fd):
     client = Client(Channel(read_fd, write_fd))
     try:
         names = client.result(client.channel.receive())
@@ -312,7 +314,7 @@ def test(tests_path, read_fd, write_fd, result_fd):
     main.__dict__.update({**names, "__name__": "__main__", "__builtins__": builtins})
     sys.modules["__main__"] = main
     namespace = main.__dict__
-    with open(tests_path, encoding="utf-8") as source:
+    with os.fdopen(tests_fd, encoding="utf-8") as source:
         code = compile(source.read(), "tests.py", "exec")
     shadowed = sorted(set(names) & set(vars(builtins)) & names_used(code))
     if shadowed:  # `abs`, `sorted`... redefined: the tests would check the solution against itself
@@ -337,5 +339,5 @@ def names_used(code):
 
 
 if __name__ == "__main__":
-    role, path, *fds = sys.argv[1:]
-    sys.exit((serve if role == "serve" else test)(path, *map(int, fds)))
+    role, *fds = sys.argv[1:]
+    sys.exit((serve if role == "serve" else test)(*map(int, fds)))

@@ -1,8 +1,10 @@
-"""Generated Python code verified by running it against its tests in the sandbox. A row's `answer` is
-the code; its `reference_answer` holds the tests (plain `assert` lines, or any script that ends cleanly
-on success). The code and the tests run in two sandboxes joined by pipes (`code_harness.py`): the
-tests call into the code, and the verdict comes from the testing process's own pipe, which the code
-cannot reach. Runs go through a thread pool: the waiting happens in child processes, not in Python."""
+"""Generated Python code verified by running it against its tests in the sandbox. A row's `answer` is the
+code; its `reference_answer` holds the tests (plain `assert` lines, or any script that ends cleanly on
+success). The code and the tests run in two sandboxes joined by pipes (`code_harness.py`): the tests
+call into the code, and the verdict comes from the testing process's own pipe, which the code cannot
+reach. Each reads its input through an in-memory descriptor that no path leads to: the code can neither
+read the tests (to hard-code their answers) nor change them. Runs go through a thread pool: the waiting
+happens in child processes, not in Python."""
 
 from __future__ import annotations
 
@@ -41,14 +43,19 @@ def run_tests(
     start = time.perf_counter()
     harness = HARNESS.read_text(encoding="utf-8")
     with Box.create() as code_box, Box.create() as tests_box:
-        code_args = [str(code_box.add("harness.py", harness)), "serve", str(code_box.add("solution.py", code))]
-        tests_args = [str(tests_box.add("harness.py", harness)), "test", str(tests_box.add("tests.py", tests))]
         to_code, to_tests, verdict = os.pipe(), os.pipe(), os.pipe()
+        # each process reads the harness on stdin and its input through a descriptor: no path to them
+        inputs = code_harness, code_in, tests_harness, tests_in = [
+            in_memory(t) for t in (harness, code, harness, tests)
+        ]
+        plan = [
+            ("serve", code_box, code_harness, (code_in, to_code[0], to_tests[1])),
+            ("test", tests_box, tests_harness, (tests_in, to_tests[0], to_code[1], verdict[1])),
+        ]
         children: list[Child] = []
         try:
-            code_fds, tests_fds = (to_code[0], to_tests[1]), (to_tests[0], to_code[1], verdict[1])
-            for args, box, fds in ((code_args, code_box, code_fds), (tests_args, tests_box, tests_fds)):
-                children.append(launch([*args, *map(str, fds)], box, limits, isolation, pass_fds=fds))
+            for role, box, stdin, fds in plan:
+                children.append(launch(["-", role, *map(str, fds)], box, limits, isolation, stdin, pass_fds=fds))
         except BaseException:
             for child in children:
                 child.kill()
@@ -56,7 +63,7 @@ def run_tests(
             os.close(verdict[0])
             raise
         finally:
-            for fd in (*to_code, *to_tests, verdict[1]):
+            for fd in (*inputs, *to_code, *to_tests, verdict[1]):
                 os.close(fd)
         server, tester = children
         said = Capture(verdict[0], len(PASS) + 1)
@@ -75,6 +82,16 @@ def run_tests(
         last = (stderr.strip().splitlines() or [""])[-1]
         reason = "failed" if last.startswith("AssertionError") else failure_reason(1, stderr, False)
     return SandboxResult(False, reason, result.exit_code, result.stdout, stderr, result.seconds, isolation)
+
+
+def in_memory(text: str) -> int:
+    """A descriptor on an in-memory copy of `text` that no path leads to, read from its start."""
+    fd = os.memfd_create("synthloop-input")  # Linux, as the sandbox itself
+    view = memoryview(text.encode("utf-8", "replace"))
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 class VerifyCode:
