@@ -56,3 +56,10 @@ def test_an_integer_is_a_valid_float_and_a_date_is_not_a_name():
     assert recipe.generation.temperature == 1.0 and isinstance(recipe.generation.temperature, float)
     with pytest.raises(RecipeError, match=r"name: Input should be a valid string \(got datetime.date\(2024, 1, 1\)\)"):
         parse_recipe("name: 2024-01-01\nskills: {addition: {}}\n", "r.yaml")
+
+
+def test_scientific_notation_is_a_number_as_in_yaml_1_2_but_quoted_it_is_text():
+    recipe = parse_recipe(BASE + "student: {train: {learning_rate: 1e-3, weight_decay: 1E-2}}\n", "r.yaml")
+    assert recipe.student.train.learning_rate == 0.001 and recipe.student.train.weight_decay == 0.01
+    with pytest.raises(RecipeError, match="student.train.learning_rate: Input should be a valid number"):
+        parse_recipe(BASE + "student: {train: {learning_rate: '1e-3'}}\n", "r.yaml")

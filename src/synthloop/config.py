@@ -118,6 +118,13 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# YAML 1.1 (PyYAML) reads `1e-3` as a string: it needs a dot. Read it as YAML 1.2 and JSON do, a number,
+# or strict validation would refuse `learning_rate: 1e-3` ("1e-3" in quotes stays text and is refused).
+UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
 def parse_yaml(text: str, origin: str) -> Any:
     try:
         data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader
