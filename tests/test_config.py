@@ -61,5 +61,5 @@ def test_an_integer_is_a_valid_float_and_a_date_is_not_a_name():
 def test_scientific_notation_is_a_number_as_in_yaml_1_2_but_quoted_it_is_text():
     recipe = parse_recipe(BASE + "student: {train: {learning_rate: 1e-3, weight_decay: 1E-2}}\n", "r.yaml")
     assert recipe.student.train.learning_rate == 0.001 and recipe.student.train.weight_decay == 0.01
-    with pytest.raises(RecipeError, match="student.train.learning_rate: Input should be a valid number"):
+    with pytest.raises(RecipeError, match=r"student\.train\.learning_rate: Input should be a valid number"):
         parse_recipe(BASE + "student: {train: {learning_rate: '1e-3'}}\n", "r.yaml")
