@@ -360,6 +360,30 @@ def test_the_writable_places_are_small_and_in_memory_not_the_hosts(place):
     assert not result.ok and "No space left on device" in result.stderr
 
 
+@needs_bwrap
+def test_no_other_writable_mount_is_unbounded():
+    """bwrap's /dev and the tmpfs that hide /home, /root, /run... had no size: the code filled them with
+    host memory past disk_mb. Every directory mount the sandbox sees is tried."""
+    code = """
+import os
+points = {line.split()[4] for line in open('/proc/self/mountinfo')} | {'.'}
+for point in sorted(p for p in points if os.path.isdir(p) and not p.startswith(('/proc', '/sys'))):
+    n = 0
+    try:
+        while n < 12:
+            with open(os.path.join(point, f'fill{n}'), 'wb') as f:
+                f.write(b'x' * 2**20)
+            n += 1
+    except OSError:
+        pass
+    print(point, n)
+"""
+    result = run_python(code, limits=SandboxLimits(wall_s=20, cpu_s=10, file_mb=2, disk_mb=4), isolation="bwrap")
+    written = dict(line.rsplit(" ", 1) for line in result.stdout.splitlines())
+    assert result.ok and {"/tmp", "/dev/shm", "/dev", "."} <= set(written), result.stdout + result.stderr
+    assert {point: int(n) for point, n in written.items() if int(n) > 4} == {}
+
+
 @pytest.mark.skipif(not ROOT, reason="only root can give each sandbox its own user")
 def test_a_fork_bomb_in_one_sandbox_does_not_starve_the_others(level):
     from concurrent.futures import ThreadPoolExecutor

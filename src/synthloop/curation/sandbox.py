@@ -428,13 +428,17 @@ def wrap(command: list[str], isolation: str, box: Box, limits: SandboxLimits) ->
         # and nothing is written to the host's disk
         size = str(limits.disk_mb * 2**20)
         private = [arg for path in ("/tmp", "/dev/shm", str(box.work)) for arg in ("--size", size, "--tmpfs", path)]
-        hide = [arg for path in HIDDEN if os.path.isdir(path) for arg in ("--tmpfs", path)]
+        hidden = [path for path in HIDDEN if os.path.isdir(path)]
+        hide = [arg for path in hidden for arg in ("--tmpfs", path)]
         # the interpreter may live under a hidden folder (a virtual environment in a home directory)
         keep = [arg for path in interpreter_dirs() for arg in ("--ro-bind", path, path)]
+        # the other tmpfs (bwrap's /dev, the hiding ones) have no size: read-only once set up (not their
+        # submounts: /dev/shm stays the sized one)
+        sealed = [arg for path in [*hidden, "/dev"] for arg in ("--remount-ro", path)]
         return [
             "bwrap", *bwrap_options(), *hide, *keep, "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "LANG", "C.UTF-8", "--setenv", "HOME", str(box.work),
-            *private, "--ro-bind", str(box.prog), str(box.prog), "--chdir", str(box.work), "--", *command,
+            *private, "--ro-bind", str(box.prog), str(box.prog), *sealed, "--chdir", str(box.work), "--", *command,
         ]  # fmt: skip
     if isolation == "unshare":
         return [*unshare_options(), "--", *command]
