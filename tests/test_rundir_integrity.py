@@ -172,7 +172,7 @@ def test_a_damaged_finished_round_is_redone_from_the_cache_and_stays_done(tmp_pa
     assert main(["run", str(recipe), "--run-dir", str(root), "--resume"]) == 0
     out, err = capsys.readouterr()
     assert "generated: part-00001.parquet missing (" in err and "redoing it" in err
-    assert "round 1: finished earlier but damaged" in out and "round 2: already done, skipped" in out
+    assert "round 1: finished earlier, but part of it is damaged" in out and "round 2: already done, skipped" in out
     assert {d: [r.id for r in read_records(r1 / d)] for d in ids} == ids
     assert (r1 / "student" / "model.safetensors").stat().st_mtime_ns == student  # not trained again
     assert (r1 / "eval.json").read_bytes() == evaluation and ledger_calls(root) == calls
@@ -317,7 +317,8 @@ def test_a_full_disk_while_writing_a_shard_names_it_and_resume_gives_the_run_an_
 
 def test_a_finished_round_that_comes_out_different_when_redone_redoes_the_rounds_after_it(tmp_path, capsys):
     """Round 1 finished with failed calls; its damaged shard is redone once the teacher is healthy, so its
-    rows change: round 2 was planned and trained from the old round 1, so it is redone too."""
+    rows change: round 2 was curated against (accumulate) and trained on top of the old round 1, so that
+    is redone too; its generated rows, made from an unchanged plan, stay as they were."""
 
     def answer(prompt):
         return f"Work it out one step at a time for this problem.\n#### {len(prompt) % 97}"
@@ -341,11 +342,12 @@ def test_a_finished_round_that_comes_out_different_when_redone_redoes_the_rounds
                 break
         capsys.readouterr()
         assert main(["run", str(recipe), "--run-dir", str(root), "--resume"]) == 0
-    out = capsys.readouterr().out
-    assert "round 1: came out different when redone; rounds [2] will be redone from it" in out
-    assert "round 2: already done" not in out
-    for rdir in (r1, r2):
-        assert not any(r.error for r in read_records(rdir / "generated"))
+    out, err = capsys.readouterr()
+    assert "round 2: finished earlier, but part of it is damaged or was made from what has changed" in out
+    assert f"{r2 / 'curated'}: derived from rows that have changed since; redoing it" in err
+    assert not any(r.error for r in read_records(r1 / "generated"))
+    kept_in_round_1 = {r.id for r in read_records(r1 / "curated")}
+    assert kept_in_round_1 <= {r.id for r in read_records(r2 / "train")}  # accumulate: the new rows are in
     assert (r2 / "student" / "model.safetensors").read_bytes() != old_student
 
 
@@ -419,3 +421,21 @@ def test_a_step_made_from_rows_that_changed_since_is_made_again_even_in_a_later_
         assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 0
     assert "more: derived from rows that have changed since; redoing it" in capsys.readouterr().err
     assert len(read_records(more)) == 3
+
+
+def test_a_plan_made_from_an_evaluation_that_changed_since_is_made_again_with_its_round(tmp_path, capsys):
+    recipe, root = tiny_recipe(tmp_path), tmp_path / "run"
+    assert main(["run", str(recipe), "--run-dir", str(root)]) == 0
+    r1, r2 = root / "rounds" / "01", root / "rounds" / "02"
+    evaluation = json.loads((r1 / "eval.json").read_text())
+    evaluation["per_skill"] = {"addition": 1.0, "comparison": 0.0}  # as a re-evaluated student would score
+    (r1 / "eval.json").write_text(json.dumps(evaluation))
+    before = json.loads((r2 / "plan.json").read_text())["counts"]
+    capsys.readouterr()
+    assert main(["run", str(recipe), "--run-dir", str(root), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"{r2 / 'plan.json'}: unreadable or made from an evaluation that has changed since; planning again" in err
+    after = json.loads((r2 / "plan.json").read_text())["counts"]
+    assert after["comparison"] > before["comparison"]  # the budget follows the new weakness
+    generated = read_records(r2 / "generated")
+    assert sum(r.skill == "comparison" for r in generated) == after["comparison"]

@@ -7,10 +7,12 @@ paid again for a finished shard. Each step's seconds go to metrics.json."""
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from synthloop.reports.html import write_report
 from synthloop.runners.local import Answered, generate, usage_fields
 from synthloop.skills.base import Problem, Skill
 from synthloop.storage.atomic import read_json, replace_dir, write_json
-from synthloop.storage.lock import unlock_run_dir
+from synthloop.storage.lock import holding_run_dir, unlock_run_dir
 from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.rundir import EmptyOutputError, RunDir, open_run, set_round_status
 from synthloop.storage.shards import (
@@ -86,6 +88,11 @@ def run_loop(
     recipe: Recipe, root: Path, resume: bool = False, log: Log = print, cache_path: Path | None = None
 ) -> RunDir:
     """Run (or resume) every round of `recipe` in `root`. `cache_path` shares a response cache across runs."""
+    with holding_run_dir(root):  # a live run in it is named before anything is checked or paid for
+        return run_rounds(recipe, root, resume, log, cache_path)
+
+
+def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: Path | None) -> RunDir:
     setup_torch(recipe)
     skills = {name: SKILLS.get(name) for name in recipe.skills}
     difficulty = {name: spec.difficulty for name, spec in recipe.skills.items()}
@@ -113,13 +120,13 @@ def run_loop(
             if done and round_intact(loop, number):
                 log(f"round {number}: already done, skipped")
                 continue
-            before = round_signature(run.round(number)) if done else None
             if done:
-                log(f"round {number}: finished earlier but damaged; redoing the damage (answers come from the cache)")
+                log(
+                    f"round {number}: finished earlier, but part of it is damaged or was made from what has changed "
+                    "since; redoing that part (answers come from the cache)"
+                )
             set_round_status(run, manifest, number, "running")
             run_round(loop, number, retry_failed=not done)
-            if done and round_signature(run.round(number)) != before:
-                forget_later_rounds(loop, manifest, number)
             write_json(run.metrics, collect_metrics(run, recipe.rounds))
             set_round_status(run, manifest, number, "done")
             write_report(run)
@@ -133,38 +140,27 @@ def run_loop(
 
 
 def round_intact(loop: Loop, number: int) -> bool:
-    """Whether a finished round's files are all still there, unchanged, and derived from each other
-    (each check says on stderr what is wrong with the first damaged directory)."""
+    """Whether a finished round's files are all still there, unchanged, and each made from what the one
+    before it holds now (each check says on stderr what is wrong with the first that is not).
+
+    Every file records a digest of what it was made from: the plan the previous round's evaluation,
+    the generated rows the plan, curation the generated rows (and earlier rounds' kept rows), the
+    training mix the kept rows, the student the training rows and the previous student, the evaluation
+    the student. So a round redone into different rows makes every later round out of date, which is
+    found here when its turn comes, and a kill -9 at any moment leaves nothing trusted by mistake; a
+    directory redone into the same rows leaves what was made from it as it is (the same rows in give
+    the same rows out)."""
     rdir = loop.run.round(number)
+    plan, student_key = read_json_or_empty(rdir / "plan.json"), partial(student_inputs, loop, number, rdir)
     return (
-        is_complete(rdir / "generated")
+        plan_current(rdir / "plan.json", plan, plan_inputs(loop, number))
+        and is_complete(rdir / "generated", generation_inputs(plan))
         and is_complete(rdir / "curated", curation_inputs(loop, number, rdir))
         and is_complete(rdir / "rejected", curation_inputs(loop, number, rdir))
         and is_complete(rdir / "train", train_inputs(loop, number))
-        and student_current(rdir / "student", ids_digest(rdir / "train"))
-        and eval_current(rdir / "eval.json", ids_digest(rdir / "train"))
+        and student_current(rdir / "student", student_key())
+        and eval_current(rdir / "eval.json", student_key())
     )
-
-
-def round_signature(rdir: Path) -> tuple[str, str] | None:
-    """What later rounds take from a round: its kept rows (accumulate) and, through its training rows,
-    its student and its evaluation (the next plan)."""
-    try:
-        return ids_digest(rdir / "curated"), ids_digest(rdir / "train")
-    except (OSError, ValueError):
-        return None
-
-
-def forget_later_rounds(loop: Loop, manifest: dict[str, Any], number: int) -> None:
-    """A finished round that came out different when redone (its lost answers were paid for again and
-    differ, or failed calls succeeded): every later round was planned and trained from the old one, so it
-    is redone too; the response cache still holds its answers, so only new prompts are paid for."""
-    later = [n for n in range(number + 1, loop.recipe.rounds + 1) if loop.run.round(n).exists()]
-    for n in later:
-        reset(loop.run.round(n))
-        manifest["rounds"].pop(str(n), None)
-    if later:
-        loop.log(f"round {number}: came out different when redone; rounds {later} will be redone from it")
 
 
 def run_round(loop: Loop, number: int, retry_failed: bool = True) -> None:
@@ -179,8 +175,9 @@ def run_round(loop: Loop, number: int, retry_failed: bool = True) -> None:
     task = TASKS.get(loop.recipe.generation.task)()
     requests = generation_requests(loop.recipe, loop.skills, loop.difficulty, number, plan["counts"])
     make, shard_size = record_maker(loop, number), loop.recipe.generation.shard_size
+    out = rdir / "generated"
     stats = generate(
-        loop.engine, task, requests, make, rdir / "generated", shard_size, retry_failed=retry_failed, log=loop.log
+        loop.engine, task, requests, make, out, shard_size, retry_failed, loop.log, generation_inputs(plan)
     )
     if stats["written"] and INPUTS not in read_json_or_empty(rdir / "curated" / MARKER):
         # Markers from before inputs were recorded cannot tell whether they derive from these rows.
@@ -206,7 +203,7 @@ def run_round(loop: Loop, number: int, retry_failed: bool = True) -> None:
         f"loss {train_stats['final_loss']:.3f}"
     )
     # 6. Evaluate on the fixed held-out probes.
-    report = evaluate_round(loop, rdir)
+    report = evaluate_round(loop, number, rdir)
     loop.log(
         f"round {number}: macro accuracy {report['macro']:.3f} "
         + " ".join(f"{s}={a:.2f}" for s, a in report["per_skill"].items())
@@ -266,9 +263,28 @@ def student_line(recipe: Recipe) -> str:
     return needs.line() + ("; too little: a run here would stop before any call" if too_big else "")
 
 
+def plan_inputs(loop: Loop, number: int) -> str:
+    """A plan is made from the previous round's evaluation (round 1's from nothing)."""
+    if number == 1:
+        return digest(["round 1"])
+    return digest([json.dumps(read_json(loop.run.round(number - 1) / "eval.json")["per_skill"], sort_keys=True)])
+
+
+def plan_current(path: Path, plan: dict[str, Any], inputs: str) -> bool:
+    current = "counts" in plan and plan.get(INPUTS, inputs) == inputs  # a plan from before digests is trusted
+    if not current and path.exists():
+        print(f"synthloop: {path}: unreadable or made from an evaluation that has changed since; planning again",
+              file=sys.stderr, flush=True)  # fmt: skip
+    return current
+
+
+def generation_inputs(plan: dict[str, Any]) -> str:
+    return digest([json.dumps(plan.get("counts"), sort_keys=True)])
+
+
 def plan_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
-    path = rdir / "plan.json"
-    if "counts" in (plan := read_json_or_empty(path)):  # a damaged plan is made again: it derives from eval.json
+    path, inputs = rdir / "plan.json", plan_inputs(loop, number)
+    if plan_current(path, plan := read_json_or_empty(path), inputs):
         return plan
     previous = read_json(loop.run.round(number - 1) / "eval.json")["per_skill"] if number > 1 else None
     policy = loop.recipe.allocation
@@ -277,6 +293,7 @@ def plan_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         "allocation": shares,
         "counts": counts_from_shares(shares, loop.recipe.generation.budget_per_round),
         "weakness": weakness_report(previous) if previous else None,
+        INPUTS: inputs,
     }
     write_json(path, plan)
     return plan
@@ -362,16 +379,22 @@ def train_inputs(loop: Loop, number: int) -> str:
     return digest([ids_digest(loop.run.round(r) / "curated") for r in rounds])
 
 
-def student_current(out: Path, train_ids: str) -> bool:
-    """A student exists, intact, trained on these rows (a student from before markers is trusted)."""
+def student_inputs(loop: Loop, number: int, rdir: Path) -> str:
+    """A student is made from its training rows and the student it continues (the previous round's)."""
+    previous = read_json_or_empty(loop.run.round(number - 1) / "student" / MARKER) if number > 1 else {}
+    return digest([ids_digest(rdir / "train"), previous.get(INPUTS, "")])
+
+
+def student_current(out: Path, inputs: str) -> bool:
+    """A student exists, intact, made from these inputs (a student from before markers is trusted)."""
     if not out.is_dir():
         return False
     marker = read_json_or_empty(out / MARKER)
     problem = None
     if (out / MARKER).exists() and not marker:
         problem = f"its {MARKER} cannot be read"
-    elif marker.get(INPUTS, train_ids) != train_ids:
-        problem = "trained on rows that have changed since"
+    elif marker.get(INPUTS, inputs) != inputs:
+        problem = "trained on rows (or from a student) that have changed since"
     elif FILES in marker:
         problem = files_damage(out, marker[FILES])
     if problem:
@@ -379,12 +402,12 @@ def student_current(out: Path, train_ids: str) -> bool:
     return problem is None
 
 
-def eval_current(path: Path, train_ids: str) -> bool:
+def eval_current(path: Path, inputs: str) -> bool:
     """An evaluation exists, is readable, and scored the student trained on these rows."""
     if not path.exists():
         return False
     report = read_json_or_empty(path)
-    current = "macro" in report and report.get(INPUTS, train_ids) == train_ids
+    current = "macro" in report and report.get(INPUTS, inputs) == inputs
     if not current:
         print(f"synthloop: {path}: unreadable or of another student; evaluating again", file=sys.stderr, flush=True)
     return current
@@ -458,7 +481,7 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
 
 
 def train_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
-    out, inputs = rdir / "student", ids_digest(rdir / "train")
+    out, inputs = rdir / "student", student_inputs(loop, number, rdir)
     if not student_current(out, inputs):
         reset(out)
         reset(rdir / "eval.json")  # it scored the old student
@@ -483,8 +506,8 @@ def train_settings(recipe: Recipe, seed: int) -> TrainSettings:
     )
 
 
-def evaluate_round(loop: Loop, rdir: Path) -> dict[str, Any]:
-    path, inputs = rdir / "eval.json", ids_digest(rdir / "train")
+def evaluate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
+    path, inputs = rdir / "eval.json", student_inputs(loop, number, rdir)
     if not eval_current(path, inputs):
         start = time.perf_counter()
         model, tokenizer = student.load_checkpoint(rdir / "student")
