@@ -268,3 +268,20 @@ def test_unittest_main_runs_the_tests(level):
     tests += "        self.assertEqual(add(1, 2), 3)\nunittest.main()\n"
     assert run_tests("def add(a, b):\n    return a + b\n", tests, LIMITS, level).ok
     assert not run_tests("def add(a, b):\n    return 0\n", tests, LIMITS, level).ok
+
+
+def test_curate_refuses_in_one_line_before_writing_anything_where_bubblewrap_is_missing(tmp_path):
+    """Fail closed: the default isolation needs bubblewrap; without it (not on PATH here) the preflight
+    says what to install or how to opt into a weaker layer, and nothing is written."""
+    import subprocess
+    import sys
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"question": "q", "answer": "def f():\\n    return 1", "reference_answer": "assert f() == 1"}\n')
+    (tmp_path / "r.yaml").write_text("curation:\n  code: {}\n")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "synthloop.cli.main", "curate", str(rows), "--recipe", str(tmp_path / "r.yaml")]
+    done = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, env={"PATH": str(tmp_path)})
+    assert done.returncode == 2 and not out.exists(), done.stderr
+    assert done.stderr.count("\n") == 1 and "apt-get install bubblewrap" in done.stderr
+    assert "curation.code.isolation" in done.stderr
