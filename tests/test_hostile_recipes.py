@@ -312,3 +312,10 @@ def test_a_job_step_that_could_make_too_many_calls_is_refused_before_any(tmp_pat
     assert main(["generate", "job.yaml", "--dry-run"]) == 0
     assert "step book (textbook): (inputs estimated)" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.yaml", "subjects.txt"]
+
+
+def test_an_integer_of_thousands_of_digits_is_one_line(tmp_path, capsys):
+    (tmp_path / "r.yaml").write_text("name: a\nrounds: " + "9" * 5000 + "\nskills: {addition: {difficulty: 1}}\n")
+    assert main(["run", str(tmp_path / "r.yaml"), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "a value cannot be read" in err and "\n" not in err
