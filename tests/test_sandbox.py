@@ -180,6 +180,34 @@ time.sleep(60)
     assert marker_processes(marker) == []
 
 
+def test_a_program_cannot_read_another_sandboxs_program_or_input(level):
+    """Programs and their stdin were files in a folder anyone could pass through: a program read what
+    another row's program ran on (at every layer but bubblewrap's, which hides the host's /tmp)."""
+    if level == "none" and not ROOT:
+        pytest.skip("without namespaces, as our own user, a program may read the other's descriptors")
+    from concurrent.futures import ThreadPoolExecutor
+
+    secret = f"row-secret-{uuid.uuid4().hex}"
+    victim = f"import sys, time\nsys.stdin.read()\ntime.sleep(1.5)  # {secret}"
+    thief = """
+import glob, os, stat, time
+time.sleep(0.5)
+places = glob.glob('/tmp/synthloop-sandbox-*/prog/*') + glob.glob('/dev/shm/*')
+places += [f'/proc/{p}/fd/{fd}' for p in os.listdir('/proc') if p.isdigit() for fd in range(16)]
+for path in places:
+    try:
+        if stat.S_ISREG(os.stat(path).st_mode):
+            print(open(path, errors='replace').read(100_000))
+    except (OSError, ValueError):
+        pass
+"""
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(run_python, victim, f"input {secret}", FAST, level)
+        stolen = pool.submit(run_python, thief, "", FAST, level).result()
+        assert running.result().ok
+    assert stolen.ok and secret not in stolen.stdout
+
+
 def test_a_daemon_of_a_program_that_ended_is_dead_after_the_call(level):
     """A double-forked, setsid daemon left by a program that ends at once (no timeout to cut it): the
     namespace layers take it down with the program; as root every layer runs the code as a uid of its

@@ -19,9 +19,10 @@ Every layer: CPU-time, address-space, process-count, file-size and open-file lim
 dumps; an empty environment; a fresh work directory; a wall-clock timeout after which the program's
 process group (and, with namespaces, everything it started) is killed. When we are root: a uid of its
 own, every process of which is killed when the run ends (a daemon that left the group included).
-The parent talks to the program only through file descriptors it opened itself: the program
-and its stdin are written before it starts into a directory it cannot change, and its output comes
-back through pipes read with a byte cap. Nothing is ever read back from the work directory.
+The parent talks to the program only through file descriptors it opened itself: the program and its
+stdin come in through in-memory files that no path leads to (no other sandbox can read or change them),
+and its output comes back through pipes read with a byte cap. Nothing is ever read back from the work
+directory.
 
 Every outcome is a `SandboxResult` with a reason; nothing the code does raises in the caller."""
 
@@ -90,9 +91,12 @@ def run_python(
     require_isolation(isolation)
     start = time.perf_counter()
     with Box.create() as box:
-        script, feed = box.add("solution.py", code), box.add("stdin.txt", stdin)
-        with open(feed, "rb") as stdin_file:
-            child = launch([str(script)], box, limits, isolation, stdin_file)
+        program, feed = in_memory(code), in_memory(stdin)
+        try:
+            child = launch([f"/dev/fd/{program}"], box, limits, isolation, feed, pass_fds=(program,))
+        finally:
+            os.close(program)
+            os.close(feed)
         timed_out = supervise([child], [], limits, primary=child)
     return child.result(limits, isolation, timed_out, time.perf_counter() - start)
 
@@ -151,11 +155,10 @@ def isolation_notice(isolation: str) -> str | None:
 
 @dataclass
 class Box:
-    """The directories of one sandboxed program: `prog` is ours (the program, its stdin; read-only to
-    it), `work` is its own. Made fresh, removed without following anything the program planted."""
+    """The work directory of one sandboxed program (under bubblewrap, an in-memory mount over it). Made
+    fresh, removed without following anything the program planted."""
 
     root: Path
-    prog: Path
     work: Path
     uid: int | None  # the sandbox's own user when we are root; None: ours
 
@@ -166,20 +169,24 @@ class Box:
         uid = sandbox_uid() if os.geteuid() == 0 else None
         try:
             os.chmod(root, 0o711)  # the sandbox user may pass through, not list
-            prog, work = root / "prog", root / "work"
-            prog.mkdir(mode=0o755)
+            work = root / "work"
             work.mkdir(mode=0o700)
             if uid is not None:
                 os.chown(work, uid, uid)
-            yield cls(root, prog, work, uid)
+            yield cls(root, work, uid)
         finally:
             remove_tree(root)
 
-    def add(self, name: str, text: str) -> Path:
-        path = self.prog / name
-        path.write_text(text, encoding="utf-8", errors="replace")
-        os.chmod(path, 0o644)
-        return path
+
+def in_memory(text: str) -> int:
+    """A descriptor on an in-memory copy of `text` that no path leads to, read from its start: how a
+    program, its stdin and its tests reach the sandbox, so that no other sandbox can read or change them."""
+    fd = os.memfd_create("synthloop-input")  # Linux, as the sandbox itself
+    view = memoryview(text.encode("utf-8", "replace"))
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 @dataclass
@@ -438,7 +445,7 @@ def wrap(command: list[str], isolation: str, box: Box, limits: SandboxLimits) ->
         return [
             "bwrap", *bwrap_options(), *hide, *keep, "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "LANG", "C.UTF-8", "--setenv", "HOME", str(box.work),
-            *private, "--ro-bind", str(box.prog), str(box.prog), *sealed, "--chdir", str(box.work), "--", *command,
+            *private, *sealed, "--chdir", str(box.work), "--", *command,
         ]  # fmt: skip
     if isolation == "unshare":
         return [*unshare_options(), "--", *command]

@@ -23,6 +23,7 @@ from synthloop.curation.sandbox import (
     SandboxLimits,
     SandboxResult,
     failure_reason,
+    in_memory,
     launch,
     require_isolation,
     supervise,
@@ -82,16 +83,6 @@ def run_tests(
         last = (stderr.strip().splitlines() or [""])[-1]
         reason = "failed" if last.startswith("AssertionError") else failure_reason(1, stderr, False)
     return SandboxResult(False, reason, result.exit_code, result.stdout, stderr, result.seconds, isolation)
-
-
-def in_memory(text: str) -> int:
-    """A descriptor on an in-memory copy of `text` that no path leads to, read from its start."""
-    fd = os.memfd_create("synthloop-input")  # Linux, as the sandbox itself
-    view = memoryview(text.encode("utf-8", "replace"))
-    while view:
-        view = view[os.write(fd, view) :]
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
 
 
 class VerifyCode:
