@@ -216,7 +216,9 @@ class Child:
     cpu_s: float = 0.0
     killed_by_us: bool = False
     descendants: set[int] = field(default_factory=set)  # seen when it was killed
-    uid: int | None = None  # the sandbox's own user (we are root): every process of it is the sandbox's
+    uid: int | None = (
+        None  # without namespaces, the sandbox's own user (we are root): all its processes are ours to kill
+    )
 
     def reap(self, block: bool = False) -> bool:
         if self.status is None:
@@ -309,7 +311,8 @@ def launch(
         os.close(out_w)
         os.close(err_w)
     cap = limits.output_chars * 4
-    return Child(proc, Capture(out_r, cap), Capture(err_r, cap), uid=box.uid)
+    sweep = box.uid if isolation == "none" else None  # a PID namespace already takes every process down
+    return Child(proc, Capture(out_r, cap), Capture(err_r, cap), uid=sweep)
 
 
 def supervise(children: list[Child], captures: list[Capture], limits: SandboxLimits, primary: Child) -> bool:
