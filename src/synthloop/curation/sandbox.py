@@ -216,9 +216,7 @@ class Child:
     cpu_s: float = 0.0
     killed_by_us: bool = False
     descendants: set[int] = field(default_factory=set)  # seen when it was killed
-    uid: int | None = (
-        None  # without namespaces, the sandbox's own user (we are root): all its processes are ours to kill
-    )
+    uid: int | None = None  # as root without namespaces: the sandbox's own user, all of whose processes we kill
 
     def reap(self, block: bool = False) -> bool:
         if self.status is None:
