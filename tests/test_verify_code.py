@@ -285,3 +285,14 @@ def test_curate_refuses_in_one_line_before_writing_anything_where_bubblewrap_is_
     assert done.returncode == 2 and not out.exists(), done.stderr
     assert done.stderr.count("\n") == 1 and "apt-get install bubblewrap" in done.stderr
     assert "curation.code.isolation" in done.stderr
+
+
+def test_pytest_style_test_functions_are_run(level):
+    tests = "def test_add():\n    assert add(1, 2) == 3\n\ndef test_zero():\n    assert add(0, 0) == 0\n"
+    assert run_tests("def add(a, b):\n    return a + b\n", tests, LIMITS, level).ok
+    assert not run_tests("def add(a, b):\n    return 0\n", tests, LIMITS, level).ok
+
+
+def test_a_huge_integer_answer_crosses(level):
+    code = "import math\ndef f(n):\n    return math.factorial(n)\n"
+    assert run_tests(code, "import math\nassert f(2000) == math.factorial(2000)\n", LIMITS, level).ok
