@@ -36,6 +36,17 @@ def hold(root, lock_only=False):
     return proc
 
 
+def refused_while_held(root, args, capsys):
+    """`synthloop ARGS` refuses, naming the process that holds `root` (as a running job would)."""
+    holder = hold(root, lock_only=True)
+    try:
+        assert main(args) == 2
+        assert f"in use by process {holder.pid}" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_second_process_on_a_run_directory_refuses_naming_the_holder(tmp_path):
     root = tmp_path / "run"
     holder = hold(root)
@@ -69,13 +80,7 @@ def test_generate_resume_refuses_while_a_run_holds_the_directory(tmp_path, capsy
         job.write_text(f"name: j\nteacher: {teacher}\nsteps:\n  - {{name: s, task: textbook, inputs: [a, b]}}\n")
         assert main(["generate", str(job), "--run-dir", str(root)]) == 0
         calls = sum(server.completed.values())
-        holder = hold(root, lock_only=True)  # a process holding it, as a running generate would
-        try:
-            assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 2
-            assert f"in use by process {holder.pid}" in capsys.readouterr().err
-        finally:
-            holder.kill()
-            holder.wait()
+        refused_while_held(root, ["generate", str(job), "--run-dir", str(root), "--resume"], capsys)
         assert sum(server.completed.values()) == calls  # nothing was sent by the refused process
 
 
@@ -139,10 +144,4 @@ def test_the_holder_is_named_before_any_check_reaches_the_teacher(tmp_path, caps
     teacher = f"{{backend: openai, model: m, base_url: 'http://127.0.0.1:{port}/v1'}}"
     job.write_text(f"name: j\nteacher: {teacher}\nsteps:\n  - {{name: s, task: textbook, inputs: [a]}}\n")
     root = tmp_path / "run"
-    holder = hold(root, lock_only=True)
-    try:
-        assert main(["generate", str(job), "--run-dir", str(root), "--resume"]) == 2
-        assert f"in use by process {holder.pid}" in capsys.readouterr().err
-    finally:
-        holder.kill()
-        holder.wait()
+    refused_while_held(root, ["generate", str(job), "--run-dir", str(root), "--resume"], capsys)
