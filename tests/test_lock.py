@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 
@@ -36,29 +37,32 @@ def hold(root, lock_only=False):
     return proc
 
 
-def refused_while_held(root, args, capsys):
-    """`synthloop ARGS` refuses, naming the process that holds `root` (as a running job would)."""
-    holder = hold(root, lock_only=True)
+@contextmanager
+def holding(root, lock_only=False):
+    """Another process holding `root` for the block (then killed)."""
+    holder = hold(root, lock_only)
     try:
-        assert main(args) == 2
-        assert f"in use by process {holder.pid}" in capsys.readouterr().err
+        yield holder
     finally:
         holder.kill()
         holder.wait()
 
 
+def refused_while_held(root, args, capsys, lock_only=True):
+    """`synthloop ARGS` refuses, naming the process that holds `root` (as a running job would)."""
+    with holding(root, lock_only) as holder:
+        assert main(args) == 2
+        assert f"in use by process {holder.pid}" in capsys.readouterr().err
+
+
 def test_a_second_process_on_a_run_directory_refuses_naming_the_holder(tmp_path):
     root = tmp_path / "run"
-    holder = hold(root)
-    try:
+    with holding(root) as holder:
         with pytest.raises(RunDirError, match=rf"in use by process {holder.pid} on .*since"):
             open_manifest(root, "job", "abc", {}, resume=True)
         with pytest.raises(RunDirError, match="in use by process"):
             open_manifest(root, "job", "abc", {}, resume=False)
         assert json.loads((root / ".lock").read_text())["pid"] == holder.pid
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_holder_killed_with_kill_9_blocks_nobody(tmp_path):
@@ -95,13 +99,7 @@ def test_curate_into_a_directory_a_run_holds_refuses_naming_it_and_writes_nothin
         "".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(5))
     )
     root = tmp_path / "run"
-    holder = hold(root)  # a run in progress in it
-    try:
-        assert main(["curate", str(rows), "--out", str(root)]) == 2
-        assert f"in use by process {holder.pid}" in capsys.readouterr().err
-    finally:
-        holder.kill()
-        holder.wait()
+    refused_while_held(root, ["curate", str(rows), "--out", str(root)], capsys, lock_only=False)  # a run in it
     assert sorted(p.name for p in root.iterdir()) == [".lock", "manifest.json"]  # the holder's, untouched
     assert main(["curate", str(rows), "--out", str(root)]) == 0  # the holder gone, it goes ahead
     assert (root / "curated").is_dir() and not (root / ".lock").exists()
