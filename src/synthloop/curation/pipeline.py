@@ -15,7 +15,7 @@ from synthloop.config import CurationConfig
 from synthloop.curation.base import Stage, question_key, run_stages
 from synthloop.curation.decontaminate import Decontaminate, load_eval_set
 from synthloop.curation.dedup import ExactDedup
-from synthloop.curation.judge import LLMJudge, PairwiseJudge
+from synthloop.curation.judge import LLMJudge, PairwiseJudge, judge_unavailable
 from synthloop.curation.near_dedup import NearDedup
 from synthloop.curation.pii import RedactPII
 from synthloop.curation.quality import QualityFilter
@@ -112,8 +112,7 @@ def preflight(cfg: CurationConfig) -> Teacher | None:
         judge = make_teacher(cfg.judge.teacher)
         check_teacher(judge)
     except TeacherUnavailable as err:
-        message = str(err).replace("teacher.", "curation.judge.teacher.").replace("the teacher", "the judge")
-        raise TeacherUnavailable(message) from None
+        raise TeacherUnavailable(judge_unavailable(str(err))) from None
     return judge
 
 
