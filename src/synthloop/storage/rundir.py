@@ -80,25 +80,23 @@ def open_manifest(root: Path, what: str, identity: str, content: dict[str, Any],
     under `<what>_hash` and `content`), or read back for `--resume` after checking the identity."""
     from synthloop.storage.lock import lock_run_dir, unlock_run_dir
 
-    path = root / "manifest.json"
-    key = f"{what}_hash"
     if root.exists() and not root.is_dir():
         raise RunDirError(f"{root} is a file, not a run directory; choose another --run-dir")
     if root.exists():
         lock_run_dir(root)  # a live run in it is named before anything else is said
     try:
-        return read_or_write_manifest(root, path, key, identity, content, resume)
+        return read_or_write_manifest(root, what, identity, content, resume)
     except BaseException:
         unlock_run_dir(root)  # refused: the directory is left as it was
         raise
 
 
 def read_or_write_manifest(
-    root: Path, path: Path, key: str, identity: str, content: dict[str, Any], resume: bool
+    root: Path, what: str, identity: str, content: dict[str, Any], resume: bool
 ) -> dict[str, Any]:
     from synthloop.storage.lock import LOCK_NAME, lock_run_dir
 
-    what = key.removesuffix("_hash")
+    path, key = root / "manifest.json", f"{what}_hash"
     if resume:
         if not path.exists():
             raise RunDirError(f"nothing to resume in {root}: no manifest.json (start it without --resume)")
