@@ -407,13 +407,9 @@ def become(uid: int) -> None:
     os.setuid(uid)
 
 
-def become_nobody() -> None:
-    become(NOBODY)
-
-
 def drop_root() -> None:
     if os.geteuid() == 0:
-        become_nobody()
+        become(NOBODY)
 
 
 def bwrap_options() -> list[str]:
