@@ -17,6 +17,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -28,7 +29,7 @@ from pydantic import (
 )
 
 from synthloop.curation.judge import DEFAULT_RUBRIC
-from synthloop.registry import SKILLS, TEACHERS, Registry, UnknownNameError, closest
+from synthloop.registry import SCORERS, SKILLS, TEACHERS, Registry, UnknownNameError, closest
 
 
 class RecipeError(ValueError):
@@ -266,6 +267,23 @@ class GenerationConfig(Strict):
     samples: StrictInt = Field(
         1, ge=1, le=16, description="teacher samples per problem (more than 1 for curation.self_consistency)"
     )
+    strategy: Literal["failures", "uniform"] = Field(
+        "failures",
+        description="dataset tasks: failures writes new problems like the train items the student got wrong; "
+        "uniform takes the examples evenly from the train split (the baseline)",
+    )
+    min_failures: StrictInt = Field(
+        3,
+        ge=1,
+        le=1_000_000,
+        description="dataset tasks: a category with fewer train failures than this gets topic-driven exercises",
+    )
+    problems_per_call: StrictInt = Field(
+        1, ge=1, le=20, description="dataset tasks: new problems the teacher writes per example"
+    )
+    problem_temperature: float = Field(
+        0.8, ge=0.0, le=2.0, description="dataset tasks: sampling temperature when the teacher writes new problems"
+    )
 
 
 TextFieldName = Literal["question", "answer", "all"]
@@ -469,6 +487,28 @@ class TrainConfig(Strict):
     weight_decay: float = Field(0.1, ge=0.0)
     grad_clip: float = Field(1.0, gt=0.0)
     threads: StrictInt = Field(0, ge=0, le=4096, description="torch threads; 0 uses every core")
+    grad_accumulation: StrictInt = Field(
+        1, ge=1, le=65_536, description="micro-batches per optimizer step (batch_size is per micro-batch)"
+    )
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, slower")
+    packing: bool = Field(False, description="pack several examples into each max_len row (loss still on answers only)")
+    checkpoint_every: StrictInt = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description="save a resumable training checkpoint every N steps, so a kill mid-round resumes mid-round; "
+        "0: only at the end of the round",
+    )
+
+
+class LoraConfig(Strict):
+    r: StrictInt = Field(16, ge=1, le=4096, description="adapter rank")
+    alpha: float = Field(32.0, gt=0.0, le=1_000_000.0, description="scaling numerator (lora_alpha)")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[Text] | Literal["all-linear"] = Field(
+        "all-linear", description="module names the adapters wrap (checked against the model), or all-linear"
+    )
+    merge: bool = Field(False, description="also save each round's adapters merged into the base (student/merged/)")
 
 
 class StudentConfig(Strict):
@@ -482,6 +522,36 @@ class StudentConfig(Strict):
     )
     architecture: ArchitectureConfig = ArchitectureConfig()
     train: TrainConfig = TrainConfig()
+    device: Text = Field("auto", description="auto (CUDA, then MPS, then CPU), or e.g. cpu, cuda:0, mps")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 on a GPU that supports it, float32 otherwise"
+    )
+    chat_template: Literal["auto", "plain"] = Field(
+        "auto", description="auto: the tokenizer's chat template when it has one; plain: 'Q: ... A:' text"
+    )
+    lora: LoraConfig | None = Field(None, description="train LoRA adapters (PEFT) instead of every weight")
+    trainer: Literal["builtin", "trl", "command"] = Field(
+        "builtin", description="builtin (synthloop's loop), trl (TRL SFTTrainer) or command (your own trainer)"
+    )
+    command: Text | None = Field(
+        None,
+        description="trainer: command: a shell command with {data} (chat JSONL), {base} (model to start from) and "
+        "{out} (where it must save an HF checkpoint)",
+    )
+
+    _sections = field_validator("lora", mode="before")(classmethod(lambda cls, v: section(v)))
+
+    @model_validator(mode="after")
+    def trainer_settings(self) -> StudentConfig:
+        if self.trainer == "command":
+            if self.command is None:
+                raise ValueError("trainer command needs student.command, e.g. 'my-trainer --data {data} --out {out}'")
+            missing = [f"{{{name}}}" for name in ("data", "out") if f"{{{name}}}" not in self.command]
+            if missing:
+                raise ValueError(f"student.command must contain {' and '.join(missing)} (and may use {{base}})")
+        elif self.command is not None:
+            raise ValueError(f"student.command is only used with trainer: command (trainer is {self.trainer})")
+        return self
 
     @model_validator(mode="after")
     def examples_fit(self) -> StudentConfig:
@@ -502,6 +572,9 @@ class EvaluationConfig(Strict):
         128, ge=1, le=1_000_000, description="longest student answer in tokens; below architecture.max_positions"
     )
     batch_size: StrictInt = Field(128, ge=1, le=65_536, description="probes answered together (at most 65,536)")
+    engine: Literal["auto", "hf", "vllm"] = Field(
+        "auto", description="auto: vLLM where it is installed and a GPU is present, else HF generate"
+    )
 
 
 class AllocationConfig(Strict):
@@ -516,11 +589,102 @@ class AllocationConfig(Strict):
     )
 
 
+def scorer_shorthand(value: Any) -> Any:
+    """`scorer: numeric` is `scorer: {name: numeric}`."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+class ScorerConfig(Strict):
+    name: Registered(SCORERS) = Field(description="exact, numeric, math, choice, regex, code or judge")
+    tolerance: float = Field(
+        1e-6, ge=0.0, le=1e6, description="numeric: |answer - reference| <= tolerance * max(1, |reference|)"
+    )
+    case_sensitive: bool = Field(False, description="exact and regex: compare case too")
+    judge: JudgeConfig | None = Field(None, description="judge: the model and rubric that grade each answer")
+    code: CodeVerifyConfig = Field(CodeVerifyConfig(), description="code: the sandbox the tests run in")
+
+    @model_validator(mode="after")
+    def judge_has_a_model(self) -> ScorerConfig:
+        if self.name == "judge" and self.judge is None:
+            raise ValueError("scorer judge needs judge: {teacher: {backend: openai, base_url: ..., model: ...}}")
+        if self.judge is not None and self.judge.mode != "pointwise":
+            raise ValueError("a judge scorer grades one answer at a time: judge.mode must be pointwise")
+        return self
+
+
+Scorer = Annotated[ScorerConfig, BeforeValidator(scorer_shorthand)]
+
+
+class CategorySpec(Strict):
+    description: str = Field(
+        "", max_length=10_000, description="what the category covers; the teacher writes exercises from it"
+    )
+    scorer: Scorer | None = Field(None, description="this category's scorer, over the task's")
+
+
+class SkillsTaskConfig(Strict):
+    type: Literal["skills"] = Field("skills", description="the built-in procedural skills (recipe key skills)")
+
+
+class DatasetTaskConfig(Strict):
+    type: Literal["dataset"] = Field(description="your own data: a train and a held-out eval file")
+    train: FilePath | None = Field(None, description="JSONL, Parquet or a datasets.save_to_disk folder")
+    eval: FilePath | None = Field(None, description="held out: never trained on, never shown to the teacher")
+    path: FilePath | None = Field(None, description="one file split into train and eval by split_seed")
+    eval_share: float = Field(0.2, gt=0.0, lt=1.0, description="with path: the share held out for evaluation")
+    split_seed: Seed = Field(0, description="with path: seeds the split")
+    scorer: Scorer = Field(ScorerConfig(name="exact"), description="how an answer is scored against the reference")
+    categories: dict[Name, CategorySpec] = Field(
+        default_factory=dict, description="per category: a description (for exercises) and a scorer"
+    )
+    eval_per_category: StrictInt | None = Field(
+        None, ge=1, le=1_000_000, description="evaluate on at most this many eval rows per category; empty: all"
+    )
+    train_probe_per_category: StrictInt = Field(
+        64,
+        ge=0,
+        le=1_000_000,
+        description="train items per category the student answers each round, to find the failures to vary",
+    )
+
+    @model_validator(mode="after")
+    def files(self) -> DatasetTaskConfig:
+        if self.path is not None and (self.train is not None or self.eval is not None):
+            raise ValueError("give either train and eval, or path (one file split by split_seed), not both")
+        if self.path is None and (self.train is None or self.eval is None):
+            raise ValueError("a dataset task needs train and eval files, or path (one file split by split_seed)")
+        return self
+
+
+TASK_TYPES = ("skills", "dataset")
+
+
+def task_type(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("type", "skills")
+    return getattr(value, "type", None)
+
+
+def task_shorthand(value: Any) -> Any:
+    """`task: skills` is `task: {type: skills}`."""
+    return {"type": value} if isinstance(value, str) else value
+
+
+TaskConfig = Annotated[
+    Annotated[SkillsTaskConfig, Tag("skills")] | Annotated[DatasetTaskConfig, Tag("dataset")],
+    Discriminator(task_type),
+    BeforeValidator(task_shorthand),
+]
+
+
 class Recipe(Strict):
     name: Name = Field(description="a name for the run (and its folder under runs/)")
     seed: Seed = Field(0, description="seeds generation, probes, golden set and training (0 to 2**32 - 1)")
     rounds: StrictInt = Field(3, ge=1, le=100, description="rounds of the loop (1 to 100)")
-    skills: dict[str, SkillSpec] = Field(description="skills to teach, each with its difficulty")
+    task: TaskConfig = Field(SkillsTaskConfig(), description="skills (the built-in skills) or dataset (your data)")
+    skills: dict[str, SkillSpec] = Field(
+        default_factory=dict, description="task skills: the skills to teach, each with its difficulty"
+    )
     teacher: TeacherConfig = OracleTeacherConfig()
     generation: GenerationConfig = GenerationConfig()
     curation: CurationConfig = CurationConfig()
@@ -532,11 +696,25 @@ class Recipe(Strict):
     @field_validator("skills")
     @classmethod
     def known_skills(cls, skills: dict[str, SkillSpec]) -> dict[str, SkillSpec]:
-        if not skills:
-            raise ValueError("list at least one skill")
         for name in skills:
             SKILLS.check(name)
         return skills
+
+    @model_validator(mode="after")
+    def task_needs(self) -> Recipe:
+        if self.task.type == "skills" and not self.skills:
+            raise ValueError("skills: list at least one skill (or set task: {type: dataset, ...} for your own data)")
+        if self.task.type == "dataset":
+            if self.skills:
+                raise ValueError("skills: only for task skills; a dataset task's categories come from its files")
+            c = self.curation
+            if not ((self.generation.samples > 1 and c.self_consistency) or c.judge or c.code):
+                raise ValueError(
+                    "a dataset task's new problems have no reference answer, so something must verify the teacher's: "
+                    "set generation.samples to 2 or more with curation.self_consistency, or curation.judge, "
+                    "or curation.code"
+                )
+        return self
 
     @model_validator(mode="after")
     def answers_fit(self) -> Recipe:
@@ -626,8 +804,13 @@ def describe(error: dict[str, Any], root: type[BaseModel] | None = None) -> str:
     if error["type"] == "missing":
         return f"missing key {path!r}"
     if error["type"] == "union_tag_invalid":
+        tag = error["ctx"]["tag"]
+        if path.split(".")[-1] == "task":
+            hint = closest(str(tag), list(TASK_TYPES))
+            suggestion = f"did you mean {hint!r}? " if hint else ""
+            return f"task.type: unknown task type {tag!r}; {suggestion}known task types: {', '.join(TASK_TYPES)}"
         try:
-            TEACHERS.check(error["ctx"]["tag"])
+            TEACHERS.check(tag)
         except UnknownNameError as unknown:
             return f"{path}.backend: {unknown}"
     context = error.get("ctx", {}).get("error")

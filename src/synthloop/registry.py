@@ -103,3 +103,16 @@ TASKS: Registry = Registry(
         "misinformation": "synthloop.tasks.prompted:MisinformationTask",
     },
 )
+
+SCORERS: Registry = Registry(
+    "scorer",
+    {
+        "exact": "synthloop.scoring.scorers:ExactScorer",
+        "numeric": "synthloop.scoring.scorers:NumericScorer",
+        "math": "synthloop.scoring.scorers:MathScorer",
+        "choice": "synthloop.scoring.scorers:ChoiceScorer",
+        "regex": "synthloop.scoring.scorers:RegexScorer",
+        "code": "synthloop.scoring.code:CodeScorer",
+        "judge": "synthloop.scoring.judge:JudgeScorer",
+    },
+)

@@ -1,0 +1,25 @@
+"""One item of a task: a question with its reference answer, as a task source hands it out (a built-in
+skill's problem, or a row of a user's train or eval file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TaskItem:
+    id: str  # stable: the row's content id (a file row) or skill/seed/index (a built-in problem)
+    question: str
+    answer: str  # the reference: a value, a choice, a regular expression (regex scorer), ...
+    category: str
+    reasoning: str = ""  # a reference solution, when the data has one
+    tests: str | None = None  # code: Python tests the answer must pass
+    choices: tuple[str, ...] | None = None  # choice: the options, in order (A, B, C, ...)
+    difficulty: int | None = None
+
+
+@dataclass(frozen=True)
+class Score:
+    value: float  # 0..1
+    extracted: str | None  # the final answer found in the output (None: none stated, or a hedge)
+    detail: str | None = None  # why, for a reader: "hedged between 966 and 12", a failing test, the judge's reason
