@@ -23,16 +23,20 @@ from synthloop.curation.base import run_stages
 from synthloop.curation.decontaminate import Decontaminate
 from synthloop.curation.pipeline import Context, build_stages, preflight, reject_counts, stage_counts
 from synthloop.evaluation.allocate import allocate, counts_from_shares, weakness_report
-from synthloop.evaluation.evaluate import evaluate
-from synthloop.evaluation.probes import build_probes
-from synthloop.grounding.golden import embedded_golden, load_golden_file
+from synthloop.evaluation.evaluate import score_report
+from synthloop.evaluation.generate import greedy_answers
+from synthloop.grounding.golden import embedded_golden, load_golden_file, task_golden
 from synthloop.grounding.mix import mix
 from synthloop.monitoring.diversity import diversity
 from synthloop.records import Record
 from synthloop.registry import SKILLS, TASKS
 from synthloop.reports.html import write_report
 from synthloop.runners.local import Answered, generate, usage_fields
-from synthloop.skills.base import Problem, Skill
+from synthloop.scoring.item import TaskItem
+from synthloop.skills.base import Skill
+from synthloop.sources.base import TaskSource
+from synthloop.sources.build import build_source
+from synthloop.sources.dataset import DatasetSource
 from synthloop.storage.atomic import read_json, replace_dir, write_json
 from synthloop.storage.lock import holding_run_dir, unlock_run_dir
 from synthloop.storage.response_cache import ResponseCache
@@ -58,8 +62,10 @@ from synthloop.teachers.estimate import estimate
 from synthloop.teachers.factory import check_teacher, engine_settings, make_teacher
 from synthloop.teachers.progress import Progress
 from synthloop.training import student
+from synthloop.training.format import student_prompt
 from synthloop.training.preflight import check_student, student_needs
 from synthloop.training.trainer import TrainSettings
+from synthloop.weak_categories import generate_round, plan_targets, problem_requests, train_probe_items
 
 Log = Callable[[str], None]
 
@@ -75,9 +81,10 @@ class Loop:
 
     recipe: Recipe
     run: RunDir
-    skills: dict[str, Skill]
+    source: TaskSource  # the built-in skills or the user's dataset: categories, eval items, scorers
+    skills: dict[str, Skill]  # task skills only (empty for a dataset task)
     difficulty: dict[str, int]
-    probes: list[Problem]
+    probes: list[TaskItem]  # the held-out eval items
     golden: list[Record]
     engine: Engine
     log: Log
@@ -97,23 +104,25 @@ def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: P
     skills = {name: SKILLS.get(name) for name in recipe.skills}
     difficulty = {name: spec.difficulty for name, spec in recipe.skills.items()}
     check_student(recipe)  # a student that is not here or would not fit in memory fails first (seconds)
-    golden = load_golden(recipe, skills, difficulty)  # a bad golden file fails here, before anything is written
+    source = build_source(recipe, stream_seed(recipe.seed, "probes"))  # so does a bad task file or row
+    golden = load_golden(recipe, skills, difficulty, source)  # and a bad golden file, before anything is written
     teacher = make_teacher(recipe.teacher, recipe.seed)  # a missing key variable fails here
     check_teacher(teacher)  # and an unreachable server or unknown model here
     judge = preflight(recipe.curation)  # and an unreadable eval set, a missing reward model or an unreachable judge
     run, manifest = open_run(root, recipe, resume)
     for warning in manifest.get("warnings", []):
         log(f"warning: {warning}")
+    for notice in source.notices:
+        log(f"task: {notice}")
     try:
-        probes_per_skill, probe_seed = recipe.evaluation.probes_per_skill, stream_seed(recipe.seed, "probes")
-        probes = build_probes(skills, difficulty, probes_per_skill, probe_seed)
+        probes = source.eval_items()
         # The golden set is held apart from the probes too: nothing the student is tested on is trained on.
         held_out = Decontaminate({"probes": [p.question for p in probes]}, field="question")
         golden = [r for r in held_out.run(golden) if r.kept]
         cache = ResponseCache(cache_path or run.cache)
         run_id = manifest.get("run_id", manifest["recipe_hash"])
         engine = Engine(teacher, engine_settings(recipe.teacher), cache, run_id, Progress("teacher", log=log))
-        loop = Loop(recipe, run, skills, difficulty, probes, golden, engine, log, judge)
+        loop = Loop(recipe, run, source, skills, difficulty, probes, golden, engine, log, judge)
         student.prepare_tokenizer(run.tokenizer, recipe, tokenizer_corpus(loop))
         for number in range(1, recipe.rounds + 1):
             done = manifest["rounds"].get(str(number)) == "done"
@@ -152,9 +161,11 @@ def round_intact(loop: Loop, number: int) -> bool:
     the same rows out)."""
     rdir = loop.run.round(number)
     plan, student_key = read_json_or_empty(rdir / "plan.json"), partial(student_inputs, loop, number, rdir)
+    problems_current = loop.source.kind != "dataset" or is_complete(rdir / "problems", generation_inputs(plan))
     return (
         plan_current(rdir / "plan.json", plan, plan_inputs(loop, number))
-        and is_complete(rdir / "generated", generation_inputs(plan))
+        and problems_current
+        and is_complete(rdir / "generated", generation_inputs(plan, rdir, loop.source.kind))
         and is_complete(rdir / "curated", curation_inputs(loop, number, rdir))
         and is_complete(rdir / "rejected", curation_inputs(loop, number, rdir))
         and is_complete(rdir / "train", train_inputs(loop, number))
@@ -171,19 +182,20 @@ def run_round(loop: Loop, number: int, retry_failed: bool = True) -> None:
     # 1. Plan: round 1 spreads the budget evenly; later rounds follow the previous weakness report.
     plan = plan_round(loop, number, rdir)
     loop.log(f"round {number}: plan {plan['counts']}")
-    # 2. Generate: one teacher call per planned problem (identical prompts and cached answers cost nothing).
-    task = TASKS.get(loop.recipe.generation.task)()
-    requests = generation_requests(loop.recipe, loop.skills, loop.difficulty, number, plan["counts"])
-    make, shard_size = record_maker(loop, number), loop.recipe.generation.shard_size
-    out = rdir / "generated"
-    stats = generate(
-        loop.engine, task, requests, make, out, shard_size, retry_failed, loop.log, generation_inputs(plan)
-    )
+    # 2. Generate: a skill's problems are solved directly; a dataset task's weak categories first get new
+    # problems written for them, then solved (identical prompts and cached answers cost nothing).
+    stats = generate_step(loop, number, rdir, plan, retry_failed)
     if stats["written"] and INPUTS not in read_json_or_empty(rdir / "curated" / MARKER):
         # Markers from before inputs were recorded cannot tell whether they derive from these rows.
         for derived in ("curated", "rejected", "train", "student", "eval.json"):
             reset(rdir / derived)
     calls = stats["calls"]
+    if "problems" in stats:
+        written = stats["problems"]
+        loop.log(
+            f"round {number}: the teacher wrote {written['written']} of {written['wanted']} problems "
+            + " ".join(f"{c}={n}" for c, n in written["per_category"].items())
+        )
     loop.log(
         f"round {number}: generated {stats['rows']} rows in {stats['seconds']}s "
         f"({calls['issued']} calls made, {calls['cached']} cached, {calls['failed']} failed)"
@@ -191,6 +203,9 @@ def run_round(loop: Loop, number: int, retry_failed: bool = True) -> None:
     # 3. Curate: verify, decontaminate, dedup. Rejected rows keep their reason in rejected/.
     counts = curate_round(loop, number, rdir)
     loop.log(f"round {number}: kept {counts['kept']}, rejected {counts['rejected']}")
+    loop.log(
+        f"round {number}: kept per category " + " ".join(f"{c}={n}" for c, n in counts["kept_per_category"].items())
+    )
     if counts["kept"] == 0:
         raise EmptyOutputError(empty_round_message(number, stats, counts, rdir))
     # 4. Ground: mix the kept synthetic rows with the golden set.
@@ -208,6 +223,25 @@ def run_round(loop: Loop, number: int, retry_failed: bool = True) -> None:
         f"round {number}: macro accuracy {report['macro']:.3f} "
         + " ".join(f"{s}={a:.2f}" for s, a in report["per_skill"].items())
     )
+    if "train_probe" in report:
+        wrong = report["train_probe"]["wrong"]
+        loop.log(
+            f"round {number}: on train items the student got wrong "
+            + " ".join(f"{c}={len(ids)}/{report['train_probe']['asked'][c]}" for c, ids in wrong.items())
+            + " (the next round varies these)"
+        )
+
+
+def generate_step(loop: Loop, number: int, rdir: Path, plan: dict[str, Any], retry_failed: bool) -> dict[str, Any]:
+    shard_size, inputs = loop.recipe.generation.shard_size, generation_inputs(plan)
+    if isinstance(loop.source, DatasetSource):
+        return generate_round(
+            loop.engine, loop.source, plan["targets"], loop.recipe, number, rdir, retry_failed, loop.log, inputs
+        )
+    task = TASKS.get(loop.recipe.generation.task)()
+    requests = generation_requests(loop.recipe, loop.skills, loop.difficulty, number, plan["counts"])
+    make = record_maker(loop, number)
+    return generate(loop.engine, task, requests, make, rdir / "generated", shard_size, retry_failed, loop.log, inputs)
 
 
 def empty_round_message(number: int, stats: dict[str, Any], counts: dict[str, Any], rdir: Path) -> str:
@@ -228,16 +262,25 @@ def dry_run(recipe: Recipe, cache_path: Path | None) -> list[str]:
     skills = {name: SKILLS.get(name) for name in recipe.skills}
     difficulty = {name: spec.difficulty for name, spec in recipe.skills.items()}
     policy = recipe.allocation
-    shares = allocate(list(skills), None, policy.policy, policy.floor, policy.sharpness)
-    requests = generation_requests(
-        recipe, skills, difficulty, 1, counts_from_shares(shares, recipe.generation.budget_per_round)
-    )
+    source = build_source(recipe, stream_seed(recipe.seed, "probes"))
+    shares = allocate(list(source.categories()), None, policy.policy, policy.floor, policy.sharpness)
+    counts = counts_from_shares(shares, recipe.generation.budget_per_round)
+    if isinstance(source, DatasetSource):  # the problems are written first; their solutions cost about as much
+        targets = plan_targets(source, counts, None, recipe, stream_seed(recipe.seed, "round-1"))
+        requests = [request for request, _, _ in problem_requests(source, targets, recipe)]
+    else:
+        requests = generation_requests(recipe, skills, difficulty, 1, counts)
     known = cache_path is not None and cache_path.is_file() and cache_path.stat().st_size > 0
     cache = ResponseCache(cache_path) if known else None  # an empty or missing file: nothing cached, none made
     teacher = recipe.teacher
     backend = teacher.backend
     first = estimate(requests, backend, teacher.model, engine_settings(teacher).prices, cache)
     lines = [f"dry run of {recipe.name!r} with teacher {backend}:{teacher.model}; nothing is sent", "round 1:"]
+    if isinstance(source, DatasetSource):
+        lines[1] = (
+            "round 1 (the problem-writing calls; solving the problems they write adds about "
+            f"{recipe.generation.budget_per_round} calls of {recipe.generation.samples} samples each):"
+        )
     lines += [f"  {line}" for line in first.lines()]
     if recipe.rounds > 1:
         lines += [f"all {recipe.rounds} rounds (later rounds assumed like round 1):"]
@@ -264,10 +307,15 @@ def student_line(recipe: Recipe) -> str:
 
 
 def plan_inputs(loop: Loop, number: int) -> str:
-    """A plan is made from the previous round's evaluation (round 1's from nothing)."""
+    """A plan is made from the previous round's evaluation (round 1's from nothing): its accuracies and,
+    for a dataset task, the train items the student got wrong."""
     if number == 1:
         return digest(["round 1"])
-    return digest([json.dumps(read_json(loop.run.round(number - 1) / "eval.json")["per_skill"], sort_keys=True)])
+    report = read_json(loop.run.round(number - 1) / "eval.json")
+    made_from = [json.dumps(report["per_skill"], sort_keys=True)]
+    if "train_probe" in report:
+        made_from.append(json.dumps(report["train_probe"]["wrong"], sort_keys=True))
+    return digest(made_from)
 
 
 def plan_current(path: Path, plan: dict[str, Any], inputs: str) -> bool:
@@ -278,23 +326,34 @@ def plan_current(path: Path, plan: dict[str, Any], inputs: str) -> bool:
     return current
 
 
-def generation_inputs(plan: dict[str, Any]) -> str:
-    return digest([json.dumps(plan.get("counts"), sort_keys=True)])
+def generation_inputs(plan: dict[str, Any], rdir: Path | None = None, kind: str = "skills") -> str:
+    """Problems (and a skills task's solutions) are made from the plan; a dataset task's solutions from
+    its problems."""
+    if kind == "dataset" and rdir is not None:
+        return ids_digest(rdir / "problems")
+    return digest([json.dumps(plan.get("targets", plan.get("counts")), sort_keys=True)])
 
 
 def plan_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     path, inputs = rdir / "plan.json", plan_inputs(loop, number)
     if plan_current(path, plan := read_json_or_empty(path), inputs):
         return plan
-    previous = read_json(loop.run.round(number - 1) / "eval.json")["per_skill"] if number > 1 else None
+    report = read_json(loop.run.round(number - 1) / "eval.json") if number > 1 else None
+    previous = report["per_skill"] if report else None
     policy = loop.recipe.allocation
-    shares = allocate(list(loop.skills), previous, policy.policy, policy.floor, policy.sharpness)
+    shares = allocate(list(loop.source.categories()), previous, policy.policy, policy.floor, policy.sharpness)
     plan = {
         "allocation": shares,
         "counts": counts_from_shares(shares, loop.recipe.generation.budget_per_round),
         "weakness": weakness_report(previous) if previous else None,
         INPUTS: inputs,
     }
+    if isinstance(loop.source, DatasetSource):
+        failures = report["train_probe"]["wrong"] if report and "train_probe" in report else None
+        seed = stream_seed(loop.recipe.seed, f"round-{number}")
+        plan["targets"] = plan_targets(loop.source, plan["counts"], failures, loop.recipe, seed)
+        for category, target in plan["targets"].items():
+            loop.log(f"round {number}: {category}: {target['problems']} problems as {target['mode']} ({target['why']})")
     write_json(path, plan)
     return plan
 
@@ -424,14 +483,20 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     probes = [p.question for p in loop.probes]
     context = Context(probes, earlier_rows(loop, number), loop.engine.cache, loop.engine.run_id, loop.judge)
     stages = build_stages(loop.recipe.curation, context)
+    if loop.recipe.curation.decontaminate is None and loop.source.kind == "dataset":
+        stages.insert(0, Decontaminate({"eval": probes}))  # a user's eval split is always held out
     rows = list(run_stages(stages, unanswered_rejected(read_records(rdir / "generated"))))
     kept, dropped = [r for r in rows if r.kept], [r for r in rows if not r.kept]
     size = loop.recipe.generation.shard_size
     write_records(rejected, dropped, size)
     write_records(curated, kept, size)
+    per_category = {category: 0 for category in loop.source.categories()}
+    for row in kept:
+        per_category[row.skill] = per_category.get(row.skill, 0) + 1
     counts = {
         "generated": len(rows),
         "kept": len(kept),
+        "kept_per_category": per_category,
         "rejected": reject_counts(rows),
         **stage_counts(stages),
         "seconds": round(time.perf_counter() - start, 3),
@@ -510,12 +575,43 @@ def evaluate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     path, inputs = rdir / "eval.json", student_inputs(loop, number, rdir)
     if not eval_current(path, inputs):
         start = time.perf_counter()
-        model, tokenizer = student.load_checkpoint(rdir / "student")
-        cfg = loop.recipe.evaluation
-        report = evaluate(model, tokenizer, loop.probes, cfg.max_new_tokens, cfg.batch_size)
+        probe = train_probe(loop, number)
+        items = loop.probes + probe
+        outputs = student_outputs(rdir / "student", [item.question for item in items], loop.recipe)
+        scores = loop.source.score(outputs, items)
+        n = len(loop.probes)
+        report = score_report(loop.probes, outputs[:n], scores[:n])
+        if probe:
+            report["train_probe"] = failures_report(probe, scores[n:])
         report["seconds"] = round(time.perf_counter() - start, 3)
         write_json(path, {**report, INPUTS: inputs})
     return read_json(path)
+
+
+def student_outputs(checkpoint: Path, questions: list[str], recipe: Recipe) -> list[str]:
+    model, tokenizer = student.load_checkpoint(checkpoint)
+    cfg = recipe.evaluation
+    prompts = [student_prompt(q) for q in questions]
+    return greedy_answers(model, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size)
+
+
+def train_probe(loop: Loop, number: int) -> list[TaskItem]:
+    """A dataset task asks the student train items too: the ones it gets wrong are the next round's examples."""
+    if not isinstance(loop.source, DatasetSource) or loop.recipe.task.type != "dataset":
+        return []
+    per_category = loop.recipe.task.train_probe_per_category
+    return train_probe_items(loop.source, per_category, stream_seed(loop.recipe.seed, f"train-probe-{number}"))
+
+
+def failures_report(items: list[TaskItem], scores: list[Any]) -> dict[str, Any]:
+    asked: dict[str, int] = {}
+    wrong: dict[str, list[str]] = {}
+    for item, score in zip(items, scores, strict=True):
+        asked[item.category] = asked.get(item.category, 0) + 1
+        wrong.setdefault(item.category, [])
+        if score.value < 1.0:
+            wrong[item.category].append(item.id)
+    return {"asked": asked, "wrong": wrong}
 
 
 CURATION_FINDINGS = ("pii", "quality_rules", "pairwise", "abstained")  # what stages count besides verdicts
@@ -538,6 +634,7 @@ def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:
                 "counts": {
                     "generated": curated["generated"],
                     "kept": curated["kept"],
+                    "kept_per_category": curated.get("kept_per_category", {}),
                     "rejected": curated["rejected"],
                     "train_rows": train["rows"],
                     "golden_rows": train["golden"],
@@ -570,10 +667,15 @@ def setup_torch(recipe: Recipe) -> None:
         torch.set_num_threads(recipe.student.train.threads)
 
 
-def load_golden(recipe: Recipe, skills: dict[str, Skill], difficulty: dict[str, int]) -> list[Record]:
+def load_golden(
+    recipe: Recipe, skills: dict[str, Skill], difficulty: dict[str, int], source: TaskSource
+) -> list[Record]:
+    """The user's golden file; else a dataset task's train split (real data), or the skills' reference items."""
     golden = recipe.grounding.golden
     if golden.path:
         return load_golden_file(golden.path)
+    if isinstance(source, DatasetSource):
+        return task_golden(source.train)
     return embedded_golden(skills, difficulty, golden.size, stream_seed(recipe.seed, "golden"))
 
 
@@ -581,6 +683,8 @@ def tokenizer_corpus(loop: Loop) -> list[str]:
     """Text the tokenizer is trained on: golden rows and a sample of every skill (never the probes)."""
     seed = stream_seed(loop.recipe.seed, "tokenizer")
     texts = [f"{r.question}\n{r.reasoning}\n#### {r.answer}" for r in loop.golden]
+    if isinstance(loop.source, DatasetSource):
+        texts += [f"{i.question}\n{i.reasoning}\n#### {i.answer}" for i in loop.source.train]
     for name, skill in loop.skills.items():
         for i in range(200):
             problem = skill.generate(seed, i, loop.difficulty[name])

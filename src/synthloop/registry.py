@@ -94,6 +94,7 @@ TASKS: Registry = Registry(
     "task",
     {
         "solve": "synthloop.tasks.solve:SolveTask",
+        "write_problems": "synthloop.tasks.write_problems:WriteProblemsTask",
         "topics": "synthloop.tasks.prompted:TopicsTask",
         "textbook": "synthloop.tasks.prompted:TextbookTask",
         "exercises": "synthloop.tasks.prompted:ExercisesTask",

@@ -1,43 +1,32 @@
-"""Score the student on the probes: per-skill exact-match accuracy from its own free-text answers."""
+"""Score the student's free-text answers with the task's scorers: per-category accuracy, every answer kept."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-import torch
-from transformers import PreTrainedTokenizerFast
-
-from synthloop.evaluation.generate import greedy_answers
-from synthloop.registry import SKILLS
-from synthloop.skills.answers import extract_final_answer
-from synthloop.skills.base import Problem
-from synthloop.training.format import student_prompt
+from synthloop.scoring.item import Score, TaskItem
 
 
-def evaluate(
-    model: torch.nn.Module,
-    tokenizer: PreTrainedTokenizerFast,
-    probes: list[Problem],
-    max_new_tokens: int,
-    batch_size: int,
-) -> dict[str, Any]:
-    """`{"per_skill": {skill: accuracy}, "macro": mean, "items": [...]}`; items keep every answer."""
-    outputs = greedy_answers(model, tokenizer, [student_prompt(p.question) for p in probes], max_new_tokens, batch_size)
-    per_skill: dict[str, list[float]] = {}
-    items = []
-    for problem, output in zip(probes, outputs, strict=True):
-        score = SKILLS.get(problem.skill).score(output, problem.answer)
-        per_skill.setdefault(problem.skill, []).append(score)
-        items.append(
+def score_report(items: Sequence[TaskItem], outputs: Sequence[str], scores: Sequence[Score]) -> dict[str, Any]:
+    """`{"per_skill": {category: accuracy}, "macro": mean, "items": [...]}`; items keep every answer.
+    (`per_skill` names the built-in skills' categories too: the run directory's contract keeps the key.)"""
+    per_category: dict[str, list[float]] = {}
+    rows = []
+    for item, output, score in zip(items, outputs, scores, strict=True):
+        per_category.setdefault(item.category, []).append(score.value)
+        rows.append(
             {
-                "skill": problem.skill,
-                "index": problem.index,
-                "question": problem.question,
-                "reference": problem.answer,
-                "extracted": extract_final_answer(output),
-                "score": score,
+                "skill": item.category,
+                "id": item.id,
+                "question": item.question,
+                "reference": item.answer,
+                "extracted": score.extracted,
+                "score": score.value,
+                "detail": score.detail,
                 "output": output,
             }
         )
-    accuracy = {skill: sum(s) / len(s) for skill, s in per_skill.items()}
-    return {"per_skill": accuracy, "macro": sum(accuracy.values()) / len(accuracy), "items": items}
+    accuracy = {category: sum(s) / len(s) for category, s in per_category.items()}
+    macro = sum(accuracy.values()) / len(accuracy) if accuracy else 0.0
+    return {"per_skill": accuracy, "macro": macro, "items": rows}

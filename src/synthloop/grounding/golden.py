@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloop.records import Record
+from synthloop.scoring.item import TaskItem
 from synthloop.skills.base import Skill
 from synthloop.storage.input_files import InputFileError, read_rows
 
@@ -70,3 +71,21 @@ def embedded_golden(skills: dict[str, Skill], difficulties: dict[str, int], size
             )
         )
     return records
+
+
+def task_golden(items: list[TaskItem]) -> list[Record]:
+    """A dataset task's train split as the golden set: it is the user's real data."""
+    return [
+        Record(
+            kind="solution",
+            skill=item.category,
+            question=item.question,
+            source="human",
+            round=0,
+            reasoning=item.reasoning,
+            answer=item.answer,
+            reference_answer=item.answer,
+            parent_ids=[item.id],
+        )
+        for item in items
+    ]

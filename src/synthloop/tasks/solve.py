@@ -28,6 +28,10 @@ class SolveTask:
         messages = (Message("system", SYSTEM), Message("user", problem.question))
         return TeacherRequest(messages, sampling, sample_index, problem=problem)
 
+    def request_for(self, question: str, sampling: SamplingParams, sample_index: int = 0) -> TeacherRequest:
+        """A request for a question that is not a built-in skill's problem (a user's task, a written problem)."""
+        return TeacherRequest((Message("system", SYSTEM), Message("user", question)), sampling, sample_index)
+
     def parse(self, text: str) -> Parsed:
         answer = extract_final_answer(text)
         if answer is None:
