@@ -95,6 +95,16 @@ def parser() -> argparse.ArgumentParser:
     sample.add_argument("--difficulty", type=int, default=1, help=f"{MIN_DIFFICULTY} to {MAX_DIFFICULTY}")
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(handler=cmd_skills_sample)
+    export = skills.add_parser(
+        "export", help="write skills as a plain dataset (train.jsonl, eval.jsonl) for task: dataset"
+    )
+    export.add_argument("--out", type=Path, required=True, help="folder for train.jsonl and eval.jsonl")
+    export.add_argument("--skills", help="comma-separated skills (default: the default recipe's)")
+    export.add_argument("--train-per-skill", type=int, default=500)
+    export.add_argument("--eval-per-skill", type=int, default=60)
+    export.add_argument("--difficulty", type=int, default=1, help=f"{MIN_DIFFICULTY} to {MAX_DIFFICULTY}")
+    export.add_argument("--seed", type=int, default=0)
+    export.set_defaults(handler=cmd_skills_export)
 
     curate = sub.add_parser("curate", help="curate rows (JSONL, Parquet or a shard folder) with a recipe's curation")
     curate.add_argument("rows", type=Path, help="JSONL or Parquet rows (question, answer, ...), or a folder of shards")
@@ -287,6 +297,26 @@ def cmd_skills_sample(args: argparse.Namespace) -> int:
     for i in range(args.n):
         problem = skill.generate(args.seed, i, args.difficulty)
         print(f"--- {skill.name} #{i} (difficulty {args.difficulty})\nQ: {problem.question}\n{problem.solution}\n")
+    return 0
+
+
+def cmd_skills_export(args: argparse.Namespace) -> int:
+    from synthloop.skills.export import export_skills
+
+    names = [n.strip() for n in args.skills.split(",") if n.strip()] if args.skills else list(load_recipe().skills)
+    for name in names:
+        SKILLS.check(name)
+    if not MIN_DIFFICULTY <= args.difficulty <= MAX_DIFFICULTY:
+        raise RecipeError(f"--difficulty must be from {MIN_DIFFICULTY} to {MAX_DIFFICULTY}, got {args.difficulty}")
+    if args.train_per_skill < 1 or args.eval_per_skill < 1:
+        raise RecipeError("--train-per-skill and --eval-per-skill must be at least 1")
+    if args.out.exists() and not args.out.is_dir():
+        raise RunDirError(f"--out {args.out} is a file; give a folder")
+    written = export_skills(args.out, names, args.train_per_skill, args.eval_per_skill, args.difficulty, args.seed)
+    print(
+        f"synthloop: wrote {written['train']} train and {written['eval']} eval rows ({', '.join(names)}) to "
+        f"{args.out / 'train.jsonl'} and {args.out / 'eval.jsonl'}"
+    )
     return 0
 
 

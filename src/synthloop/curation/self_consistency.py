@@ -1,6 +1,8 @@
 """Self-consistency: several teacher samples of the same question vote. The majority answer's share is
 the agreement score on every row of the question; rows that disagree with the majority are rejected,
-and when the agreement is below `min_agreement` the whole question is (the teacher is unsure).
+and when the agreement is below `min_agreement` the whole question is (the teacher is unsure). A row
+without a reference (a problem the teacher wrote) that the vote keeps gets the majority answer as its
+reference.
 A question with a single sample gets no vote: it is kept with that said."""
 
 from __future__ import annotations
@@ -45,10 +47,13 @@ class SelfConsistency:
         (winner, count), *_ = votes.most_common(1)
         agreement = count / len(group)
         detail = f"{count} of {len(group)} samples agree"
+        majority = next(r.answer for r in group if answer_key(r.answer or "") == winner)
         for record in group:
             if agreement < self.min_agreement:
                 record.add_verdict(self.name, False, "low_agreement", agreement, detail)
             elif answer_key(record.answer or "") != winner:
                 record.add_verdict(self.name, False, "disagrees_with_majority", agreement, detail)
             else:
+                if record.reference_answer is None:  # a written problem: the verified majority is its reference
+                    record.reference_answer = majority
                 record.add_verdict(self.name, True, None, agreement, detail)

@@ -1,0 +1,102 @@
+"""A scripted teacher behind a real OpenAI-compatible HTTP server, for the dataset path's tests and
+benchmark where no real LLM can run: it writes new problems of a built-in skill when asked for
+problems like an example (or for a category), keeps each one's true answer in a hidden table, and
+solves them with chain of thought, wrong at a set rate (each sample on its own). The hidden table is
+how the benchmark measures the share of wrong answers that reach training.
+
+Categories must be built-in skill names (as `synthloop skills export` writes them). Replies are
+deterministic: the same prompt and sample give the same text."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+
+from synthloop.registry import SKILLS
+from synthloop.tasks import solve, write_problems
+from synthloop.teachers.oracle import corrupt
+
+
+class ScriptedTeacher:
+    def __init__(self, error_rate: float = 0.2, difficulty: int = 1, model: str = "scripted", seed: int = 0):
+        self.error_rate, self.difficulty, self.model, self.seed = error_rate, difficulty, model, seed
+        self.truth: dict[str, str] = {}  # every problem it wrote -> its true answer (hidden from synthloop)
+        self.calls: Counter[str] = Counter()  # "write" / "solve" / "other"
+        self.wrong_samples = 0
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/v1/models", self.models)
+        return app
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+
+    async def chat(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("model") != self.model:
+            return web.json_response({"error": {"message": f"model {body.get('model')!r} not found"}}, status=404)
+        messages = body.get("messages") or []
+        system = next((m["content"] for m in messages if m["role"] == "system"), "")
+        user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        n = int(body.get("n") or 1)
+        key = hashlib.sha256(json.dumps([messages, body.get("seed"), self.seed]).encode()).hexdigest()
+        if system == write_problems.SYSTEM:
+            self.calls["write"] += 1
+            texts = [self.write(user, f"{key}/{i}") for i in range(n)]
+        elif system == solve.SYSTEM:
+            self.calls["solve"] += 1
+            texts = [self.solve(user, f"{key}/{i}") for i in range(n)]
+        else:
+            self.calls["other"] += 1
+            texts = ["I can only write and solve problems."] * n
+        choices = [
+            {"index": i, "finish_reason": "stop", "message": {"role": "assistant", "content": t}}
+            for i, t in enumerate(texts)
+        ]
+        usage = {"prompt_tokens": len(json.dumps(messages)) // 4, "completion_tokens": sum(len(t) // 4 for t in texts)}
+        return web.json_response({"id": key[:24], "object": "chat.completion", "model": self.model, "choices": choices,
+                                  "usage": usage})  # fmt: skip
+
+    def write(self, prompt: str, key: str) -> str:
+        category = re.search(r"^Category: (.+)$", prompt, re.MULTILINE)
+        count = re.search(r"Write (\d+) new", prompt)
+        name = category.group(1).strip() if category else ""
+        if name not in SKILLS:
+            return json.dumps({"problems": []})  # not a skill: nothing it can write (the schema wants one or more)
+        skill, seed = SKILLS.get(name), int(key[:12], 16) % 2**31
+        problems = []
+        for index in range(int(count.group(1)) if count else 1):
+            problem = skill.generate(seed, index, self.difficulty)
+            self.truth[problem.question] = problem.answer
+            problems.append(problem.question)
+        return json.dumps({"problems": problems})
+
+    def solve(self, question: str, key: str) -> str:
+        answer = self.truth.get(question.strip())
+        if answer is None:
+            return "I do not know how to solve this."
+        rng = random.Random(key)
+        if rng.random() < self.error_rate:
+            self.wrong_samples += 1
+            answer = corrupt(answer, rng)
+        return f"Let me work through it step by step.\nThe result follows.\n#### {answer}"
+
+    def wrong_share(self, rows: list[Any]) -> tuple[int, int]:
+        """(rows whose answer differs from the hidden truth, rows checked) among rows of questions it wrote."""
+        checked = wrong = 0
+        for row in rows:
+            truth = self.truth.get(row.question.strip())
+            if truth is None or row.source != "synthetic":
+                continue
+            checked += 1
+            score = SKILLS.get(row.skill).score(f"#### {row.answer}", truth) if row.skill in SKILLS else 0.0
+            wrong += score < 1.0
+        return wrong, checked
