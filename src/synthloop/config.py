@@ -714,6 +714,11 @@ class Recipe(Strict):
                     "set generation.samples to 2 or more with curation.self_consistency, or curation.judge, "
                     "or curation.code"
                 )
+            if self.generation.samples > 1 and self.generation.temperature == 0 and c.self_consistency:
+                raise ValueError(
+                    "generation.temperature 0 makes every sample of a problem the same, so self-consistency "
+                    "would always agree; set generation.temperature above 0 (e.g. 0.7)"
+                )
         return self
 
     @model_validator(mode="after")

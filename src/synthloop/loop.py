@@ -267,7 +267,7 @@ def dry_run(recipe: Recipe, cache_path: Path | None) -> list[str]:
     counts = counts_from_shares(shares, recipe.generation.budget_per_round)
     if isinstance(source, DatasetSource):  # the problems are written first; their solutions cost about as much
         targets = plan_targets(source, counts, None, recipe, stream_seed(recipe.seed, "round-1"))
-        requests = [request for request, _, _ in problem_requests(source, targets, recipe)]
+        requests = [request for request, _, _ in problem_requests(source, targets, recipe, 1)]
     else:
         requests = generation_requests(recipe, skills, difficulty, 1, counts)
     known = cache_path is not None and cache_path.is_file() and cache_path.stat().st_size > 0

@@ -66,10 +66,14 @@ def plan_targets(
     return targets
 
 
+ROUND_STRIDE = 1_000_000  # more calls than a round makes: sample indices of different rounds never meet
+
+
 def problem_requests(
-    source: DatasetSource, targets: dict[str, dict[str, Any]], recipe: Recipe
+    source: DatasetSource, targets: dict[str, dict[str, Any]], recipe: Recipe, number: int
 ) -> list[tuple[TeacherRequest, str, str | None]]:
-    """(request, category, example id) for every problem-writing call."""
+    """(request, category, example id) for every problem-writing call. The sample index runs on across
+    rounds, so a later round asking about the same example never gets an earlier round's cached problems."""
     g = recipe.generation
     task = WriteProblemsTask(g.problems_per_call)
     sampling = SamplingParams(g.problem_temperature, max_tokens=g.max_tokens)
@@ -79,13 +83,14 @@ def problem_requests(
     for category, target in targets.items():
         description = descriptions.get(category, "")
         examples = [by_id[i] for i in target.get("examples", []) if i in by_id]
+        first = (number - 1) * ROUND_STRIDE
         for call in range(target["calls"]):
             if target["mode"] == "variations" and examples:
                 example = examples[call % len(examples)]
-                request = task.like_example(example, description, sampling, call // len(examples))
+                request = task.like_example(example, description, sampling, first + call // len(examples))
                 calls.append((request, category, example.id))
             else:
-                calls.append((task.from_topic(category, description, sampling, call), category, None))
+                calls.append((task.from_topic(category, description, sampling, first + call), category, None))
     return calls
 
 
@@ -101,7 +106,7 @@ def generate_round(
     inputs: str,
 ) -> dict[str, Any]:
     """Write the problems, then solve them; returns the solve step's stats with the problem step's inside."""
-    calls = problem_requests(source, targets, recipe)
+    calls = problem_requests(source, targets, recipe, number)
     about = {id(request): (category, example) for request, category, example in calls}
     problems_task = WriteProblemsTask(recipe.generation.problems_per_call)
     shard_size = recipe.generation.shard_size

@@ -29,6 +29,7 @@ class ScriptedTeacher:
         self.truth: dict[str, str] = {}  # every problem it wrote -> its true answer (hidden from synthloop)
         self.calls: Counter[str] = Counter()  # "write" / "solve" / "other"
         self.wrong_samples = 0
+        self.seen: Counter[str] = Counter()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -47,7 +48,10 @@ class ScriptedTeacher:
         system = next((m["content"] for m in messages if m["role"] == "system"), "")
         user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         n = int(body.get("n") or 1)
-        key = hashlib.sha256(json.dumps([messages, body.get("seed"), self.seed]).encode()).hexdigest()
+        # The k-th time a prompt comes (synthloop sends a prompt again only as another sample) is another sample.
+        self.seen[json.dumps(messages)] += 1
+        occurrence = self.seen[json.dumps(messages)]
+        key = hashlib.sha256(json.dumps([messages, occurrence, self.seed]).encode()).hexdigest()
         if system == write_problems.SYSTEM:
             self.calls["write"] += 1
             texts = [self.write(user, f"{key}/{i}") for i in range(n)]
