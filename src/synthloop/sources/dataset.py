@@ -192,7 +192,7 @@ def optional_text(row: dict[str, Any], key: str, where: str) -> str | None:
 def row_category(row: dict[str, Any], where: str) -> str:
     value = row.get("category")
     if value in (None, ""):
-        raise InputFileError(f"{where}: no 'category', but other rows of the eval data have one; give every row one")
+        raise InputFileError(f"{where}: no 'category', but the eval data has categories; give every row one")
     if not isinstance(value, str) or len(value) > MAX_CATEGORY_CHARS or not value.strip():
         raise InputFileError(f"{where}: 'category' must be a name of 1 to {MAX_CATEGORY_CHARS} characters")
     return value.strip()
