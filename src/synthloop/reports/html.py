@@ -49,6 +49,7 @@ def render(manifest: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
         "<h2>Kept and rejected rows</h2>",
         stacked_bars([{"kept": r["counts"]["kept"], **r["counts"]["rejected"]} for r in rounds], labels, "rows"),
         counts_table(rounds),
+        kept_per_category_table(rounds, skills),
         findings_table(rounds),
         "<h2>Monitor and timings</h2>",
         monitor_table(rounds),
@@ -83,6 +84,23 @@ def counts_table(rounds: list[dict[str, Any]]) -> str:
     return (
         "<table><tr><th>round</th><th>generated</th><th>kept</th><th>rejected by reason</th>"
         f"<th>training rows</th><th>golden rows</th></tr>{rows}</table>"
+    )
+
+
+def kept_per_category_table(rounds: list[dict[str, Any]], skills: list[str]) -> str:
+    """Rows kept for training per category: a category that kept nothing is marked, not hidden."""
+    head = "".join(f"<th>round {r['round']}</th>" for r in rounds)
+
+    def cell(r: dict[str, Any], skill: str) -> str:
+        kept = r["counts"].get("kept_per_category", {}).get(skill)
+        if kept is None:
+            return "<td>-</td>"
+        return "<td style='background:#f8d7da'><b>0</b></td>" if kept == 0 else f"<td>{kept}</td>"
+
+    body = "".join(f"<tr><td>{escape(s)}</td>{''.join(cell(r, s) for r in rounds)}</tr>" for s in skills)
+    return (
+        "<p>Rows kept per skill or category (a 0 is marked: nothing new to train on there).</p>"
+        f"<table><tr><th>kept</th>{head}</tr>{body}</table>"
     )
 
 
