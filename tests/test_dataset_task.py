@@ -46,7 +46,7 @@ evaluation: {{max_new_tokens: 16}}
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("exported")
-    export_skills(out, SKILLS, train_per_skill=40, eval_per_skill=10, difficulty=1, seed=0)
+    export_skills(out, SKILLS, train_per_skill=40, eval_per_skill=10, difficulties=[1], seed=0)
     return out
 
 

@@ -102,7 +102,9 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--skills", help="comma-separated skills (default: the default recipe's)")
     export.add_argument("--train-per-skill", type=int, default=500)
     export.add_argument("--eval-per-skill", type=int, default=60)
-    export.add_argument("--difficulty", type=int, default=1, help=f"{MIN_DIFFICULTY} to {MAX_DIFFICULTY}")
+    export.add_argument(
+        "--difficulty", default="1", help=f"{MIN_DIFFICULTY} to {MAX_DIFFICULTY}, or several spread evenly: 1,2,3"
+    )
     export.add_argument("--seed", type=int, default=0)
     export.set_defaults(handler=cmd_skills_export)
 
@@ -306,13 +308,17 @@ def cmd_skills_export(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.skills.split(",") if n.strip()] if args.skills else list(load_recipe().skills)
     for name in names:
         SKILLS.check(name)
-    if not MIN_DIFFICULTY <= args.difficulty <= MAX_DIFFICULTY:
-        raise RecipeError(f"--difficulty must be from {MIN_DIFFICULTY} to {MAX_DIFFICULTY}, got {args.difficulty}")
+    levels = [part.strip() for part in args.difficulty.split(",")]
+    if not all(level.isdigit() and MIN_DIFFICULTY <= int(level) <= MAX_DIFFICULTY for level in levels):
+        raise RecipeError(
+            f"--difficulty must be {MIN_DIFFICULTY} to {MAX_DIFFICULTY} (or a list: 1,2,3), got {args.difficulty}"
+        )
     if args.train_per_skill < 1 or args.eval_per_skill < 1:
         raise RecipeError("--train-per-skill and --eval-per-skill must be at least 1")
     if args.out.exists() and not args.out.is_dir():
         raise RunDirError(f"--out {args.out} is a file; give a folder")
-    written = export_skills(args.out, names, args.train_per_skill, args.eval_per_skill, args.difficulty, args.seed)
+    difficulties = [int(level) for level in levels]
+    written = export_skills(args.out, names, args.train_per_skill, args.eval_per_skill, difficulties, args.seed)
     print(
         f"synthloop: wrote {written['train']} train and {written['eval']} eval rows ({', '.join(names)}) to "
         f"{args.out / 'train.jsonl'} and {args.out / 'eval.jsonl'}"

@@ -5,7 +5,9 @@ solves them with chain of thought, wrong at a set rate (each sample on its own).
 how the benchmark measures the share of wrong answers that reach training.
 
 Categories must be built-in skill names (as `synthloop skills export` writes them). Replies are
-deterministic: the same prompt and sample give the same text."""
+deterministic: the same prompt and sample give the same text. Given `difficulty_of` (the train items'
+difficulties, hidden from synthloop), a problem written like an example has the example's difficulty,
+as a real teacher's variation would; otherwise every problem has `difficulty`."""
 
 from __future__ import annotations
 
@@ -24,8 +26,16 @@ from synthloop.teachers.oracle import corrupt
 
 
 class ScriptedTeacher:
-    def __init__(self, error_rate: float = 0.2, difficulty: int = 1, model: str = "scripted", seed: int = 0):
+    def __init__(
+        self,
+        error_rate: float = 0.2,
+        difficulty: int = 1,
+        model: str = "scripted",
+        seed: int = 0,
+        difficulty_of: dict[str, int] | None = None,
+    ):
         self.error_rate, self.difficulty, self.model, self.seed = error_rate, difficulty, model, seed
+        self.difficulty_of = dict(difficulty_of or {})  # hidden: a train item's difficulty, so variations match it
         self.truth: dict[str, str] = {}  # every problem it wrote -> its true answer (hidden from synthloop)
         self.calls: Counter[str] = Counter()  # "write" / "solve" / "other"
         self.wrong_samples = 0
@@ -72,13 +82,15 @@ class ScriptedTeacher:
     def write(self, prompt: str, key: str) -> str:
         category = re.search(r"^Category: (.+)$", prompt, re.MULTILINE)
         count = re.search(r"Write (\d+) new", prompt)
+        example = re.search(r"^Problem: (.+?)\nAnswer: ", prompt, re.MULTILINE | re.DOTALL)
+        difficulty = self.difficulty_of.get(example.group(1).strip(), self.difficulty) if example else self.difficulty
         name = category.group(1).strip() if category else ""
         if name not in SKILLS:
             return json.dumps({"problems": []})  # not a skill: nothing it can write (the schema wants one or more)
         skill, seed = SKILLS.get(name), int(key[:12], 16) % 2**31
         problems = []
         for index in range(int(count.group(1)) if count else 1):
-            problem = skill.generate(seed, index, self.difficulty)
+            problem = skill.generate(seed, index, difficulty)
             self.truth[problem.question] = problem.answer
             problems.append(problem.question)
         return json.dumps({"problems": problems})
