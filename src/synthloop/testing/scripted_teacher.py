@@ -37,6 +37,7 @@ class ScriptedTeacher:
         self.error_rate, self.difficulty, self.model, self.seed = error_rate, difficulty, model, seed
         self.difficulty_of = dict(difficulty_of or {})  # hidden: a train item's difficulty, so variations match it
         self.truth: dict[str, str] = {}  # every problem it wrote -> its true answer (hidden from synthloop)
+        self.steps: dict[str, tuple[str, ...]] = {}  # -> the skill's worked steps, its chain of thought
         self.calls: Counter[str] = Counter()  # "write" / "solve" / "other"
         self.wrong_samples = 0
         self.seen: Counter[str] = Counter()
@@ -91,7 +92,7 @@ class ScriptedTeacher:
         problems = []
         for index in range(int(count.group(1)) if count else 1):
             problem = skill.generate(seed, index, difficulty)
-            self.truth[problem.question] = problem.answer
+            self.truth[problem.question], self.steps[problem.question] = problem.answer, problem.steps
             problems.append(problem.question)
         return json.dumps({"problems": problems})
 
@@ -103,7 +104,8 @@ class ScriptedTeacher:
         if rng.random() < self.error_rate:
             self.wrong_samples += 1
             answer = corrupt(answer, rng)
-        return f"Let me work through it step by step.\nThe result follows.\n#### {answer}"
+        steps = "\n".join(self.steps.get(question.strip(), ()))
+        return f"{steps}\n#### {answer}" if steps else f"#### {answer}"
 
     def wrong_share(self, rows: list[Any]) -> tuple[int, int]:
         """(rows whose answer differs from the hidden truth, rows checked) among rows of questions it wrote."""
