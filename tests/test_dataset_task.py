@@ -255,3 +255,26 @@ def test_cli_bad_task_file_writes_nothing(tmp_path, exported, capsys):
     assert main(["run", str(recipe), "--run-dir", str(tmp_path / "run")]) == 2
     assert "train.jsonl line 1: missing or empty 'answer'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_real_tiny_model_as_teacher_is_rejected_with_a_clear_report(exported, tmp_path):
+    """A real model behind `transformers serve` that writes garbage: nothing it writes reaches training,
+    and the run stops before training with one line saying why."""
+    from synthloop.storage.rundir import EmptyOutputError
+    from synthloop.testing import transformers_serve
+    from synthloop.testing.tiny_model import build_tiny_chat_model
+
+    model = build_tiny_chat_model(tmp_path / "model")
+    with transformers_serve(str(model)) as base:
+        text = recipe_text(str(exported / "train.jsonl"), str(exported / "eval.jsonl"), f"{base}/v1")
+        text = text.replace("model: scripted", f"model: {model}").replace(
+            "budget_per_round: 60, samples: 5", "budget_per_round: 6, samples: 3, max_tokens: 24"
+        )
+        recipe = parse_recipe(text, "r")
+        with pytest.raises(EmptyOutputError) as stopped:
+            run_loop(recipe, tmp_path / "run", log=lambda line: None)
+    message = str(stopped.value)
+    assert message.startswith("round 1: curation kept 0 of") and "fix the cause and rerun with --resume" in message
+    assert "usable problems of 6 asked" in message
+    assert not (tmp_path / "run" / "rounds" / "01" / "train").exists()

@@ -3,11 +3,6 @@
 `openai` client both drive."""
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
@@ -18,7 +13,7 @@ from synthloop.teachers.engine import Engine, EngineSettings
 from synthloop.teachers.factory import check_teacher
 from synthloop.teachers.openai_http import OpenAITeacher
 from synthloop.teachers.transformers_local import TransformersTeacher
-from synthloop.testing import free_port
+from synthloop.testing import transformers_serve
 from synthloop.testing.tiny_model import build_tiny_chat_model
 
 
@@ -49,26 +44,7 @@ def test_local_teacher_that_cannot_be_loaded_says_so(tmp_path):
 
 @pytest.mark.slow
 def test_transformers_serve_driven_by_the_engine_and_the_openai_client(tiny_model):
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cli = os.path.join(os.path.dirname(sys.executable), "transformers")
-    server = subprocess.Popen(
-        [cli, "serve", str(tiny_model), "--port", str(port), "--device", "cpu"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("transformers serve did not start within 120 s")
+    with transformers_serve(str(tiny_model)) as base:
         teacher = OpenAITeacher(str(tiny_model), f"{base}/v1", concurrency=4)
         check_teacher(teacher)
         out, report = asyncio.run(Engine(teacher, EngineSettings(concurrency=4, timeout_s=60)).run(ask(8)))
@@ -81,9 +57,6 @@ def test_transformers_serve_driven_by_the_engine_and_the_openai_client(tiny_mode
             model=str(tiny_model), messages=[{"role": "user", "content": "What is 0 + 1?"}], max_tokens=6, temperature=0
         )
         assert reply.choices[0].message.content == out[0].text, "the engine and the official client get the same reply"
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def test_a_local_model_as_judge_gets_verdicts_even_when_it_writes_gibberish(tiny_model):

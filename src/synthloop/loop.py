@@ -248,6 +248,17 @@ def empty_round_message(number: int, stats: dict[str, Any], counts: dict[str, An
     failed = stats["calls"]["failed"]
     reasons = sorted(counts["rejected"].items(), key=lambda item: -item[1])[:3]
     parts = [f"round {number}: curation kept 0 of {counts['generated']} generated rows"]
+    if "problems" in stats:  # a dataset task: the problems are written first
+        written = stats["problems"]
+        first = next((r.error for r in read_records(rdir / "problems") if r.error), "")
+        parts.append(
+            f"the teacher wrote {written['written']} usable problems of {written['wanted']} asked"
+            + (
+                f" (first unusable reply: {' '.join(first.split())[:200]}; rows in {rdir / 'problems'})"
+                if first
+                else ""
+            )
+        )
     if failed:
         first = next((r.error for r in read_records(rdir / "generated") if r.error), "")
         parts.append(f"{failed} teacher calls failed (first error: {' '.join(first.split())[:200]})")

@@ -44,3 +44,37 @@ def serve_in_thread(app: web.Application, port: int | None = None) -> Iterator[s
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
+
+
+@contextmanager
+def transformers_serve(model: str, timeout_s: float = 120.0) -> Iterator[str]:
+    """A real `transformers serve` of `model` on loopback (CPU, offline); yields its base URL."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    cli = os.path.join(os.path.dirname(sys.executable), "transformers")
+    server = subprocess.Popen(
+        [cli, "serve", model, "--port", str(port), "--device", "cpu"],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"transformers serve did not start within {timeout_s:.0f} s") from None
+                time.sleep(0.5)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(30)
