@@ -10,7 +10,7 @@ failures arm's round 1. Figures per seed and on average: the gain of the categor
 the weakest category and macro accuracy at the end, and the share of wrong answers (against the
 teacher's hidden truth) among the synthetic rows that reached training.
 
-    python bench/dataset_task.py [--seeds 0 1 2] [--steps 800] [--out bench/.out/dataset_task]
+    python bench/dataset_task.py [--seeds 0 1 2] [--steps 1500] [--budget 4000] [--difficulty 1]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import json
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -103,20 +104,24 @@ def run_seed(data: Path, difficulty_of: dict[str, int], seed: int, args: argpars
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=800, help="training steps per round")
-    parser.add_argument("--budget", type=int, default=800, help="new problems per round")
+    parser.add_argument("--steps", type=int, default=1500, help="training steps per round")
+    parser.add_argument("--budget", type=int, default=4000, help="new problems per round")
     parser.add_argument("--error-rate", type=float, default=0.2, help="share of the teacher's answers that are wrong")
+    parser.add_argument("--difficulty", type=int, nargs="+", default=[1], help="the exported items' difficulties")
     parser.add_argument("--out", type=Path, default=Path("bench/.out/dataset_task"))
     args = parser.parse_args()
     start = time.perf_counter()
     data = args.out / "data"
-    splits = export_rows(SKILLS, train_per_skill=400, eval_per_skill=60, difficulties=[1, 2, 3], seed=0)
+    splits = export_rows(SKILLS, train_per_skill=400, eval_per_skill=60, difficulties=args.difficulty, seed=0)
     data.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
         text = "".join(json.dumps({k: row[k] for k in EXPORTED_FIELDS}) + "\n" for row in rows)
         (data / f"{split}.jsonl").write_text(text)
     difficulty_of = {row["question"]: row["difficulty"] for row in splits["train"]}
-    results = [run_seed(data, difficulty_of, seed, args) for seed in args.seeds]
+    results = []
+    for seed in args.seeds:
+        results.append(run_seed(data, difficulty_of, seed, args))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)  # each seed as it finishes
 
     def mean(arm: str, key: str) -> float:
         return round(statistics.mean(r[arm][key] for r in results), 4)
