@@ -278,3 +278,11 @@ def test_a_real_tiny_model_as_teacher_is_rejected_with_a_clear_report(exported, 
     assert message.startswith("round 1: curation kept 0 of") and "fix the cause and rerun with --resume" in message
     assert "usable problems of 6 asked" in message
     assert not (tmp_path / "run" / "rounds" / "01" / "train").exists()
+
+
+@pytest.mark.parametrize("setting", ["lora: {r: 4}", "trainer: trl", "train: {grad_accumulation: 2}"])
+def test_student_settings_not_built_yet_are_refused_not_ignored(tmp_path, setting):
+    recipe = parse_recipe(f"name: t\nskills: {{addition: {{}}}}\nstudent: {{{setting}}}\n", "r.yaml")
+    with pytest.raises(RecipeError, match="not available in this version yet"):
+        run_loop(recipe, tmp_path / "run", log=lambda line: None)
+    assert not (tmp_path / "run").exists()

@@ -104,6 +104,7 @@ def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: P
     skills = {name: SKILLS.get(name) for name in recipe.skills}
     difficulty = {name: spec.difficulty for name, spec in recipe.skills.items()}
     check_student(recipe)  # a student that is not here or would not fit in memory fails first (seconds)
+    refuse_student_settings_not_built_yet(recipe)
     source = build_source(recipe, stream_seed(recipe.seed, "probes"))  # so does a bad task file or row
     golden = load_golden(recipe, skills, difficulty, source)  # and a bad golden file, before anything is written
     teacher = make_teacher(recipe.teacher, recipe.seed)  # a missing key variable fails here
@@ -146,6 +147,27 @@ def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: P
         return run
     finally:
         unlock_run_dir(root)  # a process that dies gives it back anyway
+
+
+def refuse_student_settings_not_built_yet(recipe: Recipe) -> None:
+    """Recipe keys the student's trainer does not honour yet fail here, never silently (issue 11 builds them)."""
+    s, t = recipe.student, recipe.student.train
+    unbuilt = [
+        *(["student.lora"] if s.lora else []),
+        *([f"student.trainer: {s.trainer}"] if s.trainer != "builtin" else []),
+        *(["student.train.grad_accumulation"] if t.grad_accumulation != 1 else []),
+        *(["student.train.gradient_checkpointing"] if t.gradient_checkpointing else []),
+        *(["student.train.packing"] if t.packing else []),
+        *(["student.train.checkpoint_every"] if t.checkpoint_every else []),
+        *([f"student.device: {s.device}"] if s.device not in ("auto", "cpu") else []),
+        *([f"student.dtype: {s.dtype}"] if s.dtype not in ("auto", "float32") else []),
+        *(["evaluation.engine: vllm"] if recipe.evaluation.engine == "vllm" else []),
+    ]
+    if unbuilt:
+        raise RecipeError(
+            f"{', '.join(unbuilt)}: not available in this version yet; remove it from the recipe (the student "
+            "trains on CPU in float32 with the builtin trainer)"
+        )
 
 
 def round_intact(loop: Loop, number: int) -> bool:
