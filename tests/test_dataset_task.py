@@ -286,3 +286,24 @@ def test_student_settings_not_built_yet_are_refused_not_ignored(tmp_path, settin
     with pytest.raises(RecipeError, match="not available in this version yet"):
         run_loop(recipe, tmp_path / "run", log=lambda line: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_scorer_not_built_yet_is_refused_before_anything_is_written(exported, tmp_path):
+    text = recipe_text(str(exported / "train.jsonl"), str(exported / "eval.jsonl"))
+    text = text.replace("train_probe_per_category: 16}", "train_probe_per_category: 16, scorer: numeric}")
+    with pytest.raises(RecipeError, match="scorer numeric: not available in this version yet"):
+        run_loop(parse_recipe(text, "r.yaml"), tmp_path / "run", log=lambda line: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_exact_scorer_compares_numbers_by_value_and_text_without_case():
+    from synthloop.config import ScorerConfig
+    from synthloop.scoring.item import TaskItem
+    from synthloop.scoring.scorers import make_scorer
+
+    scorer = make_scorer(ScorerConfig(name="exact"))
+    items = [TaskItem("a", "q", "0.5", "c"), TaskItem("b", "q", "Paris", "c"), TaskItem("c", "q", "12", "c")]
+    right = scorer.score(["#### 1/2", "The answer is paris.", "#### 12"], items)
+    wrong = scorer.score(["#### 0.6", "#### Lyon", "no answer here"], items)
+    assert [s.value for s in right] == [1.0, 1.0, 1.0] and [s.value for s in wrong] == [0.0, 0.0, 0.0]
+    assert wrong[2].extracted is None and wrong[2].detail == "no final answer stated"
