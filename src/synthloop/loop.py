@@ -31,7 +31,7 @@ from synthloop.monitoring.diversity import diversity
 from synthloop.records import Record
 from synthloop.registry import SKILLS, TASKS
 from synthloop.reports.html import write_report
-from synthloop.runners.local import Answered, generate, usage_fields
+from synthloop.runners.local import Answered, generate, solution_rows
 from synthloop.scoring.item import TaskItem
 from synthloop.skills.base import Skill
 from synthloop.sources.base import TaskSource
@@ -411,7 +411,7 @@ def record_maker(loop: Loop, number: int) -> Callable[[Answered], list[Record]]:
     backend, model = loop.engine.teacher.backend, loop.engine.teacher.model
 
     def make(answered: Answered) -> list[Record]:
-        request, response, problem = answered.request, answered.response, answered.request.problem
+        request, problem = answered.request, answered.request.problem
         common = {
             "kind": task.kind,
             "skill": problem.skill,
@@ -430,23 +430,7 @@ def record_maker(loop: Loop, number: int) -> Callable[[Answered], list[Record]]:
             "seed": problem.seed,
             "index": problem.index,
         }
-        if not answered.samples:  # the call failed after its retries: kept, with the error
-            return [Record(**common, error=response.error, **usage_fields(answered, True))]
-        rows = []
-        for j, sample in enumerate(answered.samples):
-            item = sample.parsed.items[0] if sample.parsed.items else None
-            rows.append(
-                Record(
-                    **common,
-                    reasoning=item.reasoning if item else "",
-                    answer=None if sample.parsed.failure else item.answer,
-                    raw_output=sample.text,
-                    sample_index=j,
-                    parse_status=sample.status,
-                    **usage_fields(answered, j == 0),
-                )
-            )
-        return rows
+        return solution_rows(answered, common)  # a failed call is kept as one row, with its error
 
     return make
 

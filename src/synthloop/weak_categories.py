@@ -23,7 +23,7 @@ from typing import Any
 
 from synthloop.config import Recipe
 from synthloop.records import Record
-from synthloop.runners.local import Answered, generate, usage_fields
+from synthloop.runners.local import Answered, generate, solution_rows, usage_fields
 from synthloop.scoring.item import TaskItem
 from synthloop.sources.dataset import DatasetSource
 from synthloop.storage.shards import ids_digest, read_records
@@ -223,23 +223,7 @@ def solution_maker(
             "question": problem.question,
             "parent_ids": [problem.id],
         }
-        if not answered.samples:
-            return [Record(**common, error=answered.response.error, **usage_fields(answered, True))]
-        rows = []
-        for j, sample in enumerate(answered.samples):
-            item = sample.parsed.items[0] if sample.parsed.items else None
-            rows.append(
-                Record(
-                    **common,
-                    reasoning=item.reasoning if item else "",
-                    answer=None if sample.parsed.failure else item.answer,
-                    raw_output=sample.text,
-                    sample_index=j,
-                    parse_status=sample.status,
-                    **usage_fields(answered, j == 0),
-                )
-            )
-        return rows
+        return solution_rows(answered, common)
 
     return make
 

@@ -146,3 +146,25 @@ def usage_fields(answered: Answered, first: bool) -> dict[str, Any]:
         "completion_tokens": r.completion_tokens if first else 0,
         "attempts": r.attempts,
     }
+
+
+def solution_rows(answered: Answered, common: dict[str, Any]) -> list[Record]:
+    """A `solve` call's rows: one per sample, its reasoning and final answer parsed (None where the
+    sample has no answer), or one row with the error where the call failed after its retries."""
+    if not answered.samples:
+        return [Record(**common, error=answered.response.error, **usage_fields(answered, True))]
+    rows = []
+    for j, sample in enumerate(answered.samples):
+        item = sample.parsed.items[0] if sample.parsed.items else None
+        rows.append(
+            Record(
+                **common,
+                reasoning=item.reasoning if item else "",
+                answer=None if sample.parsed.failure or item is None else item.answer,
+                raw_output=sample.text,
+                sample_index=j,
+                parse_status=sample.status,
+                **usage_fields(answered, j == 0),
+            )
+        )
+    return rows
