@@ -40,6 +40,7 @@ def trainable_student(
             tokenizer, a.family, a.hidden_size, a.layers, a.heads, a.intermediate_size, a.max_positions, recipe.seed
         )
     if s.lora is not None and not hasattr(model, "peft_config"):
+        torch.manual_seed(recipe.seed)  # the adapters' initial weights: the same run gives the same student
         model = add_adapters(model, s.lora)
     return model.to(device), tokenizer
 
