@@ -247,22 +247,25 @@ KILLER = """
 import json, os, signal, sys
 from pathlib import Path
 import torch
+from transformers import Trainer
 from synthloop.config import validate_recipe
 from synthloop.records import Record
 from synthloop.training import resume, student
 
 spec = json.loads(Path(sys.argv[1]).read_text())
 torch.set_num_threads(spec["threads"])
-save = resume.FolderCheckpoints.save
+owner, name = (Trainer, "_save_checkpoint") if spec["recipe"]["student"]["trainer"] == "trl" else (
+    resume.FolderCheckpoints, "save")
+save = getattr(owner, name)
 saves = []
 
-def save_then_die(self, state):
-    save(self, state)
+def save_then_die(*args, **kwargs):
+    save(*args, **kwargs)
     saves.append(1)
     if len(saves) == 2:
         os.kill(os.getpid(), signal.SIGKILL)  # killed mid-round, right after its second checkpoint
 
-resume.FolderCheckpoints.save = save_then_die
+setattr(owner, name, save_then_die)
 rows = [Record(**row) for row in spec["rows"]]
 student.train_round(validate_recipe(spec["recipe"]), rows, None, Path(spec["tok"]), Path(spec["work"]),
                     Path(spec["out"]), 3)
@@ -270,9 +273,9 @@ student.train_round(validate_recipe(spec["recipe"]), rows, None, Path(spec["tok"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lora", [None, {"r": 4, "dropout": 0.1}])
-def test_a_round_killed_mid_way_resumes_to_the_same_weights(base, tmp_path, lora):
-    r = recipe(base, steps=16, train={"checkpoint_every": 5}, **({"lora": lora} if lora else {}))
+@pytest.mark.parametrize(("trainer", "lora"), [("builtin", None), ("builtin", {"r": 4, "dropout": 0.1}), ("trl", None)])
+def test_a_round_killed_mid_way_resumes_to_the_same_weights(base, tmp_path, trainer, lora):
+    r = recipe(base, steps=16, trainer=trainer, train={"checkpoint_every": 5}, **({"lora": lora} if lora else {}))
     rows = records(48)
     weights = "adapter_model.safetensors" if lora else "model.safetensors"
     expected = run(r, tmp_path, rows=rows, name="whole")
@@ -287,7 +290,8 @@ def test_a_round_killed_mid_way_resumes_to_the_same_weights(base, tmp_path, lora
     killed = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLER), str(tmp_path / "spec.json")],
                             capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
     assert killed.returncode == -9, killed.stderr.decode()[-2000:]
-    assert (tmp_path / "out-work" / "train_state.pt").is_file() and not (tmp_path / "out" / weights).exists()
+    state = "trl/checkpoint-10" if trainer == "trl" else "train_state.pt"
+    assert (tmp_path / "out-work" / state).exists() and not (tmp_path / "out" / weights).exists()
     stats = run(r, tmp_path, rows=rows)
     assert stats["resumed_at_step"] == 10 and expected["resumed_at_step"] == 0
     assert (stats["first_loss"], stats["final_loss"], stats["tokens"]) == (

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 
 from synthloop.training.packing import IGNORE, Example
 from synthloop.training.trainer import TrainResult, TrainSettings
@@ -82,11 +83,11 @@ def train_trl(
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
-    trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer)
+    clock = Clock(out, resumed_at)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer, callbacks=[clock])
     trainer.remove_callback(PrinterCallback)  # the loop logs the round's figures; not every step's
-    start = time.perf_counter()
     trainer.train(resume_from_checkpoint=True if resume else None)
-    seconds = time.perf_counter() - start
+    seconds = clock.seconds()
     model.eval()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return TrainResult(
@@ -97,6 +98,27 @@ def train_trl(
         float(losses[-1]) if losses else float("nan"),
         resumed_at,
     )
+
+
+class Clock(TrainerCallback):
+    """Training seconds across a resume: each checkpoint keeps the seconds spent up to it."""
+
+    FILE = "synthloop_seconds.txt"
+
+    def __init__(self, out: Path, resumed_at: int) -> None:
+        self.out, self.start = out, time.perf_counter()
+        try:
+            self.before = float((out / f"checkpoint-{resumed_at}" / self.FILE).read_text())
+        except (OSError, ValueError):
+            self.before = 0.0
+
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.start
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = self.out / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            (folder / self.FILE).write_text(f"{self.seconds():.6f}")
 
 
 def checkpointing_args(config_class: Any, on: bool) -> dict[str, Any]:
