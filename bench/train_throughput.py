@@ -1,134 +1,121 @@
-"""Student training throughput: the project's trainer vs a bare PyTorch loop vs TRL's SFTTrainer,
-on the same architecture and data, side by side in one process.
+"""Student training throughput: the builtin trainer vs TRL's SFTTrainer, full weights vs LoRA, each a
+whole round through `train_round` (what the loop runs), side by side in one process on the CPU.
 
-Every contender makes whole passes over the same examples (each batch, or each example for TRL,
-exactly `--passes` times), so all of them process the same real (non-padding) tokens, and tokens/s
-counts exactly those. The project's figure includes its own tokenization and batching; the bare loop
-gets pre-built batches and does only forward, backward, step. Each contender runs `--repeats` times,
+The student is the embedded default's shape (GPT-2, 128 wide, 4 layers, 0.9M parameters) saved as a
+Hugging Face folder with the project's tokenizer and a chat template, used as `student.base`, so the
+rows are rendered with the chat template and LoRA (r 16, all linear layers) has a base to adapt. Every
+contender makes whole passes over the same rows (the default recipe's skills), so all process the same
+real tokens; tokens/s counts those (non-padding) over the training loop's seconds (loading and saving
+excluded; they are reported apart as the round's wall time). Each contender runs `--repeats` times,
 interleaved, and the median is reported.
 
-    python bench/train_throughput.py [--passes 1] [--repeats 3]
+    python bench/train_throughput.py [--rows-per-skill 400] [--passes 1] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
-from common import emit, skill_pairs, tokenizer_for
+from common import emit
 
-from synthloop.config import load_recipe
-from synthloop.training.model import build_scratch_model
-from synthloop.training.packing import length_grouped_batches, tokenize_pairs
-from synthloop.training.trainer import TrainSettings, train
+from synthloop.config import load_recipe, validate_recipe
+from synthloop.records import Record
+from synthloop.registry import SKILLS
+from synthloop.training import student
+from synthloop.training.checkpoint import load_tokenizer
+from synthloop.training.packing import encode_rows
+from synthloop.training.tiny import build_tiny_student
+
+CONTENDERS = {
+    "builtin_full": {"trainer": "builtin"},
+    "builtin_lora": {"trainer": "builtin", "lora": {"r": 16, "alpha": 32}},
+    "trl_full": {"trainer": "trl"},
+    "trl_lora": {"trainer": "trl", "lora": {"r": 16, "alpha": 32}},
+}
 
 
-def fresh_model(tokenizer):
-    a = load_recipe().student.architecture
-    return build_scratch_model(
-        tokenizer, a.family, a.hidden_size, a.layers, a.heads, a.intermediate_size, a.max_positions, 0
+def skill_rows(per_skill: int) -> list[Record]:
+    rows = []
+    for name, spec in load_recipe().skills.items():
+        for i in range(per_skill):
+            p = SKILLS.get(name).generate(1, i, spec.difficulty)
+            rows.append(
+                Record(kind="solution", skill=name, question=p.question, source="synthetic", round=1,
+                       reasoning="\n".join(p.steps), answer=p.answer)
+            )  # fmt: skip
+    return rows
+
+
+def tiny_default_student(folder: Path, rows: list[Record]) -> Path:
+    a, vocab = load_recipe().student.architecture, load_recipe().student.vocab_size
+    texts = [f"{r.question}\n{r.reasoning}\n#### {r.answer}" for r in rows[::3]]
+    return build_tiny_student(
+        folder, texts, True, a.family, a.hidden_size, a.layers, a.heads, a.intermediate_size, vocab, seed=0
     )
 
 
-def run_project(tokenizer, pairs, passes, batch_size) -> float:
-    model, start = fresh_model(tokenizer), time.perf_counter()
-    examples = tokenize_pairs(tokenizer, pairs, 256)
-    batches = length_grouped_batches(examples, batch_size, tokenizer.pad_token_id, 0)
-    # Whole passes: the trainer visits every batch once per pass (in its own shuffled order).
-    train(model, batches, TrainSettings(passes * len(batches), batch_size, 3e-3, 10, 0.1, 1.0, 0))
-    seconds = time.perf_counter() - start
-    return passes * non_pad(batches, tokenizer.pad_token_id) / seconds
-
-
-def non_pad(batches, pad_id) -> int:
-    return sum(int((ids != pad_id).sum()) for ids, _ in batches)
-
-
-def run_bare(tokenizer, batches, passes) -> float:
-    model = fresh_model(tokenizer)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    start = time.perf_counter()
-    for step in range(passes * len(batches)):
-        ids, labels = batches[step % len(batches)]
-        loss = model(input_ids=ids, labels=labels).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    seconds = time.perf_counter() - start
-    return passes * non_pad(batches, tokenizer.pad_token_id) / seconds
-
-
-def run_trl(tokenizer, pairs, passes, batch_size) -> float | str:
-    try:
-        from datasets import Dataset
-        from trl import SFTConfig, SFTTrainer
-    except ImportError:
-        return "not installed (pip install -e '.[bench]')"
-    import tempfile
-
-    from datasets.utils.logging import disable_progress_bar
-
-    disable_progress_bar()
-    data = Dataset.from_list([{"prompt": p, "completion": c} for p, c in pairs])
-    with tempfile.TemporaryDirectory() as out:
-        config = SFTConfig(
-            output_dir=out,
-            num_train_epochs=passes,  # every example once per pass, like the other contenders
-            per_device_train_batch_size=batch_size,
-            learning_rate=3e-3,
-            logging_steps=10**6,
-            save_strategy="no",
-            report_to=[],
-            packing=False,
-            max_length=256,
-            completion_only_loss=True,
-            use_cpu=True,
-            dataloader_num_workers=0,
-            disable_tqdm=True,
-            train_sampling_strategy="group_by_length",  # the same length grouping as the project
-        )
-        trainer = SFTTrainer(model=fresh_model(tokenizer), args=config, train_dataset=data, processing_class=tokenizer)
-        lengths = [len(x) for x in trainer.train_dataset["input_ids"]]
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start
-    return passes * sum(lengths) / seconds
+def recipe_for(base: Path, steps: int, **student_keys):
+    train = load_recipe().student.train.model_dump()
+    train.update(steps_per_round=steps, warmup_steps=10)
+    return validate_recipe(
+        {
+            "name": "bench",
+            "skills": {"comparison": {"difficulty": 1}},
+            "student": {"base": str(base), "train": train, "device": "cpu", **student_keys},
+        }
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--passes", type=int, default=1, help="passes over the examples per contender")
+    parser.add_argument("--rows-per-skill", type=int, default=400)
+    parser.add_argument("--passes", type=int, default=1, help="passes over the rows per contender")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    recipe = load_recipe()
-    threads = torch.get_num_threads()
-    batch_size = recipe.student.train.batch_size
-    pairs = skill_pairs(400)
-    tokenizer = tokenizer_for(pairs)
-    batches = length_grouped_batches(tokenize_pairs(tokenizer, pairs, 256), batch_size, tokenizer.pad_token_id, 0)
-    project, bare, trl = [], [], []
-    for _ in range(args.repeats):
-        bare.append(run_bare(tokenizer, batches, args.passes))
-        project.append(run_project(tokenizer, pairs, args.passes, batch_size))
-        trl.append(run_trl(tokenizer, pairs, args.passes, batch_size))
-    median_project, median_bare = statistics.median(project), statistics.median(bare)
-    trl_figure = statistics.median(trl) if all(isinstance(x, float) for x in trl) else trl[0]
+    rows = skill_rows(args.rows_per_skill)
+    batch = load_recipe().student.train.batch_size
+    steps = args.passes * len(rows) // batch  # whole passes (rows is a multiple of the batch)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = tiny_default_student(Path(tmp) / "base", rows)
+        tokenizer = load_tokenizer(base)
+        examples = encode_rows(tokenizer, "chat_template", [(r.question, r.reasoning, r.answer) for r in rows], 256)
+        real_tokens = args.passes * sum(len(ids) for ids, _ in examples)
+        figures: dict[str, dict[str, list[float]]] = {name: {"tps": [], "wall": []} for name in CONTENDERS}
+        stats: dict[str, dict] = {}
+        for repeat in range(args.repeats):
+            for name, keys in CONTENDERS.items():
+                out = Path(tmp) / f"{name}-{repeat}"
+                start = time.perf_counter()
+                stats[name] = student.train_round(
+                    recipe_for(base, steps, **keys), rows, None, Path(tmp), out.with_suffix(".work"), out, 0
+                )
+                figures[name]["wall"].append(time.perf_counter() - start)
+                figures[name]["tps"].append(real_tokens / stats[name]["seconds"])
+    medians = {name: round(statistics.median(f["tps"])) for name, f in figures.items()}
     emit(
         {
             "bench": "train_throughput",
+            "student": "gpt2 128x4 (default shape) as an HF folder with a chat template",
+            "rows": len(rows),
             "passes": args.passes,
-            "steps_per_contender": args.passes * len(batches),
+            "steps_per_contender": steps,
+            "batch_size": batch,
             "repeats": args.repeats,
-            "batch_size": batch_size,
-            "torch_threads": threads,
-            "project_tokens_per_s": round(median_project),
-            "bare_loop_tokens_per_s": round(median_bare),
-            "project_over_bare": round(median_project / median_bare, 3),
-            "trl_sft_tokens_per_s": round(trl_figure) if isinstance(trl_figure, float) else trl_figure,
-            "trl_over_bare": round(trl_figure / median_bare, 3) if isinstance(trl_figure, float) else None,
+            "torch_threads": torch.get_num_threads(),
+            "real_tokens_per_contender": real_tokens,
+            "tokens_per_s": medians,
+            "trl_over_builtin": {
+                kind: round(medians[f"trl_{kind}"] / medians[f"builtin_{kind}"], 3) for kind in ("full", "lora")
+            },
+            "lora_over_full": {t: round(medians[f"{t}_lora"] / medians[f"{t}_full"], 3) for t in ("builtin", "trl")},
+            "round_wall_s": {name: round(statistics.median(f["wall"]), 2) for name, f in figures.items()},
+            "trainable_parameters": {name: s["trainable_parameters"] for name, s in stats.items()},
+            "final_loss": {name: s["final_loss"] for name, s in stats.items()},
         }
     )
 

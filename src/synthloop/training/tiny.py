@@ -22,6 +22,8 @@ def build_tiny_student(
     family: str = "llama",
     hidden_size: int = 32,
     layers: int = 2,
+    heads: int = 2,
+    intermediate_size: int | None = None,
     vocab_size: int = 400,
     seed: int = 0,
 ) -> Path:
@@ -29,7 +31,8 @@ def build_tiny_student(
     tokenizer = train_tokenizer([*texts, "user\nassistant\n"], vocab_size)
     if chat_template:
         tokenizer.chat_template = CHAT_TEMPLATE
-    model = build_scratch_model(tokenizer, family, hidden_size, layers, 2, 2 * hidden_size, 512, seed)
+    intermediate = intermediate_size or 2 * hidden_size
+    model = build_scratch_model(tokenizer, family, hidden_size, layers, heads, intermediate, 512, seed)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return Path(path)

@@ -6,8 +6,10 @@ it is), with `completion_only_loss`. Handing TRL prompt-completion text instead 
 re-tokenize prompt and completion together and add special tokens its own way, which can differ from
 the tokens the student is evaluated on. Steps, batch, accumulation, learning rate and warm-up, weight
 decay, clipping, AdamW's betas and the cosine schedule down to a tenth of the peak match the builtin
-loop. `save_steps` writes resumable checkpoints into `work/trl/`; a rerun made from the same inputs
-passes `resume_from_checkpoint`."""
+loop. Batches are drawn at random, not grouped by length as the builtin loop groups them: TRL's
+length-grouped sampler does not resume to the same order after a kill (measured: the final loss
+differs), and its random sampler does. `save_steps` writes resumable checkpoints into `work/trl/`; a
+rerun made from the same inputs passes `resume_from_checkpoint`."""
 
 from __future__ import annotations
 
