@@ -307,3 +307,14 @@ def test_a_mid_round_state_made_from_other_rows_is_not_resumed(base, tmp_path):
     stale = FolderCheckpoints(tmp_path / "out-work", round_digest(r, records(10, seed=1), None, 3))
     stale.save({"step": 4})  # a state from other rows: ignored, the round starts over
     assert run(r, tmp_path, rows=records(10))["resumed_at_step"] == 0
+
+
+def test_the_memory_estimate_counts_lora_bf16_and_checkpointing(base):
+    from synthloop.training.preflight import student_needs
+
+    def need(**keys):
+        return student_needs(recipe(base, **keys)).train_bytes
+
+    full, lora = need(), need(lora={"r": 4})
+    assert lora < full and need(lora={"r": 4}, dtype="bfloat16") < lora
+    assert need(train={"gradient_checkpointing": True}) < full < need(train={"batch_size": 32})
