@@ -99,7 +99,9 @@ def test_a_round_saves_a_checkpoint_stats_and_answers(base, tmp_path):
     assert len(outputs) == 5 and all(isinstance(o, str) for o in outputs)
 
 
-def test_a_scratch_student_trains_in_the_plain_format(tmp_path):
+@pytest.mark.parametrize("lora", [None, {"r": 4, "target_modules": ["q_proj", "v_proj"]}])
+def test_a_scratch_student_trains_in_the_plain_format(tmp_path, lora):
+    """With LoRA, the scratch base is rebuilt from the run's tokenizer and seed: round 2 finds the same base."""
     from synthloop.training.tokenizer import train_tokenizer
 
     r = validate_recipe(
@@ -107,14 +109,26 @@ def test_a_scratch_student_trains_in_the_plain_format(tmp_path):
             "name": "t",
             "skills": {"comparison": {"difficulty": 1}},
             "student": {"architecture": {"family": "llama", "hidden_size": 32, "layers": 1, "heads": 2,
-                                         "intermediate_size": 64}, "train": {"steps_per_round": 5, "batch_size": 8}},
+                                         "intermediate_size": 64}, "train": {"steps_per_round": 5, "batch_size": 8},
+                        "lora": lora},
             "evaluation": {"max_new_tokens": 8},
         }
     )  # fmt: skip
+    assert check_student(r).parameters > 0
     train_tokenizer([p.question for p in problems(50)], 300).save_pretrained(tmp_path / "tok")
     stats = run(r, tmp_path)
     assert stats["format"] == "plain" and student.student_format(r) == "plain"
-    assert len(student.answer(tmp_path / "out", ["Which is larger: 3 or 5?"], r)) == 1
+    assert (stats["lora"] is None) == (lora is None)
+    second = run(r, tmp_path, previous=tmp_path / "out", name="out2")
+    assert second["first_loss"] < stats["first_loss"]  # round 2 continues round 1's student
+    assert len(student.answer(tmp_path / "out2", ["Which is larger: 3 or 5?"], r)) == 1
+
+
+def test_lora_targets_of_a_scratch_student_are_checked_too():
+    lora = {"target_modules": ["q_proj"]}
+    r = validate_recipe({"name": "t", "skills": {"comparison": {}}, "student": {"lora": lora}})
+    with pytest.raises(RecipeError, match="its linear layers are c_attn, c_fc, c_proj"):
+        check_student(r)  # the default scratch student is a GPT-2
 
 
 def logits(model, tokenizer, question):
@@ -178,7 +192,7 @@ def test_a_student_that_is_not_a_causal_lm_is_refused(base, tmp_path):
         check_student(recipe(folder))
 
 
-def test_unusable_trainers_and_lora_on_scratch_are_refused(base, monkeypatch):
+def test_unusable_trainers_are_refused(base, monkeypatch):
     import importlib.util
 
     find_spec = importlib.util.find_spec
@@ -188,10 +202,6 @@ def test_unusable_trainers_and_lora_on_scratch_are_refused(base, monkeypatch):
     with pytest.raises(RecipeError, match="'no-such-trainer-xyz' is not on PATH"):
         check_student(recipe(base, trainer="command", command="no-such-trainer-xyz --data {data} --out {out}"))
     check_student(recipe(base, trainer="command", command="env A=1 sh -c 'exit 0' {data} {out}"))
-    scratch = recipe(base, lora={"r": 2}).model_dump()
-    scratch["student"]["base"] = "scratch"
-    with pytest.raises(RecipeError, match=r"student\.lora needs a pretrained student\.base"):
-        check_student(validate_recipe(scratch))
 
 
 @pytest.mark.slow

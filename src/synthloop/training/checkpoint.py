@@ -27,22 +27,30 @@ def trainable_student(
     lora_base = s.lora is not None or (previous is not None and is_adapter(previous))
     weights_dtype = dtype if lora_base else torch.float32
     if previous is not None and is_adapter(previous):
-        model = load_adapters(load_weights(s.base, weights_dtype), previous, trainable=True)
         tokenizer = load_tokenizer(previous)
+        model = load_adapters(base_weights(recipe, tokenizer, weights_dtype), previous, trainable=True)
     elif previous is not None:
         model, tokenizer = load_weights(previous, weights_dtype), load_tokenizer(previous)
-    elif s.base != "scratch":
-        model, tokenizer = load_weights(s.base, weights_dtype), load_tokenizer(s.base)
     else:
-        tokenizer = load_tokenizer(tokenizer_dir)
-        a = s.architecture
-        model = build_scratch_model(
-            tokenizer, a.family, a.hidden_size, a.layers, a.heads, a.intermediate_size, a.max_positions, recipe.seed
-        )
+        tokenizer = load_tokenizer(tokenizer_dir if s.base == "scratch" else s.base)
+        model = base_weights(recipe, tokenizer, weights_dtype)
     if s.lora is not None and not hasattr(model, "peft_config"):
         torch.manual_seed(recipe.seed)  # the adapters' initial weights: the same run gives the same student
         model = add_adapters(model, s.lora)
     return model.to(device), tokenizer
+
+
+def base_weights(recipe: Recipe, tokenizer: Any, dtype: torch.dtype) -> torch.nn.Module:
+    """The recipe's base: loaded, or the scratch model, which the run's tokenizer and seed rebuild exactly
+    (so a scratch student's LoRA adapters find the same base in every round)."""
+    s = recipe.student
+    if s.base != "scratch":
+        return load_weights(s.base, dtype)
+    a = s.architecture
+    model = build_scratch_model(
+        tokenizer, a.family, a.hidden_size, a.layers, a.heads, a.intermediate_size, a.max_positions, recipe.seed
+    )
+    return model.to(dtype)
 
 
 def eval_student(checkpoint: Path, recipe: Recipe, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
@@ -51,7 +59,8 @@ def eval_student(checkpoint: Path, recipe: Recipe, device: torch.device, dtype: 
     if (checkpoint / MERGED / "config.json").is_file():
         model = load_weights(checkpoint / MERGED, dtype)
     elif is_adapter(checkpoint):
-        model = load_adapters(load_weights(recipe.student.base, dtype), checkpoint, trainable=False).merge_and_unload()
+        base = base_weights(recipe, load_tokenizer(checkpoint), dtype)
+        model = load_adapters(base, checkpoint, trainable=False).merge_and_unload()
     else:
         model = load_weights(checkpoint, dtype)
     model.eval()

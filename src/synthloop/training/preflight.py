@@ -96,15 +96,37 @@ def student_needs(recipe: Recipe) -> StudentNeeds:
 
 def scratch_shape(recipe: Recipe) -> Shape:
     """Tied embeddings, positions, and per layer attention (4 h^2) and a gated MLP (3 h i, an upper bound)."""
-    if recipe.student.lora is not None:
-        raise RecipeError(
-            "student.lora needs a pretrained student.base: a scratch student starts from random weights, so train "
-            "all of them (remove student.lora)"
-        )
     a, vocab = recipe.student.architecture, recipe.student.vocab_size
     per_layer = 4 * a.hidden_size**2 + 3 * a.hidden_size * a.intermediate_size
     parameters = vocab * a.hidden_size + a.max_positions * a.hidden_size + a.layers * per_layer
-    return Shape(parameters, a.hidden_size, a.layers, a.heads, a.intermediate_size, vocab)
+    lora = recipe.student.lora
+    adapters = lora_parameters(scratch_meta_model(recipe), lora) if lora is not None else 0
+    return Shape(parameters, a.hidden_size, a.layers, a.heads, a.intermediate_size, vocab, adapters)
+
+
+class VocabularyOnly:
+    """Enough of a tokenizer to build the scratch model's shape (its size and special ids)."""
+
+    bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def scratch_meta_model(recipe: Recipe) -> Any:
+    import torch
+
+    from synthloop.training.model import build_scratch_model
+
+    a = recipe.student.architecture
+    with torch.device("meta"):
+        return build_scratch_model(
+            VocabularyOnly(recipe.student.vocab_size), a.family, a.hidden_size, a.layers, a.heads,
+            a.intermediate_size, a.max_positions, 0,
+        )  # fmt: skip
 
 
 def training_bytes(shape: Shape, recipe: Recipe, half: bool = False) -> int:

@@ -206,8 +206,9 @@ def answer(checkpoint: Path, questions: list[str], recipe: Recipe) -> list[str]:
         merged = checkpoint / ckpt.MERGED
         if merged.is_dir() or not is_adapter(checkpoint):
             return vllm_answers(str(merged if merged.is_dir() else checkpoint), tokenizer, prompts, e.max_new_tokens)
-        rank = s.lora.r if s.lora else 16
-        return vllm_answers(s.base, tokenizer, prompts, e.max_new_tokens, str(checkpoint), rank)
+        if s.base != "scratch":  # a scratch base exists only in memory: HF generate below
+            rank = s.lora.r if s.lora else 16
+            return vllm_answers(s.base, tokenizer, prompts, e.max_new_tokens, str(checkpoint), rank)
     model, _ = ckpt.eval_student(checkpoint, recipe, device, dtype)
     return generate_ids(model, tokenizer, prompts, e.max_new_tokens, e.batch_size)
 
