@@ -88,7 +88,7 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=settings.autocast == "float16")
     if settings.gradient_checkpointing:
         checkpointing(model, True)
-    state = Loop(torch.Generator().manual_seed(settings.seed))
+    state = LoopState(torch.Generator().manual_seed(settings.seed))
     torch.manual_seed(settings.seed)  # dropout (LoRA's) draws from the global generator
     saved = checkpoints.load() if checkpoints else None
     if saved is not None:
@@ -176,7 +176,7 @@ def causal_lm_loss(model: torch.nn.Module, input_ids: torch.Tensor, labels: torc
 
 
 @dataclass
-class Loop:
+class LoopState:
     """What a stopped loop needs besides the weights and the optimizer to go on exactly where it was."""
 
     generator: torch.Generator
