@@ -280,14 +280,6 @@ def test_a_real_tiny_model_as_teacher_is_rejected_with_a_clear_report(exported, 
     assert not (tmp_path / "run" / "rounds" / "01" / "train").exists()
 
 
-@pytest.mark.parametrize("setting", ["lora: {r: 4}", "trainer: trl", "train: {grad_accumulation: 2}"])
-def test_student_settings_not_built_yet_are_refused_not_ignored(tmp_path, setting):
-    recipe = parse_recipe(f"name: t\nskills: {{addition: {{}}}}\nstudent: {{{setting}}}\n", "r.yaml")
-    with pytest.raises(RecipeError, match="not available in this version yet"):
-        run_loop(recipe, tmp_path / "run", log=lambda line: None)
-    assert not (tmp_path / "run").exists()
-
-
 def test_a_scorer_not_built_yet_is_refused_before_anything_is_written(exported, tmp_path):
     text = recipe_text(str(exported / "train.jsonl"), str(exported / "eval.jsonl"))
     text = text.replace("train_probe_per_category: 16}", "train_probe_per_category: 16, scorer: numeric}")

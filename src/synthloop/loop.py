@@ -24,11 +24,10 @@ from synthloop.curation.decontaminate import Decontaminate
 from synthloop.curation.pipeline import Context, build_stages, preflight, reject_counts, stage_counts
 from synthloop.evaluation.allocate import allocate, counts_from_shares, weakness_report
 from synthloop.evaluation.evaluate import score_report
-from synthloop.evaluation.generate import greedy_answers
 from synthloop.grounding.golden import embedded_golden, load_golden_file, task_golden
 from synthloop.grounding.mix import mix
 from synthloop.monitoring.diversity import diversity
-from synthloop.records import Record
+from synthloop.records import Message, Record
 from synthloop.registry import SKILLS, TASKS
 from synthloop.reports.html import write_report
 from synthloop.runners.local import Answered, generate, solution_rows
@@ -62,9 +61,7 @@ from synthloop.teachers.estimate import estimate
 from synthloop.teachers.factory import check_teacher, engine_settings, make_teacher
 from synthloop.teachers.progress import Progress
 from synthloop.training import student
-from synthloop.training.format import student_prompt
 from synthloop.training.preflight import check_student, student_needs
-from synthloop.training.trainer import TrainSettings
 from synthloop.weak_categories import generate_round, plan_targets, problem_requests, train_probe_items
 
 Log = Callable[[str], None]
@@ -104,13 +101,16 @@ def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: P
     skills = {name: SKILLS.get(name) for name in recipe.skills}
     difficulty = {name: spec.difficulty for name, spec in recipe.skills.items()}
     check_student(recipe)  # a student that is not here or would not fit in memory fails first (seconds)
-    refuse_student_settings_not_built_yet(recipe)
     source = build_source(recipe, stream_seed(recipe.seed, "probes"))  # so does a bad task file or row
     golden = load_golden(recipe, skills, difficulty, source)  # and a bad golden file, before anything is written
     teacher = make_teacher(recipe.teacher, recipe.seed)  # a missing key variable fails here
     check_teacher(teacher)  # and an unreachable server or unknown model here
     judge = preflight(recipe.curation)  # and an unreadable eval set, a missing reward model or an unreachable judge
+    fmt = student.student_format(recipe)  # the chat template or the plain format, for training and evaluation
     run, manifest = open_run(root, recipe, resume)
+    if manifest.get("student_format") != fmt:
+        manifest["student_format"] = fmt
+        write_json(run.manifest, manifest)
     for warning in manifest.get("warnings", []):
         log(f"warning: {warning}")
     for notice in source.notices:
@@ -147,27 +147,6 @@ def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: P
         return run
     finally:
         unlock_run_dir(root)  # a process that dies gives it back anyway
-
-
-def refuse_student_settings_not_built_yet(recipe: Recipe) -> None:
-    """Recipe keys the student's trainer does not honour yet fail here, never silently (issue 11 builds them)."""
-    s, t = recipe.student, recipe.student.train
-    unbuilt = [
-        *(["student.lora"] if s.lora else []),
-        *([f"student.trainer: {s.trainer}"] if s.trainer != "builtin" else []),
-        *(["student.train.grad_accumulation"] if t.grad_accumulation != 1 else []),
-        *(["student.train.gradient_checkpointing"] if t.gradient_checkpointing else []),
-        *(["student.train.packing"] if t.packing else []),
-        *(["student.train.checkpoint_every"] if t.checkpoint_every else []),
-        *([f"student.device: {s.device}"] if s.device not in ("auto", "cpu") else []),
-        *([f"student.dtype: {s.dtype}"] if s.dtype not in ("auto", "float32") else []),
-        *(["evaluation.engine: vllm"] if recipe.evaluation.engine == "vllm" else []),
-    ]
-    if unbuilt:
-        raise RecipeError(
-            f"{', '.join(unbuilt)}: not available in this version yet; remove it from the recipe (the student "
-            "trains on CPU in float32 with the builtin trainer)"
-        )
 
 
 def round_intact(loop: Loop, number: int) -> bool:
@@ -235,10 +214,7 @@ def run_round(loop: Loop, number: int, retry_failed: bool = True) -> None:
     loop.log(f"round {number}: training mix {mix_counts}")
     # 5. Train: continue from the previous round's student.
     train_stats = train_round(loop, number, rdir)
-    loop.log(
-        f"round {number}: trained {train_stats['steps']} steps, {train_stats['tokens_per_second']:.0f} tokens/s, "
-        f"loss {train_stats['final_loss']:.3f}"
-    )
+    loop.log(f"round {number}: {trained_line(train_stats)}")
     # 6. Evaluate on the fixed held-out probes.
     report = evaluate_round(loop, number, rdir)
     loop.log(
@@ -252,6 +228,16 @@ def run_round(loop: Loop, number: int, retry_failed: bool = True) -> None:
             + " ".join(f"{c}={len(ids)}/{report['train_probe']['asked'][c]}" for c, ids in wrong.items())
             + " (the next round varies these)"
         )
+
+
+def trained_line(stats: dict[str, Any]) -> str:
+    if stats["trainer"] == "command":  # an external trainer reports no steps or loss to us
+        return f"trained by the command trainer in {stats['seconds']:.0f}s"
+    lora = " (LoRA)" if stats.get("lora") else ""
+    return (
+        f"trained{lora} {stats['steps']} steps on {stats['device']} in {stats['dtype']}, {stats['format']} format, "
+        f"{stats['tokens_per_second']:.0f} tokens/s, loss {stats['final_loss']:.3f}"
+    )
 
 
 def generate_step(loop: Loop, number: int, rdir: Path, plan: dict[str, Any], retry_failed: bool) -> dict[str, Any]:
@@ -551,6 +537,8 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     rounds = range(1, number + 1) if loop.recipe.grounding.strategy == "accumulate" else [number]
     synthetic = [row for r in rounds for row in read_records(loop.run.round(r) / "curated")]
     rows = mix(synthetic, loop.golden, loop.recipe.grounding.ratio, stream_seed(loop.recipe.seed, f"mix-{number}"))
+    for row in rows:  # SFT-ready: the student's conversation (the teacher's prompt stays in curated/, same id)
+        row.messages = [Message(**turn) for turn in student.conversation(row.question, row.reasoning, row.answer)]
     write_records(train_dir, rows, loop.recipe.generation.shard_size)
     counts = {
         "rows": len(rows),
@@ -563,29 +551,23 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
 
 
 def train_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
+    """Train this round's student (from the previous round's, the recipe's base or scratch) with the
+    recipe's trainer. Mid-round state lives in `student.work/`, so a kill mid-round resumes mid-round."""
     out, inputs = rdir / "student", student_inputs(loop, number, rdir)
     if not student_current(out, inputs):
         reset(out)
         reset(rdir / "eval.json")  # it scored the old student
         previous = loop.run.round(number - 1) / "student" if number > 1 else None
         rows = read_records(rdir / "train")
-        model, tokenizer = student.load_student(loop.recipe, loop.run.tokenizer, previous)
-        settings = train_settings(loop.recipe, stream_seed(loop.recipe.seed, f"train-{number}"))
-        result = student.train_student(model, tokenizer, rows, loop.recipe, settings)
+        seed = stream_seed(loop.recipe.seed, f"train-{number}")
+        work = rdir / "student.work"
 
         def save(tmp: Path) -> None:
-            student.save_student(model, tokenizer, result, tmp)
+            student.train_round(loop.recipe, rows, previous, loop.run.tokenizer, work, tmp, seed, loop.log)
             write_json(tmp / MARKER, {INPUTS: inputs, FILES: file_digests(tmp)})  # what made it, what it is
 
         replace_dir(out, save)
     return read_json(out / "train_stats.json")
-
-
-def train_settings(recipe: Recipe, seed: int) -> TrainSettings:
-    t = recipe.student.train
-    return TrainSettings(
-        t.steps_per_round, t.batch_size, t.learning_rate, t.warmup_steps, t.weight_decay, t.grad_clip, seed % 2**31
-    )
 
 
 def evaluate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
@@ -594,7 +576,7 @@ def evaluate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         start = time.perf_counter()
         probe = train_probe(loop, number)
         items = loop.probes + probe
-        outputs = student_outputs(rdir / "student", [item.question for item in items], loop.recipe)
+        outputs = student.answer(rdir / "student", [item.question for item in items], loop.recipe)
         scores = loop.source.score(outputs, items)
         n = len(loop.probes)
         report = score_report(loop.probes, outputs[:n], scores[:n])
@@ -603,13 +585,6 @@ def evaluate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         report["seconds"] = round(time.perf_counter() - start, 3)
         write_json(path, {**report, INPUTS: inputs})
     return read_json(path)
-
-
-def student_outputs(checkpoint: Path, questions: list[str], recipe: Recipe) -> list[str]:
-    model, tokenizer = student.load_checkpoint(checkpoint)
-    cfg = recipe.evaluation
-    prompts = [student_prompt(q) for q in questions]
-    return greedy_answers(model, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size)
 
 
 def train_probe(loop: Loop, number: int) -> list[TaskItem]:
@@ -631,6 +606,10 @@ def failures_report(items: list[TaskItem], scores: list[Any]) -> dict[str, Any]:
     return {"asked": asked, "wrong": wrong}
 
 
+TRAIN_FIGURES = (  # what train_stats.json says that metrics.json repeats (None where a trainer does not say)
+    "steps", "tokens", "tokens_per_second", "first_loss", "final_loss",
+    "trainer", "device", "dtype", "format", "lora", "trainable_parameters",
+)  # fmt: skip
 CURATION_FINDINGS = ("pii", "quality_rules", "pairwise", "abstained")  # what stages count besides verdicts
 
 
@@ -669,7 +648,7 @@ def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:
                     k: generated["calls"][k]
                     for k in ("issued", "cached", "failed", "prompt_tokens", "completion_tokens", "cost_usd")
                 },
-                "train": {k: stats[k] for k in ("steps", "tokens", "tokens_per_second", "first_loss", "final_loss")},
+                "train": {k: stats.get(k) for k in TRAIN_FIGURES},
             }
         )
     return {"rounds": out}

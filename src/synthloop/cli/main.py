@@ -21,6 +21,7 @@ from synthloop.storage.input_files import InputFileError
 from synthloop.storage.rundir import EmptyOutputError, RunDirError
 from synthloop.teachers.base import TeacherUnavailable
 from synthloop.teachers.engine import BudgetExhausted
+from synthloop.training.command import TrainerFailed
 
 USER_ERRORS = (
     RecipeError,
@@ -30,6 +31,7 @@ USER_ERRORS = (
     TeacherUnavailable,
     SandboxUnavailable,
     EmptyOutputError,
+    TrainerFailed,  # an external trainer (student.trainer: command) failed; --resume retries the round
 )
 BUDGET_STOP = 3  # exit status of a run stopped cleanly by a budget cap
 

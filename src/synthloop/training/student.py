@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from synthloop.config import Recipe, RecipeError
 from synthloop.evaluation.generate import generate_ids, vllm_answers, vllm_available
@@ -32,25 +31,20 @@ from synthloop.training.format import (
     conversation,
     format_of,
     prompt_ids,
-    student_completion,
     student_format,
-    student_prompt,
 )
 from synthloop.training.lora import is_adapter
-from synthloop.training.model import build_scratch_model, load_model
 from synthloop.training.packing import (
     encode_rows,
-    length_grouped_batches,
     pack,
     packing_isolates,
     step_batches,
-    tokenize_pairs,
 )
 from synthloop.training.resume import FolderCheckpoints, round_digest
 from synthloop.training.tokenizer import train_tokenizer
 from synthloop.training.trainer import TrainResult, TrainSettings, train
 
-__all__ = ["TrainerFailed", "answer", "conversation", "student_format", "train_round"]
+__all__ = ["TrainerFailed", "answer", "conversation", "prepare_tokenizer", "student_format", "train_round"]
 
 Log = Callable[[str], None]
 
@@ -177,7 +171,8 @@ def starting_point(recipe: Recipe, tokenizer_dir: Path, work: Path) -> str:
         return recipe.student.base
     folder = work / "base"
     if not ckpt.has_checkpoint(folder):
-        model, tokenizer = load_student(recipe, tokenizer_dir, None)
+        tokenizer = ckpt.load_tokenizer(tokenizer_dir)
+        model = ckpt.base_weights(recipe, tokenizer, torch.float32)
         replace_dir(folder, lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
     return str(folder)
 
@@ -213,51 +208,9 @@ def answer(checkpoint: Path, questions: list[str], recipe: Recipe) -> list[str]:
     return generate_ids(model, tokenizer, prompts, e.max_new_tokens, e.batch_size)
 
 
-# The loop's functions before train_round/answer (kept until the loop switches over).
-
-
 def prepare_tokenizer(path: Path, recipe: Recipe, corpus: list[str]) -> None:
     """Train the run's tokenizer once (scratch students only); a resumed run reuses it."""
     if path.exists() or recipe.student.base != "scratch":
         return
     tokenizer = train_tokenizer(corpus, recipe.student.vocab_size)
     replace_dir(path, tokenizer.save_pretrained)
-
-
-def load_student(
-    recipe: Recipe, tokenizer_dir: Path, previous: Path | None
-) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    if previous is not None:
-        return load_checkpoint(previous)
-    if recipe.student.base != "scratch":
-        return load_checkpoint(recipe.student.base)
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    a = recipe.student.architecture
-    model = build_scratch_model(
-        tokenizer, a.family, a.hidden_size, a.layers, a.heads, a.intermediate_size, a.max_positions, recipe.seed
-    )
-    return model, tokenizer
-
-
-def load_checkpoint(path: Path | str) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
-    """A round's checkpoint or the recipe's base, from disk or the local cache only (the preflight found it there)."""
-    return load_model(path), ckpt.load_tokenizer(path)
-
-
-def train_student(
-    model: torch.nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
-    rows: list[Record],
-    recipe: Recipe,
-    settings: TrainSettings,
-) -> TrainResult:
-    pairs = [(student_prompt(r.question), student_completion(r.reasoning, r.answer or "")) for r in rows]
-    examples = tokenize_pairs(tokenizer, pairs, recipe.student.train.max_len)
-    batches = length_grouped_batches(examples, settings.batch_size, tokenizer.pad_token_id, settings.seed)
-    return train(model, batches, settings)
-
-
-def save_student(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, result: TrainResult, out: Path) -> None:
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    (out / "train_stats.json").write_text(json.dumps(result_stats(result), indent=2) + "\n")

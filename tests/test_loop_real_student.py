@@ -1,0 +1,197 @@
+"""The loop closes on a user's own data, teacher and student: the built-in skills exported as a plain
+dataset, a scripted teacher behind a real HTTP server, and a Hugging Face student (a tiny Llama with a
+chat template, saved as a folder, standing in for a Hub model) trained with LoRA. Also the external
+(`command`) trainer failing mid-run: the round stops with one line, nothing is lost, and `--resume`
+retries it without calling the teacher again."""
+
+import json
+import sys
+
+import pytest
+
+from synthloop.cli.main import main
+from synthloop.config import parse_recipe
+from synthloop.loop import run_loop
+from synthloop.registry import SKILLS as SKILL_REGISTRY
+from synthloop.skills.export import export_skills
+from synthloop.storage.atomic import read_json
+from synthloop.storage.shards import read_records
+from synthloop.testing import serve_in_thread
+from synthloop.testing.scripted_teacher import ScriptedTeacher
+from synthloop.training import checkpoint as ckpt
+from synthloop.training.lora import is_adapter
+from synthloop.training.tiny import build_tiny_student
+
+SKILLS = ["addition", "comparison"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exported")
+    export_skills(out, SKILLS, train_per_skill=30, eval_per_skill=8, difficulties=[1], seed=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def hub_student(tmp_path_factory):
+    """A stand-in for a Hub model: config, weights, tokenizer and chat template in a folder."""
+    texts = []
+    for name in SKILLS:
+        for i in range(100):
+            p = SKILL_REGISTRY.get(name).generate(7, i, 1)
+            texts.append(f"{p.question}\n{chr(10).join(p.steps)}\n#### {p.answer}")
+    return build_tiny_student(tmp_path_factory.mktemp("hub") / "tiny-llama", texts)
+
+
+def recipe_text(exported, url: str, student: str) -> str:
+    return f"""
+name: own-task
+rounds: 2
+task: {{type: dataset, train: {exported / "train.jsonl"}, eval: {exported / "eval.jsonl"}, train_probe_per_category: 8}}
+teacher: {{backend: openai, base_url: {url}, model: scripted, max_retries: 0}}
+generation: {{budget_per_round: 24, samples: 5, temperature: 0.8, shard_size: 50}}
+curation: {{self_consistency: {{min_agreement: 0.8}}}}
+grounding: {{ratio: 0.2}}
+student:
+{student}
+evaluation: {{max_new_tokens: 16, batch_size: 8}}
+"""
+
+
+LORA_STUDENT = """  base: {base}
+  lora: {{r: 4, alpha: 8, target_modules: [q_proj, v_proj], merge: true}}
+  train: {{steps_per_round: 6, batch_size: 8, learning_rate: 0.003, warmup_steps: 1, grad_accumulation: 2,
+           checkpoint_every: 3}}"""
+
+
+@pytest.fixture(scope="module")
+def lora_run(exported, hub_student, tmp_path_factory):
+    teacher = ScriptedTeacher(error_rate=0.2)
+    root = tmp_path_factory.mktemp("lora") / "run"
+    lines: list[str] = []
+    with serve_in_thread(teacher.app()) as url:
+        text = recipe_text(exported, f"{url}/v1", LORA_STUDENT.format(base=hub_student))
+        run_loop(parse_recipe(text, "r.yaml"), root, log=lines.append)
+    return root, teacher, lines, text
+
+
+@pytest.mark.slow
+def test_a_hub_student_with_lora_is_trained_and_evaluated_in_its_chat_template(lora_run, hub_student):
+    root, _, lines, _ = lora_run
+    manifest = read_json(root / "manifest.json")
+    assert manifest["student_format"] == "chat_template"
+    for number in (1, 2):
+        folder = root / f"rounds/0{number}/student"
+        assert is_adapter(folder) and ckpt.has_checkpoint(folder / ckpt.MERGED)  # adapters, and merged weights
+        assert not (root / f"rounds/0{number}/student.work").exists()  # mid-round state gone once saved
+        stats = read_json(folder / "train_stats.json")
+        assert stats["format"] == "chat_template" and stats["lora"]["r"] == 4 and stats["trainer"] == "builtin"
+        assert stats["steps"] == 6 and 0 < stats["trainable_parameters"]
+        # The student is asked in its own template: every eval prompt went through it (outputs recorded).
+        evaluation = read_json(root / f"rounds/0{number}/eval.json")
+        assert evaluation["per_skill"].keys() == set(SKILLS)
+    metrics = read_json(root / "metrics.json")
+    assert [r["train"]["format"] for r in metrics["rounds"]] == ["chat_template"] * 2
+    assert all(r["train"]["lora"]["target_modules"] == ["q_proj", "v_proj"] for r in metrics["rounds"])
+    assert any("trained (LoRA) 6 steps on cpu in float32, chat_template format" in line for line in lines)
+    # Round 2 continued round 1's adapters, not a fresh set: its first loss is below round 1's.
+    first = [r["train"]["first_loss"] for r in metrics["rounds"]]
+    assert first[1] < first[0]
+
+
+@pytest.mark.slow
+def test_training_rows_are_sft_conversations_traceable_to_the_teacher_call(lora_run):
+    root, teacher, _, _ = lora_run
+    for number in (1, 2):
+        curated = {row.id: row for row in read_records(root / f"rounds/0{number}/curated")}
+        train = read_records(root / f"rounds/0{number}/train")
+        assert {row.source for row in train} == {"synthetic", "human"}
+        for row in train:
+            user, assistant = row.messages
+            assert (user.role, user.content) == ("user", row.question)
+            assert assistant.role == "assistant" and assistant.content.endswith(f"#### {row.answer}")
+            if row.source == "synthetic":
+                kept = curated.get(row.id)  # accumulate: an earlier round's row is in that round's curated/
+                kept = kept or next(
+                    r for n in range(1, number) for r in read_records(root / f"rounds/0{n}/curated") if r.id == row.id
+                )
+                assert kept.messages[0].role in ("system", "user") and kept.request_id and kept.parent_ids
+                assert kept.teacher_model == "scripted"
+        wrong, checked = teacher.wrong_share([r for r in train if r.source == "synthetic"])
+        assert checked and wrong <= 0.05 * checked
+
+
+@pytest.mark.slow
+def test_a_lora_run_resumes_without_training_or_calling_again(lora_run, exported, hub_student):
+    root, _, _, text = lora_run
+    teacher = ScriptedTeacher()
+    with serve_in_thread(teacher.app()) as url:
+        text = recipe_text(exported, f"{url}/v1", LORA_STUDENT.format(base=hub_student))
+        lines: list[str] = []
+        run_loop(parse_recipe(text, "r.yaml"), root, resume=True, log=lines.append)
+    assert "round 2: already done, skipped" in lines and sum(teacher.calls.values()) == 0
+
+
+TRAINER = """
+import argparse, json, pathlib, sys
+from transformers import AutoModelForCausalLM
+p = argparse.ArgumentParser()
+p.add_argument("--data"); p.add_argument("--base"); p.add_argument("--out"); p.add_argument("--fail-if")
+a = p.parse_args()
+if pathlib.Path(a.fail_if).exists():
+    print("CUDA out of memory", file=sys.stderr)
+    sys.exit(7)
+rows = [json.loads(line) for line in open(a.data)]
+assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
+print(f"trained on {len(rows)} conversations", flush=True)
+AutoModelForCausalLM.from_pretrained(a.base).save_pretrained(a.out)
+"""
+
+
+@pytest.mark.slow
+def test_a_failing_command_trainer_stops_the_round_and_resume_retries_it(exported, hub_student, tmp_path, capsys):
+    script, flag = tmp_path / "trainer.py", tmp_path / "broken"
+    script.write_text(TRAINER)
+    flag.touch()
+    command = f"{sys.executable} {script} --data {{data}} --base {{base}} --out {{out}} --fail-if {flag}"
+    student = f"  base: {hub_student}\n  trainer: command\n  command: {json.dumps(command)}"
+    teacher = ScriptedTeacher(error_rate=0.2)
+    with serve_in_thread(teacher.app()) as url:
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text(recipe_text(exported, f"{url}/v1", student).replace("rounds: 2", "rounds: 1"))
+        run = ["run", str(recipe), "--run-dir", str(tmp_path / "run")]
+        assert main(run) == 2
+        err = capsys.readouterr().err
+        (error,) = [line for line in err.splitlines() if line.startswith("synthloop: error:")]
+        assert "exited with status 7 (CUDA out of memory)" in error and "--resume" in error
+        kept = read_records(tmp_path / "run/rounds/01/curated")
+        assert kept and not (tmp_path / "run/rounds/01/student").exists()
+        calls = sum(teacher.calls.values())
+        flag.unlink()  # the cause fixed
+        assert main([*run, "--resume"]) == 0
+    assert sum(teacher.calls.values()) == calls  # nothing generated again
+    assert read_records(tmp_path / "run/rounds/01/curated") == kept  # nothing lost
+    stats = read_json(tmp_path / "run/rounds/01/student/train_stats.json")
+    assert stats["trainer"] == "command" and stats["format"] == "chat_template"
+    assert ckpt.has_checkpoint(tmp_path / "run/rounds/01/student")
+    assert read_json(tmp_path / "run/metrics.json")["rounds"][0]["train"]["steps"] is None
+
+
+@pytest.mark.parametrize(
+    ("student", "expected"),
+    [
+        ("  base: {base}\n  lora: {{target_modules: [query_key_value]}}", "query_key_value not in this model"),
+        ("  base: {base}\n  trainer: command\n  command: 'no-such-trainer {{data}} {{out}}'", "is not on PATH"),
+        ("  base: {base}/nowhere", "nowhere"),
+        ("  base: {base}\n  device: cuda:3", "student.device cuda:3"),
+    ],
+)
+def test_a_student_that_cannot_train_is_one_line_before_anything_is_written(
+    exported, hub_student, tmp_path, capsys, student, expected
+):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe_text(exported, "http://127.0.0.1:9/v1", student.format(base=hub_student)))
+    assert main(["run", str(recipe), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
