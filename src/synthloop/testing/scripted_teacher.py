@@ -123,7 +123,7 @@ class ScriptedTeacher:
         count = int(m.group(1)) if (m := re.search(r"(?:List|Write) (\d+)", prompt)) else 1
         topic = prompt.split(": ", 1)[1].split("\n")[0].strip() if ": " in prompt else prompt
         category = topic.split(" (")[0]
-        if task == "answer":
+        if task in ("answer", "answer_plain"):
             return self.solve(prompt, key)
         if task == "topics":
             return json.dumps({"topics": [f"{topic} part {i}" for i in range(count)]})
@@ -187,6 +187,7 @@ def prompt_task_of(system: str) -> str | None:
 
     systems = {
         "answer": answer.SYSTEM_REASONING,
+        "answer_plain": answer.SYSTEM_PLAIN,
         **{task.name: task.system for task in vars(prompted).values() if is_prompt_task(task)},
     }
     return next((name for name, text in systems.items() if system.startswith(text)), None)
