@@ -135,6 +135,17 @@ def test_a_share_is_taken_from_the_problems_and_seeds_are_train_items(data, tmp_
     assert seeds and not seeds & eval_ids
 
 
+def test_the_dry_run_counts_the_prompt_tasks_first_calls(data):
+    from synthloop.loop import dry_run
+
+    with_tasks = dry_run(parse_recipe(recipe_text(data), "r"), None)
+    without = dry_run(parse_recipe(recipe_text(data, prompt_tasks=" []"), "r"), None)
+    # 4 problems per category instead of 10 (0.3 + 0.3 of the budget taken), plus per category 2 exercises,
+    # 2 self_instruct, 2 evol_instruct, 1 topics (textbook) and 1 refusal call
+    assert with_tasks[2].startswith("  36 requests") and without[2].startswith("  30 requests")
+    assert "generation.prompt_tasks' first calls" in with_tasks[1] and "prompt_tasks" not in without[1]
+
+
 def test_an_answer_claimed_without_a_vote_is_rejected_and_prose_is_marked_unverified():
     def row(task: str, kind: str, question: str, answer: str) -> Record:
         return Record(kind, "addition", question, "synthetic", 1, answer=answer, task=task)
@@ -236,6 +247,9 @@ def test_kept_rows_per_task_are_in_the_log_metrics_and_report(prompted_run):
             "textbook": sum(per_task["textbook"].values()),
             "refusal": sum(per_task["refusal"].values()),
         }
+        calls = entry["prompt_tasks"]  # every prompt-task folder's calls, from its marker
+        assert set(calls) >= {"self_instruct", "self_instruct.answers", "textbook.topics", "textbook", "refusal"}
+        assert all(c["issued"] + c["cached"] > 0 and c["failed"] == 0 for c in calls.values())
     assert any(line.startswith("round 1: kept per task write_problems=") for line in lines)
     assert any(line.startswith("round 2: prompt task self_instruct: ") for line in lines)
     report = (root / "report.html").read_text()

@@ -32,8 +32,10 @@ from synthloop.prompt_rounds import (
     RequireVerified,
     candidate_digests,
     candidate_groups,
+    first_requests,
     kept_counts,
     kept_line,
+    prompt_task_calls,
     prompted_complete,
 )
 from synthloop.records import Record
@@ -314,6 +316,7 @@ def dry_run(recipe: Recipe, cache_path: Path | None) -> list[str]:
     if isinstance(source, DatasetSource):  # the problems are written first; their solutions cost about as much
         targets = plan_targets(source, counts, None, recipe, stream_seed(recipe.seed, "round-1"))
         requests = [request for request, _, _ in problem_requests(source, targets, recipe, 1)]
+        requests += first_requests(source, targets, recipe, 1)  # generation.prompt_tasks' first calls
     else:
         requests = generation_requests(recipe, skills, difficulty, 1, counts)
     known = cache_path is not None and cache_path.is_file() and cache_path.stat().st_size > 0
@@ -324,7 +327,9 @@ def dry_run(recipe: Recipe, cache_path: Path | None) -> list[str]:
     lines = [f"dry run of {recipe.name!r} with teacher {backend}:{teacher.model}; nothing is sent", "round 1:"]
     if isinstance(source, DatasetSource):
         lines[1] = (
-            "round 1 (the problem-writing calls; solving the problems they write adds about "
+            "round 1 (the problem-writing calls"
+            + (" and generation.prompt_tasks' first calls" if recipe.generation.prompt_tasks else "")
+            + "; solving the problems they write adds about "
             f"{recipe.generation.budget_per_round} calls of {recipe.generation.samples} samples each):"
         )
     lines += [f"  {line}" for line in first.lines()]
@@ -689,6 +694,7 @@ def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:
                     for k in ("issued", "cached", "failed", "prompt_tokens", "completion_tokens", "cost_usd")
                 },
                 "train": {k: stats[k] for k in ("steps", "tokens", "tokens_per_second", "first_loss", "final_loss")},
+                **({"prompt_tasks": calls} if (calls := prompt_task_calls(rdir)) else {}),
             }
         )
     return {"rounds": out}

@@ -380,3 +380,23 @@ def kept_line(per_task: dict[str, dict[str, int]]) -> str:
         empty = [c for c, n in per_category.items() if n == 0]
         parts.append(f"{label}={sum(per_category.values())}" + (f" (0 in {', '.join(empty)})" if empty else ""))
     return " ".join(parts)
+
+
+def first_requests(
+    source: DatasetSource, targets: dict[str, dict[str, Any]], recipe: Recipe, number: int
+) -> list[TeacherRequest]:
+    """The prompt tasks' first calls of a round (for `--dry-run`; what they lead to depends on the replies)."""
+    return [c.request for e in recipe.generation.prompt_tasks for c in first_calls(e, targets, source, recipe, number)]
+
+
+def prompt_task_calls(rdir: Path) -> dict[str, dict[str, Any]]:
+    """Per prompt-task folder of a round: its calls (issued, cached, failed, tokens) and rows, from its marker."""
+    out = {}
+    for path in sorted((rdir / PROMPTED).glob("*/_SUCCESS.json")):
+        marker = json.loads(path.read_text())
+        calls = marker.get("calls", {})
+        out[path.parent.name] = {
+            **{k: calls[k] for k in ("issued", "cached", "failed", "prompt_tokens", "completion_tokens") if k in calls},
+            "rows": marker.get("rows", 0),
+        }
+    return out
