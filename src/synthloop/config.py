@@ -337,7 +337,10 @@ class PromptTaskEntry(Strict):
 
 
 class GenerationConfig(Strict):
-    task: Literal["solve"] = Field("solve", description="the loop's task (prompt tasks run with synthloop generate)")
+    task: Literal["solve"] = Field(
+        "solve",
+        description="the loop's task; prompt tasks: generation.prompt_tasks (dataset tasks) or synthloop generate",
+    )
     budget_per_round: StrictInt = Field(
         4000,
         ge=1,

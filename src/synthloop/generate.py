@@ -1,5 +1,6 @@
 """`synthloop generate JOB.yaml`: run prompt tasks (topics, textbook, exercises, self_instruct,
-evol_instruct, refusal, misinformation) through the engine, step by step, into Parquet.
+evol_instruct, refusal, misinformation, and `answer`, which answers the rows of an earlier step) through
+the engine, step by step, into Parquet.
 
 A step takes its inputs from the job (`inputs`, or `inputs_file`: JSONL with the task's input
 field, or plain text one per line) or from an earlier step's rows (`from`), e.g. a topic tree feeding
