@@ -127,6 +127,8 @@ def test_a_share_is_taken_from_the_problems_and_seeds_are_train_items(data, tmp_
     planned = targets["addition"]["prompt_tasks"]
     assert planned["exercises"] == {"items": 3, "why": "share 0.3 of 10", "calls": 2}
     assert set(planned["self_instruct"]["seeds"]) <= set(failures["addition"])  # the failures seed it
+    assert planned["self_instruct"]["why"].endswith("seeds: train items answered wrong")
+    assert targets["subtraction"]["prompt_tasks"]["self_instruct"]["why"].endswith("train items drawn evenly")
     assert planned["evol_instruct"]["items"] == 2 and planned["textbook"]["calls"] == 1
     assert targets["comparison"]["prompt_tasks"]["self_instruct"]["items"] == 0
     assert "no train items" in targets["comparison"]["prompt_tasks"]["self_instruct"]["why"]

@@ -463,7 +463,7 @@ def read_json_or_empty(path: Path) -> dict[str, Any]:
 
 
 def curation_inputs(loop: Loop, number: int, rdir: Path) -> str:
-    """Curation reads the round's generated rows and (accumulate) the rows kept in earlier rounds."""
+    """Curation reads the round's generated rows (and prompt tasks' rows) and (accumulate) the rows kept earlier."""
     earlier = range(1, number) if loop.recipe.grounding.strategy == "accumulate" else []
     made_from = candidate_digests(rdir, loop.recipe)  # the generated rows, and any prompt task's
     return digest([*made_from, *(ids_digest(loop.run.round(r) / "curated") for r in earlier)])

@@ -72,9 +72,10 @@ def carved_out(recipe: Recipe, count: int, has_train: bool) -> int:
 
 
 def plan_category(
-    recipe: Recipe, category: str, count: int, pool: list[TaskItem], examples: list[str], seed: int
+    recipe: Recipe, category: str, count: int, pool: list[TaskItem], failures: list[str], seed: int
 ) -> dict[str, dict[str, Any]]:
-    """Per entry, for one category: items, calls, seed train items (self_instruct, evol_instruct), and why."""
+    """Per entry, for one category: items, calls, seed train items (self_instruct, evol_instruct), and why.
+    `failures`: the category's train items the student got wrong, when there are enough to vary."""
     planned = {}
     for entry in recipe.generation.prompt_tasks:
         items = items_for(entry, count)
@@ -83,12 +84,10 @@ def plan_category(
         if entry.task in SEEDED and not pool:
             plan = {"items": 0, "why": "no train items to seed instructions with (its share stays with the problems)"}
         elif entry.task in SEEDED:
-            chosen = examples or [item.id for item in pool]
-            drawn = "the train items answered wrong" if examples and recipe.generation.strategy == "failures" else ""
-            chosen = chosen[:]
+            chosen = list(failures or [item.id for item in pool])
             random.Random(f"{seed}/{category}/{entry.label}").shuffle(chosen)
             plan["seeds"] = chosen[: calls_for(entry, items)]
-            plan["why"] += f"; seeds: {drawn or 'train items drawn evenly'}"
+            plan["why"] += f"; seeds: {'train items answered wrong' if failures else 'train items drawn evenly'}"
         plan["calls"] = calls_for(entry, plan["items"])
         planned[entry.label] = plan
     return planned

@@ -66,8 +66,9 @@ def plan_targets(
             target["examples"] = examples[:calls]  # each call one example, cycling when there are fewer
         targets[category] = {**target, "problems": count, "calls": calls}
         if g.prompt_tasks:
-            examples = target.get("examples", []) if target["mode"] == "variations" else []
-            targets[category]["prompt_tasks"] = plan_category(recipe, category, budget, pool, examples, seed)
+            wrong = failures.get(category, []) if failures is not None and g.strategy == "failures" else []
+            seeds = wrong if len(wrong) >= g.min_failures else []  # else train items drawn evenly
+            targets[category]["prompt_tasks"] = plan_category(recipe, category, budget, pool, seeds, seed)
     return targets
 
 
