@@ -251,8 +251,96 @@ TeacherConfig = Annotated[
 ]
 
 
+LOOP_PROMPT_TASKS = ("textbook", "exercises", "self_instruct", "evol_instruct", "refusal", "misinformation")
+ANSWERED_PROMPT_TASKS = ("exercises", "self_instruct", "evol_instruct")  # their questions are answered, samples times
+
+
+class PromptTaskEntry(Strict):
+    """One prompt task the loop runs each round for every category (`generation.prompt_tasks`)."""
+
+    task: str = Field(description=f"one of {', '.join(LOOP_PROMPT_TASKS)}")
+    name: Name | None = Field(
+        None, description="names its folders under rounds/NN/prompted/ and its counts; default: the task"
+    )
+    share: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="items per category as this share of the category's budget (follows "
+        "the weakness allocation; taken out of the problems written for it)",
+    )
+    per_category: StrictInt | None = Field(
+        None, ge=1, le=100_000, description="a fixed number of items per category per round, on top of the budget"
+    )
+    per_call: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="items asked for per call (exercises, self_instruct, refusal, "
+        "misinformation; textbook: subtopics per topics call); default 5",
+    )
+    personas: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
+        default_factory=list, max_length=1000, description="rotated over calls, for diversity"
+    )
+    template: str | None = Field(
+        None, max_length=10_000, description="replaces the task's user prompt; its {fields} are checked"
+    )
+    operations: list[str] | None = Field(
+        None, description="evol_instruct: rotated over calls (deepen, widen, add_constraints); default all three"
+    )
+    temperature: float | None = Field(
+        None, ge=0.0, le=2.0, description="sampling temperature of its calls; default generation.problem_temperature"
+    )
+    max_tokens: StrictInt | None = Field(
+        None, ge=1, le=1_000_000, description="most tokens a reply may have; default generation.max_tokens"
+    )
+
+    @property
+    def label(self) -> str:
+        return self.name or self.task
+
+    @field_validator("task")
+    @classmethod
+    def loop_task(cls, task: str) -> str:
+        if task == "topics":
+            raise ValueError(
+                "topics writes topic names, nothing to train on; textbook lists a category's subtopics itself "
+                f"(per_call of them per call); choose one of {', '.join(LOOP_PROMPT_TASKS)}"
+            )
+        if task not in LOOP_PROMPT_TASKS:
+            hint = closest(task, list(LOOP_PROMPT_TASKS))
+            suggestion = f"did you mean {hint!r}? " if hint else ""
+            raise ValueError(f"unknown prompt task {task!r}; {suggestion}choose one of {', '.join(LOOP_PROMPT_TASKS)}")
+        return task
+
+    @model_validator(mode="after")
+    def one_amount_and_valid_settings(self) -> PromptTaskEntry:
+        if (self.share is None) == (self.per_category is None):
+            raise ValueError(f"prompt task {self.label!r}: give exactly one of share or per_category")
+        if self.operations is not None:
+            if self.task != "evol_instruct":
+                raise ValueError(f"prompt task {self.label!r}: operations are for evol_instruct only")
+            from synthloop.tasks.prompted import EVOLUTIONS
+
+            for op in self.operations:
+                if op not in EVOLUTIONS:
+                    hint = closest(op, list(EVOLUTIONS))
+                    suggestion = f"did you mean {hint!r}? " if hint else ""
+                    raise ValueError(f"unknown operation {op!r}; {suggestion}choose from {', '.join(EVOLUTIONS)}")
+            if not self.operations:
+                raise ValueError(f"prompt task {self.label!r}: operations is empty; leave it out for all three")
+        if self.template is not None:
+            from synthloop.registry import TASKS
+
+            TASKS.get(self.task).check_template(self.template)
+        return self
+
+
 class GenerationConfig(Strict):
-    task: Literal["solve"] = Field("solve", description="the loop's task (prompt tasks run with synthloop generate)")
+    task: Literal["solve"] = Field(
+        "solve",
+        description="the loop's task; prompt tasks: generation.prompt_tasks (dataset tasks) or synthloop generate",
+    )
     budget_per_round: StrictInt = Field(
         4000,
         ge=1,
@@ -284,6 +372,23 @@ class GenerationConfig(Strict):
     problem_temperature: float = Field(
         0.8, ge=0.0, le=2.0, description="dataset tasks: sampling temperature when the teacher writes new problems"
     )
+
+    prompt_tasks: list[PromptTaskEntry] = Field(
+        default_factory=list,
+        max_length=20,
+        description="dataset tasks: prompt tasks run each round for the round's categories, their rows trained on "
+        "(see README, 'Prompt tasks in the loop')",
+    )
+
+    @model_validator(mode="after")
+    def prompt_task_entries(self) -> GenerationConfig:
+        names = [entry.label for entry in self.prompt_tasks]
+        if duplicate := next((n for n in names if names.count(n) > 1), None):
+            raise ValueError(f"prompt_tasks: two entries are named {duplicate!r}; give one a `name`")
+        shares = sum(entry.share or 0.0 for entry in self.prompt_tasks)
+        if shares > 1.0:
+            raise ValueError(f"prompt_tasks: the shares add up to {shares:g}, more than a category's whole budget (1)")
+        return self
 
 
 TextFieldName = Literal["question", "answer", "all"]
@@ -704,6 +809,11 @@ class Recipe(Strict):
     def task_needs(self) -> Recipe:
         if self.task.type == "skills" and not self.skills:
             raise ValueError("skills: list at least one skill (or set task: {type: dataset, ...} for your own data)")
+        if self.task.type == "skills" and self.generation.prompt_tasks:
+            raise ValueError(
+                "generation.prompt_tasks: only for a dataset task (task: {type: dataset, ...}); the built-in skills "
+                "are solved directly (run prompt tasks on their own with synthloop generate)"
+            )
         if self.task.type == "dataset":
             if self.skills:
                 raise ValueError("skills: only for task skills; a dataset task's categories come from its files")
@@ -849,6 +959,8 @@ def walk(root: type[BaseModel], loc: list[str]) -> tuple[list[str], Any]:
             model = optional_of(model.model_fields[part].annotation) if part in model.model_fields else None
         elif get_origin(model) is dict:
             model = get_args(model)[1]  # a key of a mapping such as skills.<name>
+        elif get_origin(model) is list:
+            model = get_args(model)[0]  # an item of a list such as generation.prompt_tasks.<index>
         else:
             model = None
     return shown, model

@@ -1,5 +1,6 @@
 """`synthloop generate JOB.yaml`: run prompt tasks (topics, textbook, exercises, self_instruct,
-evol_instruct, refusal, misinformation) through the engine, step by step, into Parquet.
+evol_instruct, refusal, misinformation, and `answer`, which answers the rows of an earlier step) through
+the engine, step by step, into Parquet.
 
 A step takes its inputs from the job (`inputs`, or `inputs_file`: JSONL with the task's input
 field, or plain text one per line) or from an earlier step's rows (`from`), e.g. a topic tree feeding
@@ -28,13 +29,14 @@ from synthloop.config import (
 )
 from synthloop.records import Record
 from synthloop.registry import TASKS
-from synthloop.runners.local import Answered, generate, usage_fields
+from synthloop.runners.local import Answered, generate, task_rows
 from synthloop.storage.atomic import write_json
 from synthloop.storage.input_files import MAX_FIELD_BYTES, OVERSIZE, InputFileError, read_jsonl_rows, read_text_lines
 from synthloop.storage.lock import holding_run_dir, unlock_run_dir
 from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.rundir import EmptyOutputError, open_manifest
 from synthloop.storage.shards import ids_digest, read_records, reset
+from synthloop.tasks.answer import PlainAnswerTask
 from synthloop.tasks.prompted import EVOLUTIONS, PromptTask
 from synthloop.teachers.base import SamplingParams, TeacherRequest
 from synthloop.teachers.engine import Engine
@@ -43,7 +45,16 @@ from synthloop.teachers.factory import check_teacher, engine_settings, make_teac
 from synthloop.teachers.progress import Progress
 
 MAX_STEP_CALLS = 10_000_000  # inputs x samples of one step; more is a mistake (and would hang even --dry-run)
-PROMPT_TASKS = ("topics", "textbook", "exercises", "self_instruct", "evol_instruct", "refusal", "misinformation")
+PROMPT_TASKS = (
+    "topics",
+    "textbook",
+    "exercises",
+    "self_instruct",
+    "evol_instruct",
+    "refusal",
+    "misinformation",
+    "answer",
+)
 
 
 class StepConfig(Strict):
@@ -62,6 +73,11 @@ class StepConfig(Strict):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: StrictInt = Field(1024, ge=1, le=1_000_000)
     repair: bool = Field(True, description="one follow-up call when a JSON reply does not parse")
+    reasoning: bool | None = Field(
+        None,
+        description="answer only: true (the default) answers with chain of thought ending in '#### <final answer>'; "
+        "false keeps the whole reply as the response",
+    )
 
     @field_validator("task")
     @classmethod
@@ -88,6 +104,8 @@ class StepConfig(Strict):
             raise ValueError("give exactly one of inputs, inputs_file or from")
         if self.template is not None:
             TASKS.get(self.task).check_template(self.template)
+        if self.reasoning is not None and self.task != "answer":
+            raise ValueError(f"step {self.name!r}: reasoning is for the answer task only")
         return self
 
 
@@ -172,6 +190,8 @@ class Call:
 
 
 def step_task(step: StepConfig) -> PromptTask:
+    if step.task == "answer" and step.reasoning is False:
+        return PlainAnswerTask(template=step.template, count=step.count)
     return TASKS.get(step.task)(template=step.template, count=step.count)
 
 
@@ -278,38 +298,7 @@ def record_maker(job: GenerateJob, step: StepConfig, task: PromptTask, engine: E
             "request_id": answered.request.key(backend, model),
             "parent_ids": [call.parent_id] if call.parent_id else [],
         }
-        if not answered.samples:
-            return [Record(**common, question=call.item, error=answered.response.error, **usage_fields(answered, True))]
-        rows: list[Record] = []
-        for sample in answered.samples:
-            status, raw = sample.status, sample.repair_text or sample.text
-            if sample.parsed.failure:
-                rows.append(
-                    Record(
-                        **common,
-                        question=call.item,
-                        raw_output=sample.text,
-                        parse_status=status,
-                        error=f"parse: {sample.parsed.failure}",
-                        sample_index=len(rows),
-                        **usage_fields(answered, not rows),
-                    )
-                )
-                continue
-            for item in sample.parsed.items:
-                rows.append(
-                    Record(
-                        **common,
-                        question=item.question or call.item,
-                        reasoning=item.reasoning,
-                        answer=item.answer,
-                        raw_output=raw,
-                        parse_status=status,
-                        sample_index=len(rows),
-                        **usage_fields(answered, not rows),
-                    )
-                )
-        return rows
+        return task_rows(answered, common, call.item)
 
     return make
 

@@ -27,6 +27,16 @@ from synthloop.evaluation.evaluate import score_report
 from synthloop.grounding.golden import embedded_golden, load_golden_file, task_golden
 from synthloop.grounding.mix import mix
 from synthloop.monitoring.diversity import diversity
+from synthloop.prompt_rounds import (
+    RequireVerified,
+    candidate_digests,
+    candidate_groups,
+    first_requests,
+    kept_counts,
+    kept_line,
+    prompt_task_calls,
+    prompted_complete,
+)
 from synthloop.records import Message, Record
 from synthloop.registry import SKILLS, TASKS
 from synthloop.reports.html import write_report
@@ -162,7 +172,10 @@ def round_intact(loop: Loop, number: int) -> bool:
     the same rows out)."""
     rdir = loop.run.round(number)
     plan, student_key = read_json_or_empty(rdir / "plan.json"), partial(student_inputs, loop, number, rdir)
-    problems_current = loop.source.kind != "dataset" or is_complete(rdir / "problems", generation_inputs(plan))
+    problems_current = loop.source.kind != "dataset" or (
+        is_complete(rdir / "problems", generation_inputs(plan))
+        and prompted_complete(rdir, loop.recipe, plan.get("targets", {}))
+    )
     return (
         plan_current(rdir / "plan.json", plan, plan_inputs(loop, number))
         and problems_current
@@ -207,6 +220,8 @@ def run_round(loop: Loop, number: int, retry_failed: bool = True) -> None:
     loop.log(
         f"round {number}: kept per category " + " ".join(f"{c}={n}" for c, n in counts["kept_per_category"].items())
     )
+    if loop.recipe.generation.prompt_tasks:
+        loop.log(f"round {number}: kept per task {kept_line(counts['kept_per_task'])}")
     if counts["kept"] == 0:
         raise EmptyOutputError(empty_round_message(number, stats, counts, rdir))
     # 4. Ground: mix the kept synthetic rows with the golden set.
@@ -287,6 +302,7 @@ def dry_run(recipe: Recipe, cache_path: Path | None) -> list[str]:
     if isinstance(source, DatasetSource):  # the problems are written first; their solutions cost about as much
         targets = plan_targets(source, counts, None, recipe, stream_seed(recipe.seed, "round-1"))
         requests = [request for request, _, _ in problem_requests(source, targets, recipe, 1)]
+        requests += first_requests(source, targets, recipe, 1)  # generation.prompt_tasks' first calls
     else:
         requests = generation_requests(recipe, skills, difficulty, 1, counts)
     known = cache_path is not None and cache_path.is_file() and cache_path.stat().st_size > 0
@@ -297,7 +313,9 @@ def dry_run(recipe: Recipe, cache_path: Path | None) -> list[str]:
     lines = [f"dry run of {recipe.name!r} with teacher {backend}:{teacher.model}; nothing is sent", "round 1:"]
     if isinstance(source, DatasetSource):
         lines[1] = (
-            "round 1 (the problem-writing calls; solving the problems they write adds about "
+            "round 1 (the problem-writing calls"
+            + (" and generation.prompt_tasks' first calls" if recipe.generation.prompt_tasks else "")
+            + "; solving the problems they write adds about "
             f"{recipe.generation.budget_per_round} calls of {recipe.generation.samples} samples each):"
         )
     lines += [f"  {line}" for line in first.lines()]
@@ -431,9 +449,10 @@ def read_json_or_empty(path: Path) -> dict[str, Any]:
 
 
 def curation_inputs(loop: Loop, number: int, rdir: Path) -> str:
-    """Curation reads the round's generated rows and (accumulate) the rows kept in earlier rounds."""
+    """Curation reads the round's generated rows (and prompt tasks' rows) and (accumulate) the rows kept earlier."""
     earlier = range(1, number) if loop.recipe.grounding.strategy == "accumulate" else []
-    return digest([ids_digest(rdir / "generated"), *(ids_digest(loop.run.round(r) / "curated") for r in earlier)])
+    made_from = candidate_digests(rdir, loop.recipe)  # the generated rows, and any prompt task's
+    return digest([*made_from, *(ids_digest(loop.run.round(r) / "curated") for r in earlier)])
 
 
 def train_inputs(loop: Loop, number: int) -> str:
@@ -488,7 +507,9 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     stages = build_stages(loop.recipe.curation, context)
     if loop.recipe.curation.decontaminate is None and loop.source.kind == "dataset":
         stages.insert(0, Decontaminate({"eval": probes}))  # a user's eval split is always held out
-    rows = list(run_stages(stages, unanswered_rejected(read_records(rdir / "generated"))))
+    stages.append(RequireVerified())  # a prompt task's answer reaches training only verified
+    groups = candidate_groups(rdir, loop.recipe)  # the generated rows, then any prompt task's
+    rows = list(run_stages(stages, unanswered_rejected([row for _, group in groups for row in group])))
     kept, dropped = [r for r in rows if r.kept], [r for r in rows if not r.kept]
     size = loop.recipe.generation.shard_size
     write_records(rejected, dropped, size)
@@ -500,6 +521,7 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         "generated": len(rows),
         "kept": len(kept),
         "kept_per_category": per_category,
+        **kept_counts(groups, kept, per_category),  # kept_per_task, unverified_per_task
         "rejected": reject_counts(rows),
         **stage_counts(stages),
         "seconds": round(time.perf_counter() - start, 3),
@@ -631,6 +653,8 @@ def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:
                     "generated": curated["generated"],
                     "kept": curated["kept"],
                     "kept_per_category": curated.get("kept_per_category", {}),
+                    "kept_per_task": curated.get("kept_per_task", {}),
+                    "unverified_per_task": curated.get("unverified_per_task", {}),
                     "rejected": curated["rejected"],
                     "train_rows": train["rows"],
                     "golden_rows": train["golden"],
@@ -649,6 +673,7 @@ def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:
                     for k in ("issued", "cached", "failed", "prompt_tokens", "completion_tokens", "cost_usd")
                 },
                 "train": {k: stats.get(k) for k in TRAIN_FIGURES},
+                **({"prompt_tasks": calls} if (calls := prompt_task_calls(rdir)) else {}),
             }
         )
     return {"rounds": out}

@@ -102,6 +102,7 @@ TASKS: Registry = Registry(
         "evol_instruct": "synthloop.tasks.prompted:EvolInstructTask",
         "refusal": "synthloop.tasks.prompted:RefusalTask",
         "misinformation": "synthloop.tasks.prompted:MisinformationTask",
+        "answer": "synthloop.tasks.answer:AnswerTask",
     },
 )
 

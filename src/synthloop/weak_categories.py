@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloop.config import Recipe
+from synthloop.prompt_rounds import carved_out, plan_category, run_prompt_tasks
 from synthloop.records import Record
 from synthloop.runners.local import Answered, generate, solution_rows, usage_fields
 from synthloop.scoring.item import TaskItem
@@ -43,8 +44,9 @@ def plan_targets(
     g = recipe.generation
     train = source.train_by_category()
     targets = {}
-    for category, count in counts.items():
+    for category, budget in counts.items():
         pool = train.get(category, [])
+        count = max(0, budget - carved_out(recipe, budget, bool(pool)))  # prompt tasks' share of the budget
         calls = math.ceil(count / g.problems_per_call) if count else 0
         if not pool:
             target = {"mode": "exercises", "why": "no train items in this category"}
@@ -63,6 +65,10 @@ def plan_targets(
             random.Random(f"{seed}/{category}").shuffle(examples)
             target["examples"] = examples[:calls]  # each call one example, cycling when there are fewer
         targets[category] = {**target, "problems": count, "calls": calls}
+        if g.prompt_tasks:
+            wrong = failures.get(category, []) if failures is not None and g.strategy == "failures" else []
+            seeds = wrong if len(wrong) >= g.min_failures else []  # else train items drawn evenly
+            targets[category]["prompt_tasks"] = plan_category(recipe, category, budget, pool, seeds, seed)
     return targets
 
 
@@ -149,6 +155,10 @@ def generate_round(
         "parse_failed": problem_stats.get("parse_failed", 0),
     }
     stats["written"] = stats["written"] or problem_stats["written"]
+    if recipe.generation.prompt_tasks:  # their rows go to rounds/NN/prompted/, curated with the solutions
+        prompted = run_prompt_tasks(engine, source, targets, recipe, number, rdir, retry_failed, log)
+        stats["prompt_tasks"] = prompted
+        stats["written"] = stats["written"] or any(p["written"] for p in prompted.values())
     return stats
 
 

@@ -50,6 +50,7 @@ def render(manifest: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
         stacked_bars([{"kept": r["counts"]["kept"], **r["counts"]["rejected"]} for r in rounds], labels, "rows"),
         counts_table(rounds),
         kept_per_category_table(rounds, skills),
+        kept_per_task_table(rounds),
         findings_table(rounds),
         "<h2>Monitor and timings</h2>",
         monitor_table(rounds),
@@ -101,6 +102,37 @@ def kept_per_category_table(rounds: list[dict[str, Any]], skills: list[str]) -> 
     return (
         "<p>Rows kept per skill or category (a 0 is marked: nothing new to train on there).</p>"
         f"<table><tr><th>kept</th>{head}</tr>{body}</table>"
+    )
+
+
+def kept_per_task_table(rounds: list[dict[str, Any]]) -> str:
+    """Rows kept per task (the written problems, each prompt task) and category, 0 marked; and the rows
+    kept without a verifier (no checkable answer, no judge). Only for runs with prompt tasks."""
+    if not any(len(r["counts"].get("kept_per_task", {})) > 1 for r in rounds):
+        return ""
+    pairs = list(
+        dict.fromkeys((t, c) for r in rounds for t, per in r["counts"].get("kept_per_task", {}).items() for c in per)
+    )
+    head = "".join(f"<th>round {r['round']}</th>" for r in rounds)
+
+    def cell(r: dict[str, Any], task: str, category: str) -> str:
+        kept = r["counts"].get("kept_per_task", {}).get(task, {}).get(category)
+        if kept is None:
+            return "<td>-</td>"
+        return "<td style='background:#f8d7da'><b>0</b></td>" if kept == 0 else f"<td>{kept}</td>"
+
+    body = "".join(
+        f"<tr><td>{escape(t)} / {escape(c)}</td>{''.join(cell(r, t, c) for r in rounds)}</tr>" for t, c in pairs
+    )
+
+    def listed(counts: dict[str, int]) -> str:
+        return escape(", ".join(f"{k}: {v}" for k, v in counts.items()) or "-")
+
+    unverified = "".join(f"<td>{listed(r['counts'].get('unverified_per_task', {}))}</td>" for r in rounds)
+    return (
+        "<p>Rows kept per task and category (the written problems and each prompt task; a 0 is marked).</p>"
+        f"<table><tr><th>task / category</th>{head}</tr>{body}"
+        f"<tr><td>kept unverified (no checkable answer, no judge)</td>{unverified}</tr></table>"
     )
 
 

@@ -168,3 +168,40 @@ def solution_rows(answered: Answered, common: dict[str, Any]) -> list[Record]:
             )
         )
     return rows
+
+
+def task_rows(answered: Answered, common: dict[str, Any], question: str) -> list[Record]:
+    """A prompt task call's rows: one per item of every sample (`question` where an item has none of its own),
+    a row with the parse failure for a sample that does not parse, or one row with the error where the call
+    failed after its retries."""
+    if not answered.samples:
+        return [Record(**common, question=question, error=answered.response.error, **usage_fields(answered, True))]
+    rows: list[Record] = []
+    for sample in answered.samples:
+        if sample.parsed.failure:
+            rows.append(
+                Record(
+                    **common,
+                    question=question,
+                    raw_output=sample.text,
+                    parse_status=sample.status,
+                    error=f"parse: {sample.parsed.failure}",
+                    sample_index=len(rows),
+                    **usage_fields(answered, not rows),
+                )
+            )
+            continue
+        for item in sample.parsed.items:
+            rows.append(
+                Record(
+                    **common,
+                    question=item.question or question,
+                    reasoning=item.reasoning,
+                    answer=item.answer,
+                    raw_output=sample.repair_text or sample.text,
+                    parse_status=sample.status,
+                    sample_index=len(rows),
+                    **usage_fields(answered, not rows),
+                )
+            )
+    return rows

@@ -12,6 +12,7 @@ Inputs and outputs (a row's question / reasoning / answer):
 - evol_instruct: an instruction and an operation (deepen, widen, add_constraints) -> one evolved instruction
 - refusal: a harm category -> harmful requests with polite refusals (JSON); rows: request / - / refusal
 - misinformation: a topic -> false claims with corrections (JSON); rows: claim / - / correction
+- answer (`tasks/answer.py`): an instruction -> its response; rows: instruction / reasoning / final answer
 """
 
 from __future__ import annotations
