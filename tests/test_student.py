@@ -194,3 +194,21 @@ def test_a_stopped_loop_resumes_to_the_same_weights(tokenizer):
     assert (resumed.first_loss, resumed.final_loss) == (expected.first_loss, expected.final_loss)
     for a, b in zip(whole.parameters(), resumed_model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_prose_rows_train_on_their_text_and_answer_rows_on_a_marked_final_answer():
+    from synthloop.records import Record
+    from synthloop.training.format import row_conversation
+
+    def row(kind, reasoning, answer):
+        return Record(
+            kind=kind, skill="s", question="q?", source="synthetic", round=1, reasoning=reasoning, answer=answer
+        )
+
+    assert row_conversation(row("refusal", "", "I can't help with that."))[1]["content"] == "I can't help with that."
+    assert row_conversation(row("textbook", "", "Sections of text."))[1]["content"] == "Sections of text."
+    assert row_conversation(row("exercise", "2 + 2 = 4", "4"))[1]["content"] == "2 + 2 = 4\n#### 4"
+    assert row_conversation(row("solution", "", "4"))[1]["content"] == "#### 4"
+    tokenizer = train_tokenizer(["I can't help with that. #### 4"], 300)
+    (_, labels), *_ = encode_rows(tokenizer, "plain", [("q?", "", "I can't help with that.", "refusal")], 64)
+    assert "####" not in tokenizer.decode([t for t in labels if t != IGNORE])

@@ -71,6 +71,7 @@ from synthloop.teachers.estimate import estimate
 from synthloop.teachers.factory import check_teacher, engine_settings, make_teacher
 from synthloop.teachers.progress import Progress
 from synthloop.training import student
+from synthloop.training.format import row_conversation
 from synthloop.training.preflight import check_student, student_needs
 from synthloop.weak_categories import generate_round, plan_targets, problem_requests, train_probe_items
 
@@ -560,7 +561,7 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     synthetic = [row for r in rounds for row in read_records(loop.run.round(r) / "curated")]
     rows = mix(synthetic, loop.golden, loop.recipe.grounding.ratio, stream_seed(loop.recipe.seed, f"mix-{number}"))
     for row in rows:  # SFT-ready: the student's conversation (the teacher's prompt stays in curated/, same id)
-        row.messages = [Message(**turn) for turn in student.conversation(row.question, row.reasoning, row.answer)]
+        row.messages = [Message(**turn) for turn in row_conversation(row)]
     write_records(train_dir, rows, loop.recipe.generation.shard_size)
     counts = {
         "rows": len(rows),

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from synthloop.records import Record
-from synthloop.training.format import conversation
+from synthloop.training.format import row_conversation
 
 PLACEHOLDERS = ("data", "base", "out")
 TAIL_LINES = 3
@@ -39,7 +39,7 @@ def fill(template: str, **values: str) -> str:
 def write_chat_jsonl(rows: Sequence[Record], path: Path) -> None:
     with path.open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps({"messages": conversation(row.question, row.reasoning, row.answer)}) + "\n")
+            handle.write(json.dumps({"messages": row_conversation(row)}) + "\n")
 
 
 def run_command(template: str, data: Path, base: str, out: Path, log: Callable[[str], None]) -> dict[str, Any]:

@@ -18,17 +18,30 @@ def student_prompt(question: str) -> str:
     return f"Q: {question}\nA:"
 
 
-def assistant_text(reasoning: str, answer: str | None) -> str:
+# Rows whose answer is the whole response (a textbook section, a refusal, a correction): no final answer
+# to mark, so the assistant's turn is the text itself rather than `#### text`.
+PROSE_KINDS = frozenset({"textbook", "refusal", "misinformation"})
+
+
+def assistant_text(reasoning: str, answer: str | None, kind: str = "solution") -> str:
+    if kind in PROSE_KINDS:
+        return answer or ""
     return f"{reasoning}\n#### {answer or ''}" if reasoning else f"#### {answer or ''}"
 
 
-def student_completion(reasoning: str, answer: str) -> str:
-    return f" {assistant_text(reasoning, answer)}"
+def student_completion(reasoning: str, answer: str, kind: str = "solution") -> str:
+    return f" {assistant_text(reasoning, answer, kind)}"
 
 
-def conversation(question: str, reasoning: str, answer: str | None) -> list[dict[str, str]]:
+def conversation(question: str, reasoning: str, answer: str | None, kind: str = "solution") -> list[dict[str, str]]:
     """The SFT-ready messages of one training row (what the train shards' `messages` column holds)."""
-    return [{"role": "user", "content": question}, {"role": "assistant", "content": assistant_text(reasoning, answer)}]
+    assistant = assistant_text(reasoning, answer, kind)
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": assistant}]
+
+
+def row_conversation(row: Any) -> list[dict[str, str]]:
+    """A training record's conversation (its question, reasoning, answer and kind)."""
+    return conversation(row.question, row.reasoning, row.answer, row.kind)
 
 
 def student_format(source: Any) -> Format:
@@ -55,13 +68,15 @@ def prompt_ids(tokenizer: Any, fmt: Format, question: str) -> list[int]:
     return tokenizer(chat_prompt(tokenizer, question), add_special_tokens=False)["input_ids"]
 
 
-def completion_ids(tokenizer: Any, fmt: Format, question: str, reasoning: str, answer: str | None) -> list[int]:
+def completion_ids(
+    tokenizer: Any, fmt: Format, question: str, reasoning: str, answer: str | None, kind: str = "solution"
+) -> list[int]:
     """The tokens trained on: the assistant's turn as the template closes it (or the plain answer), ending in EOS."""
     if fmt == "plain":
-        text = student_completion(reasoning, answer or "")
+        text = student_completion(reasoning, answer or "", kind)
     else:
         prompt = chat_prompt(tokenizer, question)
-        full = tokenizer.apply_chat_template(conversation(question, reasoning, answer), tokenize=False)
+        full = tokenizer.apply_chat_template(conversation(question, reasoning, answer, kind), tokenize=False)
         if not full.startswith(prompt):
             warnings.warn(
                 "the chat template renders the user turn differently once an assistant turn follows; the student is "

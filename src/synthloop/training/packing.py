@@ -38,12 +38,12 @@ def tokenize_pairs(tokenizer: PreTrainedTokenizerBase, pairs: Sequence[tuple[str
 
 
 def encode_rows(
-    tokenizer: PreTrainedTokenizerBase, fmt: Format, rows: Sequence[tuple[str, str, str | None]], max_len: int
+    tokenizer: PreTrainedTokenizerBase, fmt: Format, rows: Sequence[tuple[str, ...]], max_len: int
 ) -> list[Example]:
-    """(question, reasoning, answer) rows in the student's format (format.py), the completion alone labelled."""
+    """(question, reasoning, answer[, kind]) rows in the student's format (format.py), the completion alone
+    labelled."""
     return [
-        example(prompt_ids(tokenizer, fmt, q), completion_ids(tokenizer, fmt, q, reasoning, answer), max_len)
-        for q, reasoning, answer in rows
+        example(prompt_ids(tokenizer, fmt, q), completion_ids(tokenizer, fmt, q, *rest), max_len) for q, *rest in rows
     ]
 
 

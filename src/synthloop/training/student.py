@@ -90,7 +90,7 @@ def torch_round(
     model, tokenizer = ckpt.trainable_student(recipe, previous, tokenizer_dir, device, dtype)
     fmt = format_of(tokenizer, s.chat_template)
     settings = round_settings(recipe, seed % 2**31, device, dtype)
-    examples = encode_rows(tokenizer, fmt, [(r.question, r.reasoning, r.answer) for r in rows], t.max_len)
+    examples = encode_rows(tokenizer, fmt, [(r.question, r.reasoning, r.answer, r.kind) for r in rows], t.max_len)
     if s.trainer == "trl":
         from synthloop.training.trl_trainer import train_trl
 
