@@ -90,6 +90,10 @@ MARKED_966 = [
     "The answer is 966. Let me check: 900 + 66 = 966",
     "The answer is 12 or 13, let me redo it.\n#### 966",
     "The answer is 966, not 12",
+    "The answer is 966, which is even.",
+    "The answer is 966 because 900 + 66 = 966.",
+    "It is not hard: the answer is 966.",
+    "I was not sure at first, but the answer is 966.",
     "#### 966\n",
 ]
 
@@ -180,6 +184,16 @@ def test_a_negation_states_no_answer(text):
 )
 def test_working_and_prose_are_no_answer(text):
     assert find_final_answer(text) == FinalAnswer(None, "no final answer stated")
+
+
+def test_a_huge_or_hostile_reply_is_read_in_bounded_time():
+    import time
+
+    for reply in ("\\boxed{" * 20_000, "answer: " * 20_000, "####" * 30_000, "a " * 100_000 + "\n966"):
+        start = time.perf_counter()
+        find_final_answer(reply)
+        assert time.perf_counter() - start < 2, reply[:20]
+    assert extract_final_answer("x" * 500_000 + "\n#### 966") == "966"
 
 
 def test_an_explicit_marker_wins_over_a_bare_last_line():

@@ -5,7 +5,8 @@ Marked answers (the last one in the reply wins): `#### X`, "the answer is X", "t
 still state the answer: `**X**` on it, or the whole line a bare value (`966`, `966.`, `$X$`, `3000 m`,
 `$5`, `(1, 2, 3)`, or up to three words that are not a sentence). A last line of working such as
 `3 + 4 = 7` is never an answer. Around the value, markdown bold, `$...$`, `\\(...\\)`, `\\boxed{}`,
-`\\text{}`, quotes and a closing full stop are removed.
+`\\text{}`, quotes and a closing full stop are removed; after an answer phrase the value ends with its
+sentence ("The answer is 966. Let me check") or clause ("966, which is even", "966 because ...").
 
 A hedge ("966 or 12", "either 966 or 12", "between 900 and 1000", "966/12?", "I think 966, or 12") and a
 negation ("not 966", "the answer is not 966", "isn't 966", "966 is wrong", "I don't think the answer is
@@ -25,8 +26,10 @@ NEGATED = "negated"
 HASHES = re.compile(r"####\s*(.+)")
 PHRASE = re.compile(r"\b(?:final\s+)?answer\b(?:\*\*|__)?(?:\s+is\b|\s*:)[ \t]*:?([^\n]*)", re.IGNORECASE)
 BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+BRACES = re.compile(r"[{}]")
 BOLD = re.compile(r"\*\*([^*\n]+?)\*\*|__([^_\n]+?)__")
 SENTENCE_END = re.compile(r"(?<=[^\s.])\.(?=\s|$)")
+CLAUSE_END = re.compile(r",\s+(?:which|because|since)\b|\s+because\b", re.IGNORECASE)  # "12, which is even"
 NUMBER = r"[-+−]?[$€£]?\s?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?:\s*/\s*\d+)?(?:\s\d+/\d+)?"
 QUANTITY = re.compile(rf"{NUMBER}(?:\s*%|\s?[A-Za-zµ°][A-Za-z²³]*(?:\s[A-Za-z]+)?)?", re.IGNORECASE)
 NUMBERS = re.compile(rf"[\[(]?\s*{NUMBER}(?:\s*[,;<]\s*{NUMBER})+\s*[\])]?")
@@ -114,7 +117,7 @@ def last_marked(text: str) -> tuple[str, str, str] | None:
             rest = text[m.end() :].lstrip("\n")
             next_line = rest.split("\n", 1)[0]
             raw, end = next_line, m.end() + len(text[m.end() :]) - len(rest) + len(next_line)
-        found.append((m.start(), end, "phrase", SENTENCE_END.split(raw, 1)[0]))
+        found.append((m.start(), end, "phrase", CLAUSE_END.split(SENTENCE_END.split(raw, 1)[0], 1)[0]))
     for start, end, inner in boxed_spans(text):
         if not any(s <= start and end <= e for s, e, kind, _ in found if kind == "phrase"):
             found.append((start, end, "boxed", inner))
@@ -132,21 +135,28 @@ def last_marked(text: str) -> tuple[str, str, str] | None:
 
 
 def boxed_spans(text: str) -> list[tuple[int, int, str]]:
-    """Every `\\boxed{...}` with balanced braces: (start, end, inside)."""
+    """Every `\\boxed{...}` with balanced braces: (start, end, inside). One pass over the braces."""
+    found = list(BOXED.finditer(text))
+    if not found:
+        return []
+    closing, opened = {}, []
+    for brace in BRACES.finditer(text):
+        if brace.group() == "{":
+            opened.append(brace.start())
+        elif opened:
+            closing[opened.pop()] = brace.start()
     spans = []
-    for m in BOXED.finditer(text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            spans.append((m.start(), i, text[m.end() : i - 1]))
+    for m in found:
+        close = closing.get(m.end() - 1)
+        if close is not None:
+            spans.append((m.start(), close + 1, text[m.end() : close]))
     return spans
 
 
 def sentence_tail(prefix: str) -> str:
-    """The words of the sentence that leads into a marker ("I don't think the answer is ...")."""
-    return re.split(r"[.!?]\s", prefix)[-1]
+    """The words of the clause that leads into a marker ("I don't think the answer is ..."), not those of
+    an earlier one ("It is not hard: the answer is ...")."""
+    return re.split(r"[.!?:;]\s|,\s*(?:but|so)\s", prefix)[-1]
 
 
 def checked(value: str, kind: str, exempted: set[str]) -> FinalAnswer:
