@@ -94,6 +94,8 @@ MARKED_966 = [
     "The answer is 966 because 900 + 66 = 966.",
     "It is not hard: the answer is 966.",
     "I was not sure at first, but the answer is 966.",
+    "966 is the answer.",
+    "So, 966 is the final answer.",
     "#### 966\n",
 ]
 
@@ -161,6 +163,7 @@ def test_a_hedge_states_no_answer(text, detail):
         "It is not 966.",
         "I don't think the answer is 966.",
         "The answer is **not** 966",
+        "966 is not the answer.",
     ],
 )
 def test_a_negation_states_no_answer(text):

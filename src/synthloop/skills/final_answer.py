@@ -1,12 +1,13 @@
 """The final answer in a model's reply, however the model marks it, and never one it hedges or negates.
 
 Marked answers (the last one in the reply wins): `#### X`, "the answer is X", "the final answer is: X",
-"Answer: X", "**Answer:** X", `\\boxed{X}` (nested braces too). With no marker at all, the last line may
-still state the answer: `**X**` on it, or the whole line a bare value (`966`, `966.`, `$X$`, `3000 m`,
-`$5`, `(1, 2, 3)`, or up to three words that are not a sentence). A last line of working such as
-`3 + 4 = 7` is never an answer. Around the value, markdown bold, `$...$`, `\\(...\\)`, `\\boxed{}`,
-`\\text{}`, quotes and a closing full stop are removed; after an answer phrase the value ends with its
-sentence ("The answer is 966. Let me check") or clause ("966, which is even", "966 because ...").
+"Answer: X", "**Answer:** X", "X is the answer", `\\boxed{X}` (nested braces too). With no marker at
+all, the last line may still state the answer: `**X**` on it, or the whole line a bare value (`966`,
+`966.`, `$X$`, `3000 m`, `$5`, `(1, 2, 3)`, `x^2+2x+1`, or up to three words that are not a
+sentence). A last line of working such as `3 + 4 = 7` is never an answer. Around the value, markdown
+bold, `$...$`, `\\(...\\)`, `\\boxed{}`, `\\text{}`, quotes and a closing full stop are removed; after an
+answer phrase the value ends with its sentence ("The answer is 966. Let me check") or clause ("966,
+which is even", "966 because ...").
 
 A hedge ("966 or 12", "either 966 or 12", "between 900 and 1000", "966/12?", "I think 966, or 12") and a
 negation ("not 966", "the answer is not 966", "isn't 966", "966 is wrong", "I don't think the answer is
@@ -25,6 +26,10 @@ NEGATED = "negated"
 
 HASHES = re.compile(r"####\s*(.+)")
 PHRASE = re.compile(r"\b(?:final\s+)?answer\b(?:\*\*|__)?(?:\s+is\b|\s*:)[ \t]*:?([^\n]*)", re.IGNORECASE)
+IS_THE_ANSWER = re.compile(
+    r"^[ \t>*-]*([^\n]{1,100}?)\s+is\s+(?:the|my)\s+(?:final\s+|correct\s+)?answer\b", re.IGNORECASE | re.MULTILINE
+)
+CONNECTIVE = re.compile(r"^(?:so|thus|therefore|hence|then|and)\b[,\s]*", re.IGNORECASE)
 BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 BRACES = re.compile(r"[{}]")
 BOLD = re.compile(r"\*\*([^*\n]+?)\*\*|__([^_\n]+?)__")
@@ -118,6 +123,9 @@ def last_marked(text: str) -> tuple[str, str, str] | None:
             next_line = rest.split("\n", 1)[0]
             raw, end = next_line, m.end() + len(text[m.end() :]) - len(rest) + len(next_line)
         found.append((m.start(), end, "phrase", CLAUSE_END.split(SENTENCE_END.split(raw, 1)[0], 1)[0]))
+    for m in IS_THE_ANSWER.finditer(text):
+        value = CONNECTIVE.sub("", re.split(r"[:;]\s+", m.group(1))[-1])  # "So, 966 is the answer"
+        found.append((m.start(1), m.end(), "phrase", value))
     for start, end, inner in boxed_spans(text):
         if not any(s <= start and end <= e for s, e, kind, _ in found if kind == "phrase"):
             found.append((start, end, "boxed", inner))
