@@ -10,6 +10,7 @@ from synthloop.scoring.scorers import make_scorer
 from synthloop.sources.build import build_source
 from synthloop.storage.response_cache import ResponseCache
 from synthloop.teachers.base import TeacherUnavailable
+from synthloop.teachers.engine import BudgetExhausted
 from synthloop.testing import free_port, serve_in_thread
 from synthloop.testing.judges import grading_judge
 from synthloop.testing.simulated_server import SimulatedServer
@@ -78,6 +79,16 @@ def test_a_failed_judge_call_scores_zero_and_does_not_stop_scoring(judge):
     scores = scorer.score(RIGHT[:3], ITEMS[:3])
     assert [s.value for s in scores] == [0.0] * 3
     assert all(s.detail.startswith("judge call failed") for s in scores), scores
+
+
+def test_a_budget_cap_on_the_judge_stops_scoring_instead_of_scoring_zero(tmp_path):
+    server = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, responder=grading_judge())
+    with serve_in_thread(server.app()) as url:
+        teacher = {"backend": "openai", "base_url": f"{url}/v1", "model": "simulated", "max_total_tokens": 1}
+        config = ScorerConfig.model_validate({"name": "judge", "judge": {"teacher": teacher}})
+        scorer = make_scorer(config, ScoringContext(cache=ResponseCache(tmp_path / "c.sqlite"), run_id="r"))
+        with pytest.raises(BudgetExhausted, match=r"task\.scorer\.judge\.teacher"):
+            scorer.score(RIGHT, ITEMS)
 
 
 def test_judge_calls_are_cached_in_the_runs_cache(judge, tmp_path):

@@ -84,6 +84,7 @@ class Reply:
     failure: str | None = None
     failed_call: bool = False  # the call itself failed (after retries), as opposed to an unusable reply
     text: str = ""  # the judge's words as returned
+    unsent: bool = False  # a budget cap kept the call from being sent
 
 
 def ask(engine: Engine, requests: Sequence[TeacherRequest], where: str = "curation.judge") -> list[Reply]:
@@ -119,7 +120,7 @@ def judge_unavailable(message: str, where: str = "curation.judge") -> str:
 
 def parse_reply(response: TeacherResponse | None, request: TeacherRequest) -> Reply:
     if response is None:
-        return Reply(None, "not sent: a budget cap was reached", failed_call=True)
+        return Reply(None, "not sent: a budget cap was reached", failed_call=True, unsent=True)
     if response.text is None:
         return Reply(None, response.error or "the call failed", failed_call=True)
     value, failure = parse_json(response.text, request.response_schema or {})

@@ -6,7 +6,8 @@ The judge sees the rubric, the question, the reference answer and the student's 
 or above `threshold` is 1.0, below it 0.0; the judge's reason is the detail. A reply that stays
 unusable after the repair, or a call that fails after the engine's retries, scores 0 with the reason:
 it never stops the run. A refused key does (one line naming `task.scorer.judge.teacher`), since every
-later call would fail the same way."""
+later call would fail the same way, and so does a budget cap of the judge's (`BudgetExhausted`: the run
+stops cleanly and resumes without paying again), since unscored answers would read as wrong ones."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from synthloop.scoring.context import ScoringContext
 from synthloop.scoring.item import Score, TaskItem
 from synthloop.skills.final_answer import extract_final_answer
 from synthloop.teachers.base import Teacher, TeacherRequest, TeacherUnavailable
-from synthloop.teachers.engine import Engine
+from synthloop.teachers.engine import BudgetExhausted, Engine
 
 WHERE = "task.scorer.judge"
 MAX_SHOWN_CHARS = 20_000  # of the question, the reference and the reply, each: a judge prompt has a bound
@@ -77,6 +78,8 @@ class JudgeScorer:
         scores = [Score(0.0, None, "an empty answer")] * len(pairs)
         requests = [grading_request(self.config.rubric, item, o, self.config.max_tokens) for _, o, item in asked]
         replies = ask(self.engine(), requests, WHERE) if requests else []
+        if any(reply.unsent for reply in replies):  # zeros would read as a weak student: stop, resumable
+            raise BudgetExhausted(f"a budget cap under {WHERE}.teacher stopped the judge scorer's calls")
         for (i, output, _), reply in zip(asked, replies, strict=True):
             scores[i] = self.graded(reply, extract_final_answer(output))
         return scores
