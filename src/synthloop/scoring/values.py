@@ -50,7 +50,7 @@ def parse_quantity(text: str) -> tuple[list[Fraction], str | None] | None:
     """The values a number may mean (one, or two for a percent) and its unit; None if it is not a number."""
     cleaned = text.strip().replace("−", "-").replace("\u2009", "").replace("\\,", "").replace("\\%", "%")
     cleaned = cleaned.rstrip(".").strip()
-    sign = cleaned[0] if cleaned[:1] in "+-" else ""
+    sign = cleaned[0] if cleaned and cleaned[0] in "+-" else ""
     cleaned = sign + cleaned[len(sign) :].lstrip(CURRENCY).strip()
     percent = cleaned.endswith("%")
     cleaned = cleaned.rstrip("%").strip()
