@@ -280,10 +280,54 @@ def test_a_real_tiny_model_as_teacher_is_rejected_with_a_clear_report(exported, 
     assert not (tmp_path / "run" / "rounds" / "01" / "train").exists()
 
 
-def test_a_scorer_not_built_yet_is_refused_before_anything_is_written(exported, tmp_path):
+SCORER_ROWS = {  # per scorer: rows it can use, and a right reply to each
+    "exact": [({"question": "Capital of France?", "answer": "Paris"}, "The answer is paris.")],
+    "numeric": [({"question": "Half of 3?", "answer": "1.5"}, "#### 3/2")],
+    "math": [({"question": "Expand (x+1)^2.", "answer": "x^2+2x+1"}, "\\boxed{(x+1)^2}")],
+    "choice": [({"question": "Capital of Italy?", "answer": "C", "choices": ["Paris", "Lyon", "Rome"]}, "Rome")],
+    "regex": [({"question": "A date?", "answer": "\\d{4}-\\d{2}-\\d{2}"}, "Answer: 2024-01-31")],
+    "code": [
+        (
+            {"question": "Write add.", "answer": "-", "tests": "assert add(2, 3) == 5"},
+            "def add(a, b):\n    return a + b",
+        )
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCORER_ROWS))
+def test_each_scorer_builds_for_a_task_and_scores_its_rows(tmp_path, name):
+    """(The judge scorer, which needs a model, is built the same way in tests/test_scorer_judge.py.)"""
+    if name == "code":
+        from synthloop.curation.sandbox import probe_isolation
+
+        if probe_isolation()["bwrap"] is not None:
+            pytest.skip(f"bubblewrap does not work here ({probe_isolation()['bwrap']}): apt-get install bubblewrap")
+    rows = [{**row, "category": f"c{i}"} for i, (row, _) in enumerate(SCORER_ROWS[name] * 2)]
+    path = write_jsonl(tmp_path / "rows.jsonl", rows)
+    text = recipe_text(str(path), str(path)).replace("train_probe_per_category: 16}", f"scorer: {name}}}")
+    text = text.replace(f"train: {path}, eval: {path}", f"path: {path}, eval_share: 0.5")
+    source = source_of(text)
+    assert {scorer.name for scorer in source.scorers.values()} == {name}
+    replies = dict((row["question"], reply) for row, reply in SCORER_ROWS[name])
+    items = source.eval_items()
+    assert [s.value for s in source.score([replies[i.question] for i in items], items)] == [1.0] * len(items)
+    assert [s.value for s in source.score(["I am not sure."] * len(items), items)] == [0.0] * len(items)
+
+
+def test_a_category_has_its_own_scorer(exported):
+    text = recipe_text(str(exported / "train.jsonl"), str(exported / "eval.jsonl")).replace(
+        "train_probe_per_category: 16}", "categories: {addition: {scorer: {name: numeric, tolerance: 0.5}}}}"
+    )
+    source = source_of(text)
+    assert source.scorers["addition"].name == "numeric" and source.scorers["addition"].tolerance == 0.5
+    assert source.scorers["subtraction"].name == "exact"
+
+
+def test_a_reference_the_scorer_cannot_use_stops_the_run_before_anything_is_written(exported, tmp_path):
     text = recipe_text(str(exported / "train.jsonl"), str(exported / "eval.jsonl"))
-    text = text.replace("train_probe_per_category: 16}", "train_probe_per_category: 16, scorer: numeric}")
-    with pytest.raises(RecipeError, match="scorer numeric: not available in this version yet"):
+    text = text.replace("train_probe_per_category: 16}", "train_probe_per_category: 16, scorer: choice}")
+    with pytest.raises(InputFileError, match=r"eval item .*: the choice scorer needs 'choices'"):
         run_loop(parse_recipe(text, "r.yaml"), tmp_path / "run", log=lambda line: None)
     assert not (tmp_path / "run").exists()
 

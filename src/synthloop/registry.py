@@ -109,11 +109,11 @@ TASKS: Registry = Registry(
 SCORERS: Registry = Registry(
     "scorer",
     {
-        "exact": "synthloop.scoring.scorers:ExactScorer",
-        "numeric": "synthloop.scoring.scorers:NumericScorer",
-        "math": "synthloop.scoring.scorers:MathScorer",
-        "choice": "synthloop.scoring.scorers:ChoiceScorer",
-        "regex": "synthloop.scoring.scorers:RegexScorer",
+        "exact": "synthloop.scoring.values:ExactScorer",
+        "numeric": "synthloop.scoring.values:NumericScorer",
+        "math": "synthloop.scoring.symbolic:MathScorer",
+        "choice": "synthloop.scoring.choice:ChoiceScorer",
+        "regex": "synthloop.scoring.pattern:RegexScorer",
         "code": "synthloop.scoring.code:CodeScorer",
         "judge": "synthloop.scoring.judge:JudgeScorer",
     },

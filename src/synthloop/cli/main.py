@@ -123,7 +123,16 @@ def parser() -> argparse.ArgumentParser:
     audit.add_argument("--rows-per-skill", type=int, default=100, help="--embedded: rows of each skill")
     audit.add_argument("--wrong", type=float, default=0.3, help="--embedded: share of answers corrupted")
     audit.add_argument("--seed", type=int, default=0)
-    audit.add_argument("--recipe", help="recipe whose `curation:` section is audited (default: the default recipe's)")
+    audit.add_argument(
+        "--recipe",
+        help="recipe whose `curation:` section is audited (default: the default recipe's); with --scorer, the "
+        "scorer's settings (a file holding only `scorer: {...}`, a task's scorer, or curation.judge)",
+    )
+    audit.add_argument(
+        "--scorer",
+        help="audit a task scorer (exact, numeric, math, choice, regex, code, judge) on labelled replies: rows "
+        "with question, answer (the reference), output and label",
+    )
     audit.add_argument("--out", type=Path, help="write the full report (every false positive and negative) as JSON")
     audit.set_defaults(handler=cmd_audit)
 
@@ -267,6 +276,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     if (args.sample is None) == (not args.embedded):
         raise InputFileError("give a labelled sample file, or --embedded (not both)")
+    if args.scorer is not None:
+        return cmd_audit_scorer(args)
     if not 0 <= args.wrong <= 1:
         raise InputFileError(f"--wrong is a share from 0 to 1, got {args.wrong}")
     curation = load_curation(args.recipe)
@@ -280,6 +291,36 @@ def cmd_audit(args: argparse.Namespace) -> int:
     print(format_audit(results, len(sample)))
     if args.out:
         write_json(args.out, {"rows": len(sample), "stages": [r.as_dict() for r in results]})
+        print(f"synthloop: full report in {args.out}")
+    return 0
+
+
+def cmd_audit_scorer(args: argparse.Namespace) -> int:
+    from synthloop.curation.audit import format_audit
+    from synthloop.scoring.audit import (
+        audit_scorer,
+        check_references,
+        embedded_scorer_sample,
+        read_scorer_sample,
+        scorer_config,
+    )
+    from synthloop.scoring.scorers import make_scorer
+    from synthloop.storage.atomic import write_json
+
+    config = scorer_config(args.scorer, args.recipe)
+    if args.embedded:
+        rows = embedded_scorer_sample(args.scorer, args.rows_per_skill, args.seed)
+    else:
+        rows = read_scorer_sample(args.sample)
+    scorer = make_scorer(config)  # a judge that cannot be reached, or a sandbox that does not work, stops here
+    check_references(scorer, rows)
+    result = audit_scorer(scorer, rows)
+    header = f"audit of scorer {config.name} on {len(rows)} labelled replies (flagged = scored 0, marked wrong)"
+    print(format_audit([result], len(rows), header))
+    if args.out:
+        write_json(
+            args.out, {"rows": len(rows), "scorer": config.model_dump(mode="json"), "stages": [result.as_dict()]}
+        )
         print(f"synthloop: full report in {args.out}")
     return 0
 

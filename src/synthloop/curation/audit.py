@@ -248,14 +248,14 @@ def rewritten(answer: str) -> str:
     return answer
 
 
-def format_audit(results: list[StageAudit], rows: int) -> str:
+def format_audit(results: list[StageAudit], rows: int, header: str | None = None) -> str:
     """The audit as a table, with the first false positives and negatives of each stage."""
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:.3f}"
 
     lines = [
-        f"audit of {rows} labelled rows (each stage alone; flagged = rejected, or redacted for pii)",
+        header or f"audit of {rows} labelled rows (each stage alone; flagged = rejected, or redacted for pii)",
         f"{'stage':16s} {'flagged':>7s} {'labelled':>8s} {'TP':>5s} {'FP':>5s} {'FN':>5s} {'TN':>5s} "
         f"{'precision':>9s} {'recall':>7s} {'agreement':>9s}",
     ]

@@ -84,41 +84,43 @@ class Reply:
     failure: str | None = None
     failed_call: bool = False  # the call itself failed (after retries), as opposed to an unusable reply
     text: str = ""  # the judge's words as returned
+    unsent: bool = False  # a budget cap kept the call from being sent
 
 
-def ask(engine: Engine, requests: Sequence[TeacherRequest]) -> list[Reply]:
+def ask(engine: Engine, requests: Sequence[TeacherRequest], where: str = "curation.judge") -> list[Reply]:
     """One reply per request, in order. An unusable reply gets one repair request; what still fails is
-    returned as a `Reply` with the reason, never raised."""
-    replies = [parse_reply(r, q) for q, r in zip(requests, _run(engine, requests), strict=True)]
+    returned as a `Reply` with the reason, never raised. `where`: the recipe key of the judge's settings,
+    named when its key is refused."""
+    replies = [parse_reply(r, q) for q, r in zip(requests, _run(engine, requests, where), strict=True)]
     retry = [i for i, reply in enumerate(replies) if reply.value is None and not reply.failed_call]
     repairs = [
         repair_request(requests[i], replies[i].text, replies[i].failure or "", requests[i].response_schema or {})
         for i in retry
     ]
-    for i, response in zip(retry, _run(engine, repairs), strict=True):
+    for i, response in zip(retry, _run(engine, repairs, where), strict=True):
         repaired = parse_reply(response, requests[i])  # checked against the original request's schema
         if repaired.value is not None:
             replies[i] = repaired
     return replies
 
 
-def _run(engine: Engine, requests: Sequence[TeacherRequest]) -> list[TeacherResponse | None]:
+def _run(engine: Engine, requests: Sequence[TeacherRequest], where: str) -> list[TeacherResponse | None]:
     from synthloop.runners.local import run_engine
 
     try:
         return run_engine(engine, requests)[0] if requests else []
     except TeacherUnavailable as err:  # a key refused mid-curation: say it is the judge's, and which keys to fix
-        raise TeacherUnavailable(judge_unavailable(str(err))) from None
+        raise TeacherUnavailable(judge_unavailable(str(err), where)) from None
 
 
-def judge_unavailable(message: str) -> str:
-    """A teacher's one-line refusal, reworded for the judge (whose settings live under curation.judge)."""
-    return message.replace("teacher.", "curation.judge.teacher.").replace("the teacher", "the judge")
+def judge_unavailable(message: str, where: str = "curation.judge") -> str:
+    """A teacher's one-line refusal, reworded for the judge (whose settings live under `where`)."""
+    return message.replace("teacher.", f"{where}.teacher.").replace("the teacher", "the judge")
 
 
 def parse_reply(response: TeacherResponse | None, request: TeacherRequest) -> Reply:
     if response is None:
-        return Reply(None, "not sent: a budget cap was reached", failed_call=True)
+        return Reply(None, "not sent: a budget cap was reached", failed_call=True, unsent=True)
     if response.text is None:
         return Reply(None, response.error or "the call failed", failed_call=True)
     value, failure = parse_json(response.text, request.response_schema or {})

@@ -1,48 +1,27 @@
-"""The scorers a task names (`task.scorer`, per category `categories.<name>.scorer`).
+"""The scorers a task names (`task.scorer`, per category `categories.<name>.scorer`), built by name.
 
-Built so far: `exact`, the normalised final answer equal to the reference (case, whitespace and a
-trailing full stop ignored; two numbers equal when their values are). The other scorers the recipe
-accepts (numeric, math, choice, regex, code, judge) are refused with one line before anything is
-written, never silently replaced by `exact`."""
+| scorer | 1.0 when |
+|---|---|
+| `exact` | the final answer equals the reference (case, spacing, a closing full stop free; numbers by value) |
+| `numeric` | the final answer is a number within `tolerance` of the reference (`values.py`) |
+| `math` | the final answer equals the reference as mathematics, by math-verify (`symbolic.py`) |
+| `choice` | the final answer names the reference's option of the item's `choices` (`choice.py`) |
+| `regex` | the final answer fullmatches the reference, a regular expression (`pattern.py`) |
+| `code` | the reply's code passes the item's `tests` in the sandbox (`code.py`) |
+| `judge` | an LLM scores the reply against the reference at least `threshold` (`judge.py`) |
+
+The final answer is found by `skills/final_answer.py` (every marking real models use; a hedge or a
+negation states none and scores 0 with the reason)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from synthloop.config import RecipeError, ScorerConfig
-from synthloop.scoring.item import Score, TaskItem
-from synthloop.skills.answers import extract_final_answer, normalize_text, parse_number
+from synthloop.config import ScorerConfig
+from synthloop.registry import SCORERS
+from synthloop.scoring.base import Scorer
+from synthloop.scoring.context import ScoringContext
 
 
-class ExactScorer:
-    name = "exact"
-
-    def __init__(self, case_sensitive: bool = False):
-        self.case_sensitive = case_sensitive
-
-    def key(self, text: str) -> str:
-        number = parse_number(text)
-        if number is not None:
-            return f"#{number}"
-        return normalize_text(text) if not self.case_sensitive else " ".join(text.strip().rstrip(".").split())
-
-    def score(self, outputs: Sequence[str], items: Sequence[TaskItem]) -> list[Score]:
-        scores = []
-        for output, item in zip(outputs, items, strict=True):
-            answer = extract_final_answer(output)
-            equal = answer is not None and self.key(answer) == self.key(item.answer)
-            scores.append(Score(float(equal), answer, None if answer is not None else "no final answer stated"))
-        return scores
-
-    def check_reference(self, item: TaskItem) -> str | None:
-        return None if item.answer.strip() else "an empty reference answer"
-
-
-def make_scorer(config: ScorerConfig, context: Any = None) -> ExactScorer:
-    if config.name != "exact":
-        raise RecipeError(
-            f"scorer {config.name}: not available in this version yet; use scorer: exact (the other scorers are "
-            "being built)"
-        )
-    return ExactScorer(config.case_sensitive)
+def make_scorer(config: ScorerConfig, context: ScoringContext | None = None) -> Scorer:
+    """The scorer `config` names, with its settings. `context`: where a judge's calls are cached (see
+    `ScoringContext`); None is a context of its own, uncached."""
+    return SCORERS.get(config.name).from_config(config, context or ScoringContext())

@@ -1,29 +1,13 @@
-"""Final-answer extraction from free text and the equivalences the scorers share."""
+"""The equivalences the skills' scorers share, over the final answer a reply states (`final_answer.py`)."""
 
 from __future__ import annotations
 
 import re
 from fractions import Fraction
 
-_MARKER = re.compile(r"####\s*(.+)")
-_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*(.+?)\s*(?:\.\s*$|$)", re.IGNORECASE | re.MULTILINE)
-_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+from synthloop.skills.final_answer import extract_final_answer, normalize_text
+
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)(/\d+)?$")
-
-
-def extract_final_answer(text: str) -> str | None:
-    """The final answer in `text`: the last `#### X`, else the last "the answer is X", else the last
-    `\\boxed{X}`. None when the text states no answer (that scores 0, it is never guessed)."""
-    for pattern in (_MARKER, _ANSWER_IS, _BOXED):
-        found = pattern.findall(text)
-        if found:
-            return found[-1].strip()
-    return None
-
-
-def normalize_text(text: str) -> str:
-    """Case-folded, trimmed, inner whitespace collapsed, trailing full stop removed."""
-    return " ".join(text.strip().rstrip(".").casefold().split())
 
 
 def parse_number(text: str) -> Fraction | None:
@@ -56,7 +40,7 @@ def parse_number_list(text: str) -> list[Fraction] | None:
 
 def score_by(parse, response: str, reference: str) -> float:
     """1.0 when the final answer in `response` parses and equals the parsed reference, else 0.0."""
-    answer = extract_final_answer(response)
+    answer = extract_final_answer(response, (reference,))
     if answer is None:
         return 0.0
     got, want = parse(answer), parse(reference)

@@ -6,13 +6,15 @@ from typing import Any
 
 from synthloop.config import Recipe, ScorerConfig
 from synthloop.registry import SKILLS
+from synthloop.scoring.context import ScoringContext
 from synthloop.sources.base import TaskSource
 from synthloop.sources.dataset import load_dataset_source
 from synthloop.sources.skills import SkillsSource
 
 
-def build_source(recipe: Recipe, probe_seed: int, scoring_context: Any = None) -> TaskSource:
-    """`scoring_context`: what a judge scorer needs to call its model (see `synthloop.scoring.scorers`)."""
+def build_source(recipe: Recipe, probe_seed: int, scoring_context: ScoringContext | None = None) -> TaskSource:
+    """`scoring_context`: where a judge scorer's calls are cached, and whether its model is checked now
+    (see `synthloop.scoring.context`); None: judge calls go uncached."""
     if recipe.task.type == "dataset":
         from synthloop.scoring.scorers import make_scorer
 

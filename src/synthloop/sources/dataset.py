@@ -15,23 +15,18 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from synthloop.config import DatasetTaskConfig, RecipeError, ScorerConfig
 from synthloop.curation.base import question_key
 from synthloop.records import content_id
+from synthloop.scoring.base import Scorer
 from synthloop.scoring.item import Score, TaskItem
 from synthloop.storage.input_files import MAX_FIELD_BYTES, OVERSIZE, InputFileError, read_rows
 
 ONE_CATEGORY = "all"  # the category of every item when the eval file has no category column
 MAX_CATEGORY_CHARS = 100
 MAX_CHOICES = 26
-
-
-class Scorer(Protocol):
-    def score(self, outputs: Sequence[str], items: Sequence[TaskItem]) -> list[Score]: ...
-
-    def check_reference(self, item: TaskItem) -> str | None: ...
 
 
 MakeScorer = Callable[[ScorerConfig], Scorer]

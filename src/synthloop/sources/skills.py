@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from synthloop.evaluation.probes import build_probes
 from synthloop.registry import SKILLS
 from synthloop.scoring.item import Score, TaskItem
-from synthloop.skills.answers import extract_final_answer
 from synthloop.skills.base import Problem, Skill
+from synthloop.skills.final_answer import find_final_answer
 
 
 def problem_item(problem: Problem) -> TaskItem:
@@ -41,7 +41,8 @@ class SkillsSource:
         return [problem_item(p) for p in probes]
 
     def score(self, outputs: Sequence[str], items: Sequence[TaskItem]) -> list[Score]:
-        return [
-            Score(SKILLS.get(item.category).score(output, item.answer), extract_final_answer(output))
-            for output, item in zip(outputs, items, strict=True)
-        ]
+        scores = []
+        for output, item in zip(outputs, items, strict=True):
+            found = find_final_answer(output, (item.answer,))
+            scores.append(Score(SKILLS.get(item.category).score(output, item.answer), found.value, found.problem))
+        return scores

@@ -59,3 +59,26 @@ def reference_judge(
         return json.dumps(reply)
 
     return respond
+
+
+def grading_judge(prose: Literal["never", "first", "always"] = "never", fail: bool = False) -> Callable[[dict], str]:
+    """A responder for the judge scorer's reference-aware prompts: it reads the reference answer and the
+    student's answer from the prompt itself, and scores 9 when the student's final answer equals the
+    reference, 2 when not. `prose`: as `reference_judge`; `fail`: every call is a server error."""
+    from synthloop.skills.final_answer import extract_final_answer
+
+    def respond(body: dict) -> str:
+        if fail:
+            raise RuntimeError("the judge's server failed")
+        messages = body["messages"]
+        user = next(m["content"] for m in messages if m["role"] == "user")
+        reference = re.search(r"Reference answer:\n(.*?)\n\nStudent's answer:\n", user, re.DOTALL)
+        student = user.split("Student's answer:\n", 1)[-1]
+        stated = extract_final_answer(student)
+        ok = reference is not None and stated is not None and normalize_text(stated) == normalize_text(reference[1])
+        reply = {"score": 9 if ok else 2, "reason": "matches the reference" if ok else "differs from the reference"}
+        if prose == "always" or (prose == "first" and len(messages) <= 2):
+            return f"I would give it {reply['score']}. {reply['reason']}."
+        return json.dumps(reply)
+
+    return respond
