@@ -245,3 +245,30 @@ def test_a_run_killed_mid_round_resumes_mid_round_to_the_same_student(tmp_path):
     again = load_file(tmp_path / "killed/rounds/01/student/model.safetensors")
     assert whole.keys() == again.keys() and all(torch.equal(whole[k], again[k]) for k in whole)
     assert not (tmp_path / "killed/rounds/01/student.work").exists()
+
+
+@pytest.mark.slow
+def test_a_judge_scorer_grades_the_student_and_a_resumed_evaluation_costs_no_judge_call(exported, tmp_path):
+    from synthloop.testing.judges import grading_judge
+    from synthloop.testing.simulated_server import SimulatedServer
+
+    judge = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, responder=grading_judge())
+    teacher = ScriptedTeacher(error_rate=0.2)
+    with serve_in_thread(teacher.app()) as url, serve_in_thread(judge.app()) as judge_url:
+        judge_teacher = "{backend: openai, base_url: " + judge_url + "/v1, model: simulated, max_retries: 0}"
+        scorer = "scorer: {name: judge, judge: {teacher: " + judge_teacher + "}}, train_probe_per_category: 8}"
+        student = "  architecture: {family: gpt2, hidden_size: 32, layers: 1, heads: 2, intermediate_size: 64}\n"
+        student += "  train: {steps_per_round: 4, batch_size: 8}"
+        text = recipe_text(exported, f"{url}/v1", student).replace("train_probe_per_category: 8}", scorer)
+        text = text.replace("rounds: 2", "rounds: 1")
+        recipe = parse_recipe(text, "r.yaml")
+        root = tmp_path / "run"
+        run_loop(recipe, root, log=lambda line: None)
+        graded = sum(judge.completed.values())
+        evaluation = read_json(root / "rounds/01/eval.json")
+        assert graded > 0 and all(item["detail"] for item in evaluation["items"])  # each grade says why
+        (root / "rounds/01/eval.json").unlink()
+        lines: list[str] = []
+        run_loop(recipe, root, resume=True, log=lines.append)
+    assert sum(judge.completed.values()) == graded  # the judge's grades came from the run's cache
+    assert read_json(root / "rounds/01/eval.json")["per_skill"] == evaluation["per_skill"]

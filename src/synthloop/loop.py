@@ -41,6 +41,7 @@ from synthloop.records import Message, Record
 from synthloop.registry import SKILLS, TASKS
 from synthloop.reports.html import write_report
 from synthloop.runners.local import Answered, generate, solution_rows
+from synthloop.scoring.context import ScoringContext
 from synthloop.scoring.item import TaskItem
 from synthloop.skills.base import Skill
 from synthloop.sources.base import TaskSource
@@ -112,7 +113,8 @@ def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: P
     skills = {name: SKILLS.get(name) for name in recipe.skills}
     difficulty = {name: spec.difficulty for name, spec in recipe.skills.items()}
     check_student(recipe)  # a student that is not here or would not fit in memory fails first (seconds)
-    source = build_source(recipe, stream_seed(recipe.seed, "probes"))  # so does a bad task file or row
+    scoring = ScoringContext()  # a judge scorer's model is reached here, before anything is written
+    source = build_source(recipe, stream_seed(recipe.seed, "probes"), scoring)  # so does a bad task file or row
     golden = load_golden(recipe, skills, difficulty, source)  # and a bad golden file, before anything is written
     teacher = make_teacher(recipe.teacher, recipe.seed)  # a missing key variable fails here
     check_teacher(teacher)  # and an unreachable server or unknown model here
@@ -133,6 +135,7 @@ def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: P
         golden = [r for r in held_out.run(golden) if r.kept]
         cache = ResponseCache(cache_path or run.cache)
         run_id = manifest.get("run_id", manifest["recipe_hash"])
+        scoring.attach(cache, run_id)  # a judge scorer's calls are cached with the run's, never paid twice
         engine = Engine(teacher, engine_settings(recipe.teacher), cache, run_id, Progress("teacher", log=log))
         loop = Loop(recipe, run, source, skills, difficulty, probes, golden, engine, log, judge)
         student.prepare_tokenizer(run.tokenizer, recipe, tokenizer_corpus(loop))
@@ -297,7 +300,7 @@ def dry_run(recipe: Recipe, cache_path: Path | None) -> list[str]:
     skills = {name: SKILLS.get(name) for name in recipe.skills}
     difficulty = {name: spec.difficulty for name, spec in recipe.skills.items()}
     policy = recipe.allocation
-    source = build_source(recipe, stream_seed(recipe.seed, "probes"))
+    source = build_source(recipe, stream_seed(recipe.seed, "probes"), ScoringContext(check=False))  # sends nothing
     shares = allocate(list(source.categories()), None, policy.policy, policy.floor, policy.sharpness)
     counts = counts_from_shares(shares, recipe.generation.budget_per_round)
     if isinstance(source, DatasetSource):  # the problems are written first; their solutions cost about as much
