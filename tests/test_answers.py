@@ -122,10 +122,18 @@ def test_a_final_answer_is_found_however_it_is_marked(text):
         ("The answer is (B).", "(B)"),
         ("yes", "yes"),
         ("50%", "50%"),
+        ("Final Answer: The final answer is $\\boxed{42}$. I hope it is correct.", "42"),  # Minerva's format
+        ("Answer: \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+        ("The answer is: #### 12", "12"),
     ],
 )
 def test_values_of_every_kind_are_found(text, answer):
     assert extract_final_answer(text) == answer
+
+
+def test_a_marker_inside_a_marker_keeps_its_doubt():
+    assert extract_final_answer("Final answer: The answer is 7 or 8") is None
+    assert extract_final_answer("Final answer: I don't think the answer is 5") is None
 
 
 @pytest.mark.parametrize(
@@ -195,7 +203,7 @@ def test_a_huge_or_hostile_reply_is_read_in_bounded_time():
     for reply in ("\\boxed{" * 20_000, "answer: " * 20_000, "####" * 30_000, "a " * 100_000 + "\n966"):
         start = time.perf_counter()
         find_final_answer(reply)
-        assert time.perf_counter() - start < 2, reply[:20]
+        assert time.perf_counter() - start < 10, reply[:20]  # a hang guard, not a speed figure: quadratic is minutes
     assert extract_final_answer("x" * 500_000 + "\n#### 966") == "966"
 
 

@@ -79,6 +79,13 @@ def find_final_answer(text: str, exempt: Iterable[str] = ()) -> FinalAnswer:
     text = text[-MAX_SCANNED:]
     exempted = {normalize_text(e) for e in exempt if e}
     marked = last_marked(text)
+    for _ in range(2):  # "Final Answer: The final answer is $\boxed{42}$": the inner marker states it
+        if marked is None or marked[0] != "phrase":
+            break
+        inner = last_marked(marked[1])
+        if inner is None or inner[1] == marked[1]:
+            break
+        marked = (inner[0], inner[1], marked[2] + inner[2])
     if marked is not None:
         kind, raw, prefix = marked
         if DOUBTED.search(sentence_tail(prefix)):
