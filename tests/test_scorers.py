@@ -101,6 +101,11 @@ def test_a_hedge_says_between_what_and_extracts_nothing():
     assert scorer("exact").score(["The answer is not 966."], [item("966")])[0] == Score(0.0, None, "negated")
 
 
+def test_numeric_without_a_tolerance_meets_an_integer_exactly_and_a_fraction_closely():
+    assert values("numeric", ["#### 1486672", "#### 1486671", "#### 1486672.0000001"], "1486672") == [1.0, 0.0, 1.0]
+    assert values("numeric", ["#### 0.333333", "#### 0.3333", "#### 1/3"], "1/3") == [1.0, 0.0, 1.0]
+
+
 def test_numeric_tolerance_is_relative_to_the_reference_above_one():
     assert values("numeric", ["#### 1010", "#### 1011"], "1000", tolerance=0.01) == [1.0, 0.0]
     assert values("numeric", ["#### 0.01", "#### 0.02"], "0", tolerance=0.01) == [1.0, 0.0]

@@ -701,8 +701,12 @@ def scorer_shorthand(value: Any) -> Any:
 
 class ScorerConfig(Strict):
     name: Registered(SCORERS) = Field(description="exact, numeric, math, choice, regex, code or judge")
-    tolerance: float = Field(
-        1e-6, ge=0.0, le=1e6, description="numeric: |answer - reference| <= tolerance * max(1, |reference|)"
+    tolerance: float | None = Field(
+        None,
+        ge=0.0,
+        le=1e6,
+        description="numeric: |answer - reference| <= tolerance * max(1, |reference|); empty: within 1e-6 of an "
+        "integer reference, 1e-6 relative of any other",
     )
     case_sensitive: bool = Field(False, description="exact and regex: compare case too")
     judge: JudgeConfig | None = Field(None, description="judge: the model and rubric that grade each answer")

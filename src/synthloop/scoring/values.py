@@ -3,7 +3,8 @@
 exact: case, whitespace and a closing full stop ignored (case kept with `case_sensitive`); two numbers
 are equal when their values are (`0.5 == 1/2 == 0.50`, `1,000 == 1000`, `$5 == 5`).
 
-numeric: |answer - reference| <= tolerance * max(1, |reference|). A number may be written `1,234`,
+numeric: |answer - reference| <= tolerance * max(1, |reference|); with no tolerance set, an integer
+reference within 1e-6 (absolute) and any other within 1e-6 relative. A number may be written `1,234`,
 `-3`, `0.75`, `3/4`, `1 1/2`, `1.5e3`, `$5` (a currency sign is dropped), `12 apples` (a trailing unit:
 when both sides name one, the units must be the same word), or `50%`: a percent equals its number
 and its number over 100, so `50%` matches a reference of `50` or `0.5` (and `0.5` matches `50%`)."""
@@ -82,7 +83,9 @@ def unit_key(unit: str) -> str:
 class NumericScorer(AnswerScorer):
     name = "numeric"
 
-    def __init__(self, tolerance: float = 1e-6):
+    DEFAULT_TOLERANCE = 1e-6  # for a reference that is not an integer, when the recipe sets none
+
+    def __init__(self, tolerance: float | None = None):
         self.tolerance = tolerance
 
     @classmethod
@@ -102,7 +105,16 @@ class NumericScorer(AnswerScorer):
         return verdict(close, answer, item, f"{answer[:80]!r} is not within tolerance of {item.answer[:80]!r}")
 
     def close(self, value: Fraction, reference: Fraction) -> bool:
-        return value == reference or abs(float(value - reference)) <= self.tolerance * max(1.0, abs(float(reference)))
+        """Within the tolerance; with none set, within 1e-6 of an integer reference (float noise such as
+        1234.0000001 passes; a relative 1e-6 would let 1,486,671 pass for 1,486,672) and 1e-6 relative of
+        any other."""
+        if value == reference:
+            return True
+        difference = abs(float(value - reference))
+        if self.tolerance is None and reference.denominator == 1:
+            return difference <= self.DEFAULT_TOLERANCE
+        tolerance = self.DEFAULT_TOLERANCE if self.tolerance is None else self.tolerance
+        return difference <= tolerance * max(1.0, abs(float(reference)))
 
     def check_reference(self, item: TaskItem) -> str | None:
         if parse_quantity(item.answer) is None:
