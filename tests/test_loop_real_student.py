@@ -138,6 +138,28 @@ def test_a_lora_run_resumes_without_training_or_calling_again(lora_run, exported
     assert "round 2: already done, skipped" in lines and sum(teacher.calls.values()) == 0
 
 
+@pytest.mark.slow
+def test_synthloop_student_merge_writes_the_weights_the_round_merged(lora_run, tmp_path, capsys):
+    root, _, _, _ = lora_run
+    adapters = root / "rounds/02/student"
+    assert main(["student", "merge", str(adapters), "--out", str(tmp_path / "merged")]) == 0
+    assert "merged" in capsys.readouterr().out
+    ours, theirs = (load_file(folder / "model.safetensors") for folder in (tmp_path / "merged", adapters / "merged"))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert (tmp_path / "merged" / "tokenizer_config.json").is_file()
+    # Bad input: one line each, nothing written.
+    cases = [
+        ([str(root / "rounds/02"), "--out", str(tmp_path / "a")], "holds no LoRA adapters"),
+        ([str(adapters), "--out", str(tmp_path / "merged")], "is not an empty folder"),
+        ([str(adapters), "--out", str(tmp_path / "b"), "--base", str(tmp_path / "nowhere")], "is gone"),
+    ]
+    for args, message in cases:
+        assert main(["student", "merge", *args]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not list(tmp_path.glob("*.partial"))
+
+
 TRAINER = """
 import argparse, json, pathlib, sys
 from transformers import AutoModelForCausalLM

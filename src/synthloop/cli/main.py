@@ -136,6 +136,15 @@ def parser() -> argparse.ArgumentParser:
     audit.add_argument("--out", type=Path, help="write the full report (every false positive and negative) as JSON")
     audit.set_defaults(handler=cmd_audit)
 
+    student = sub.add_parser("student", help="work with a run's trained student").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    merge = student.add_parser("merge", help="merge a round's LoRA adapters into their base: a full HF checkpoint")
+    merge.add_argument("adapters", type=Path, help="a LoRA round's student folder (RUN/rounds/NN/student)")
+    merge.add_argument("--out", type=Path, required=True, help="an empty or new folder for the merged model")
+    merge.add_argument("--base", help="the base model (default: the one the adapters were trained on)")
+    merge.set_defaults(handler=cmd_student_merge)
+
     recipe = sub.add_parser("recipe", help="print the default recipe, a starting point for your own")
     recipe.set_defaults(handler=cmd_recipe)
     return p
@@ -366,6 +375,14 @@ def cmd_skills_export(args: argparse.Namespace) -> int:
         f"synthloop: wrote {written['train']} train and {written['eval']} eval rows ({', '.join(names)}) to "
         f"{args.out / 'train.jsonl'} and {args.out / 'eval.jsonl'}"
     )
+    return 0
+
+
+def cmd_student_merge(args: argparse.Namespace) -> int:
+    from synthloop.training.lora import merge_round
+
+    out = merge_round(args.adapters, args.out, args.base)
+    print(f"synthloop: merged {args.adapters} into {out} (loads with AutoModelForCausalLM, no PEFT needed)")
     return 0
 
 

@@ -8,6 +8,8 @@ tool (or vLLM) loads without PEFT."""
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 import torch
 
 from synthloop.config import LoraConfig
+from synthloop.storage.input_files import InputFileError
 
 ADAPTER_CONFIG = "adapter_config.json"
 LINEAR_TYPES = ("Linear", "Conv1D")  # torch.nn.Linear, and GPT-2's transformers Conv1D
@@ -90,9 +93,38 @@ def save_merged(model: Any, tokenizer: Any, out: Path) -> None:
 
 
 def adapter_base(adapter_dir: Path) -> str:
-    import json
-
     base = json.loads((Path(adapter_dir) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
     if not base:
-        raise ValueError(f"{adapter_dir}: {ADAPTER_CONFIG} names no base model; pass the base explicitly")
+        raise InputFileError(f"{adapter_dir}: {ADAPTER_CONFIG} names no base model; pass the base (--base)")
     return str(base)
+
+
+def merge_round(adapters: Path, out: Path, base: str | None = None) -> Path:
+    """`synthloop student merge`: a LoRA round's folder merged into its base, written whole or not at all."""
+    adapters, out = Path(adapters), Path(out)
+    if not is_adapter(adapters):
+        raise InputFileError(
+            f"{adapters} holds no LoRA adapters ({ADAPTER_CONFIG} is missing): give a LoRA round's folder, "
+            "RUN/rounds/NN/student"
+        )
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputFileError(f"--out {out} exists and is not an empty folder; give a new one")
+    base = base or adapter_base(adapters)
+    if base.startswith(("/", ".")) and not Path(base).is_dir():
+        raise InputFileError(
+            f"the base these adapters were trained on, {base}, is gone (a scratch student's base lives only "
+            "during its round: set student.lora.merge: true to keep merged weights); pass --base"
+        )
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        merge_adapters(adapters, partial, base)
+    except OSError as err:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise InputFileError(
+            f"cannot load the base model {base} ({err}); pass --base a local folder or cached id"
+        ) from None
+    if out.exists():
+        out.rmdir()
+    partial.rename(out)
+    return out
