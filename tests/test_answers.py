@@ -32,12 +32,25 @@ def test_fraction_equivalence(text):
     assert score_number(f"#### {text}", "3/4") == 1.0
 
 
-@pytest.mark.parametrize(("text", "value"), [("1,234", 1234), ("-3", -3), ("1 1/2", Fraction(3, 2)), ("$5", 5)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1,234", 1234),
+        ("-3", -3),
+        ("1 1/2", Fraction(3, 2)),
+        ("$5", 5),
+        ("-$5", -5),
+        ("3 / 4", Fraction(3, 4)),
+        ("9,660", 9660),
+        ("1,234,567.5", Fraction(2469135, 2)),
+        ("5.", 5),
+    ],
+)
 def test_parse_number(text, value):
     assert parse_number(text) == value
 
 
-@pytest.mark.parametrize("text", ["abc", "", "3/0", "1.2.3"])
+@pytest.mark.parametrize("text", ["abc", "", "3/0", "1.2.3", "9 66", "96 6", "9,66", "96,6", "1,23,456"])
 def test_parse_number_rejects(text):
     assert parse_number(text) is None
 
@@ -97,6 +110,11 @@ MARKED_966 = [
     "966 is the answer.",
     "So, 966 is the final answer.",
     "#### 966\n",
+    "So the total is 966.",
+    "The result is 966.",
+    "Final: 966",
+    "I got 966",
+    "Adding up, we get 966.",
 ]
 
 
@@ -151,6 +169,7 @@ def test_a_marker_inside_a_marker_keeps_its_doubt():
         ("**966** or **12**", "hedged between 966 and 12"),
         ("\\boxed{966} or \\boxed{12}", "hedged between 966 and 12"),
         ("Answer: 966?", "hedged: the answer ends in a question mark"),
+        ("So the total is 966 or 12.", "hedged between 966 and 12"),
     ],
 )
 def test_a_hedge_states_no_answer(text, detail):
@@ -172,6 +191,7 @@ def test_a_hedge_states_no_answer(text, detail):
         "I don't think the answer is 966.",
         "The answer is **not** 966",
         "966 is not the answer.",
+        "The total is not 966.",
     ],
 )
 def test_a_negation_states_no_answer(text):
@@ -191,6 +211,8 @@ def test_a_negation_states_no_answer(text):
         "The capital is Paris.",
         "**Step 1:**",
         "no answer here",
+        "The result is that we must redo it.",
+        "So the total is 3 + 4 = 7",
     ],
 )
 def test_working_and_prose_are_no_answer(text):
@@ -200,7 +222,8 @@ def test_working_and_prose_are_no_answer(text):
 def test_a_huge_or_hostile_reply_is_read_in_bounded_time():
     import time
 
-    for reply in ("\\boxed{" * 20_000, "answer: " * 20_000, "####" * 30_000, "a " * 100_000 + "\n966"):
+    long_list = ", ".join(str(2 * i) for i in range(40)) + ", ..."  # a list regex once took minutes on this
+    for reply in ("\\boxed{" * 20_000, "answer: " * 20_000, "####" * 30_000, "a " * 100_000 + "\n966", long_list):
         start = time.perf_counter()
         find_final_answer(reply)
         assert time.perf_counter() - start < 10, reply[:20]  # a hang guard, not a speed figure: quadratic is minutes

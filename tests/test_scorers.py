@@ -193,7 +193,7 @@ def test_a_usable_reference_is_accepted(name, reference, choices):
 def test_a_catastrophic_pattern_times_out_and_scores_zero():
     start = time.perf_counter()
     got = scorer("regex").score(["#### " + "a" * 40 + "b"], [item("(a|aa)+")])[0]
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 60  # a hang guard, not a speed figure: unguarded, this runs for hours
     assert got.value == 0.0 and "took over" in got.detail
 
 

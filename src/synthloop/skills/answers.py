@@ -10,16 +10,22 @@ from synthloop.skills.final_answer import extract_final_answer, normalize_text
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)(/\d+)?$")
 
 
+THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")  # "1,234": a comma before exactly three digits
+
+
 def parse_number(text: str) -> Fraction | None:
-    """An exact number from `42`, `-3`, `1,234`, `0.75`, `3/4`, `1 1/2`, `$5`; None if it is not one."""
-    cleaned = text.strip().rstrip(".").replace(",", "").replace("$", "").replace(" ", "")
-    mixed = re.fullmatch(r"([-+]?\d+)\s*(\d+)/(\d+)", text.strip().replace(",", ""))
-    if mixed and " " in text.strip():
+    """An exact number from `42`, `-3`, `1,234`, `0.75`, `3/4`, `3 / 4`, `1 1/2`, `$5`; None if it is not one.
+    Digits are never joined across a space or a misplaced comma: `9 66` and `96,6` are not 966."""
+    stripped = text.strip().rstrip(".")
+    mixed = re.fullmatch(r"([-+]?\d+)\s+(\d+)/(\d+)", THOUSANDS.sub("", stripped))
+    if mixed:
         whole, num, den = (int(g) for g in mixed.groups())
         if den == 0:
             return None
         sign = -1 if whole < 0 else 1
         return whole + sign * Fraction(num, den)
+    cleaned = re.sub(r"^([-+]?)\s*\$\s*", r"\1", THOUSANDS.sub("", stripped))  # "$5", "-$5", "$ 5"
+    cleaned = re.sub(r"\s*/\s*", "/", cleaned)
     if not _NUMBER.match(cleaned):
         return None
     try:

@@ -4,7 +4,8 @@ Marked answers (the last one in the reply wins): `#### X`, "the answer is X", "t
 "Answer: X", "**Answer:** X", "X is the answer", `\\boxed{X}` (nested braces too). With no marker at
 all, the last line may still state the answer: `**X**` on it, or the whole line a bare value (`966`,
 `966.`, `$X$`, `3000 m`, `$5`, `(1, 2, 3)`, `x^2+2x+1`, or up to three words that are not a
-sentence). A last line of working such as `3 + 4 = 7` is never an answer. Around the value, markdown
+sentence), or state it in words ("So the total is 966.", "The result is 966", "I got 966", "Final: 966").
+A last line of working such as `3 + 4 = 7` is never an answer. Around the value, markdown
 bold, `$...$`, `\\(...\\)`, `\\boxed{}`, `\\text{}`, quotes and a closing full stop are removed; after an
 answer phrase the value ends with its sentence ("The answer is 966. Let me check") or clause ("966,
 which is even", "966 because ...").
@@ -29,6 +30,12 @@ PHRASE = re.compile(r"\b(?:final\s+)?answer\b(?:\*\*|__)?(?:\s+is\b|\s*:)[ \t]*:
 IS_THE_ANSWER = re.compile(
     r"^[ \t>*-]*([^\n]{1,100}?)\s+is\s+(?:the|my)\s+(?:final\s+|correct\s+)?answer\b", re.IGNORECASE | re.MULTILINE
 )
+STATED = re.compile(  # a last line that states the result in words: "So the total is 966.", "I got 966"
+    r"^(?:[^,\n]{0,40},\s*)?(?:(?:so|thus|therefore|hence|and)\b[,\s]*)?(?:(?:the\s+)?(?:final\s+)?"
+    r"(?:total|result|sum|difference|product|quotient|value|solution)\b[^\n=]{0,40}?\s*(?:\bis\b|\bequals\b|=)"
+    r"|(?:i|we)\s+(?:get|got|obtain|find|found)\b|final\s*:)[ \t]*(.+)$",
+    re.IGNORECASE,
+)
 CONNECTIVE = re.compile(r"^(?:so|thus|therefore|hence|then|and)\b[,\s]*", re.IGNORECASE)
 BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 BRACES = re.compile(r"[{}]")
@@ -37,7 +44,8 @@ SENTENCE_END = re.compile(r"(?<=[^\s.])\.(?=\s|$)")
 CLAUSE_END = re.compile(r",\s+(?:which|because|since)\b|\s+because\b", re.IGNORECASE)  # "12, which is even"
 NUMBER = r"[-+−]?[$€£]?\s?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?:\s*/\s*\d+)?(?:\s\d+/\d+)?"
 QUANTITY = re.compile(rf"{NUMBER}(?:\s*%|\s?[A-Za-zµ°][A-Za-z²³]*(?:\s[A-Za-z]+)?)?", re.IGNORECASE)
-NUMBERS = re.compile(rf"[\[(]?\s*{NUMBER}(?:\s*[,;<]\s*{NUMBER})+\s*[\])]?")
+ONE_NUMBER = re.compile(NUMBER)
+LIST_SEPARATOR = re.compile(r"\s*[,;<]\s*")
 EXPRESSION = re.compile(r"(?:\\[A-Za-z]+|[0-9A-Za-z^_{}()\[\]+\-*/.,|!' ])+")  # single-letter variables
 COMMAND = re.compile(r"\\[A-Za-z]+|\b(?:sqrt|sin|cos|tan|log|ln|exp|pi|inf)\b")
 OPTION = re.compile(r"\(?[A-Z]\)?[.):]\s+[^\n]{1,100}")  # "B. Paris", "(B) Paris"
@@ -103,6 +111,12 @@ def find_final_answer(text: str, exempt: Iterable[str] = ()) -> FinalAnswer:
         if len({normalize_text(unwrap(b)) for b in bold}) > 1:
             return FinalAnswer(None, hedged([unwrap(b) for b in bold]), "bold")
         return checked(unwrap(bold[-1]), "bold", exempted)
+    stated = STATED.match(last)
+    if stated:
+        value = unwrap(CLAUSE_END.split(SENTENCE_END.split(stated.group(1), 1)[0], 1)[0])
+        found = checked(value, "stated", exempted)
+        if found.value is None or is_value(found.value, formatted=found.value != value):
+            return found
     value = unwrap(last)
     problem = None if normalize_text(value) in exempted else doubt(value)
     if problem is not None:
@@ -241,7 +255,7 @@ def is_value(value: str, formatted: bool = False) -> bool:
     or `:`."""
     if not value or "=" in value or len(value) > 200:
         return False
-    if QUANTITY.fullmatch(value) or NUMBERS.fullmatch(value) or OPTION.fullmatch(value):
+    if QUANTITY.fullmatch(value) or is_number_list(value) or OPTION.fullmatch(value):
         return True
     if formatted:
         return ":" not in value and len(value.split()) <= 6
@@ -249,6 +263,16 @@ def is_value(value: str, formatted: bool = False) -> bool:
         return True
     words = re.findall(r"[\w'’]+", value.casefold())
     return bool(WORDS.fullmatch(value)) and not (set(words) & SENTENCE_WORDS)
+
+
+def is_number_list(value: str) -> bool:
+    """`1, 2, 3`, `(1, 2, 3)`, `[1; 2]`, `1 < 2 < 3`. Split first, then each item matched alone: one pattern
+    for the whole list backtracks exponentially on a long list that ends in something else."""
+    body = value.strip()
+    body = body[1:] if body[:1] in "[(" else body
+    body = body[:-1] if body[-1:] in "])" else body
+    items = LIST_SEPARATOR.split(body.strip())
+    return len(items) > 1 and all(ONE_NUMBER.fullmatch(item) for item in items)
 
 
 def is_expression(value: str) -> bool:
