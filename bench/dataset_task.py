@@ -10,7 +10,8 @@ failures arm's round 1. Figures per seed and on average: the gain of the categor
 the weakest category and macro accuracy at the end, and the share of wrong answers (against the
 teacher's hidden truth) among the synthetic rows that reached training.
 
-    python bench/dataset_task.py [--seeds 0 1 2] [--steps 1500] [--budget 4000] [--difficulty 1] [--jobs 3 --threads 1]
+    python bench/dataset_task.py [--seeds 0 1 2] [--steps 1500] [--budget 4000] [--difficulty 1]
+        [--student llama|gpt2] [--jobs 3 --threads 1]
 
 `--jobs` runs seeds side by side in processes of their own, each student on `--threads` torch threads
 (on a shared 2-core machine, single-threaded jobs lose less to each other than two-thread students do).
@@ -41,10 +42,14 @@ from synthloop.testing.scripted_teacher import ScriptedTeacher
 SKILLS = ["addition", "subtraction", "comparison", "fractions", "spatial_3d"]
 
 
-def recipe(
-    data: Path, url: str, seed: int, arm: str, steps: int, budget: int, error_rate: float, threads: int
-) -> Recipe:
+# The default student's shape; learning rates as README "How the embedded demo was budgeted" gives them.
+LEARNING_RATE = {"llama": 0.001, "gpt2": 0.003}
+
+
+def recipe(data: Path, url: str, seed: int, arm: str, args: argparse.Namespace) -> Recipe:
     allocation = "proportional_to_error" if arm == "failures" else "uniform"
+    steps, budget, threads, family = args.steps, args.budget, args.threads, args.student
+    lr = LEARNING_RATE[family]
     return parse_recipe(
         f"""
 name: dataset-{arm}
@@ -54,13 +59,13 @@ task: {{type: dataset, train: {data / "train.jsonl"}, eval: {data / "eval.jsonl"
 teacher: {{backend: openai, base_url: {url}/v1, model: scripted}}
 generation: {{budget_per_round: {budget}, samples: 5, temperature: 0.8, strategy: {arm}, shard_size: 1000}}
 curation: {{self_consistency: {{min_agreement: 0.8}}}}
-grounding: {{ratio: 0.2, strategy: accumulate}}
+grounding: {{ratio: 0.2, strategy: replace}}
 student:
-  architecture: {{family: gpt2, hidden_size: 128, layers: 4, heads: 4, intermediate_size: 512}}
-  train: {{steps_per_round: {steps}, batch_size: 16, learning_rate: 0.003, warmup_steps: 50, threads: {threads}}}
-evaluation: {{max_new_tokens: 64}}
+  architecture: {{family: {family}, hidden_size: 128, layers: 4, heads: 4, intermediate_size: 512}}
+  train: {{steps_per_round: {steps}, batch_size: 16, learning_rate: {lr}, warmup_steps: 50, threads: {threads}}}
+evaluation: {{max_new_tokens: 128}}
 allocation: {{policy: {allocation}, floor: 0.05, sharpness: 2}}
-# error rate of the scripted teacher: {error_rate}
+# error rate of the scripted teacher: {args.error_rate}
 """,
         f"bench {arm}",
     )
@@ -83,9 +88,7 @@ def run_seed(data: Path, difficulty_of: dict[str, int], seed: int, args: argpars
     for root in roots.values():
         shutil.rmtree(root, ignore_errors=True)
     with serve_in_thread(teacher.app()) as url:
-        make = {
-            arm: recipe(data, url, seed, arm, args.steps, args.budget, args.error_rate, args.threads) for arm in roots
-        }
+        make = {arm: recipe(data, url, seed, arm, args) for arm in roots}
         run_loop(make["failures"], roots["failures"], log=lambda line: None)
         run, manifest = open_run(roots["uniform"], make["uniform"], resume=False)
         shutil.copytree(roots["failures"] / "rounds" / "01", roots["uniform"] / "rounds" / "01")
@@ -120,6 +123,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/.out/dataset_task"))
     parser.add_argument("--jobs", type=int, default=1, help="seeds run side by side, each in its own process")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per student (0: every core)")
+    parser.add_argument("--student", choices=sorted(LEARNING_RATE), default="llama", help="scratch student's family")
     args = parser.parse_args()
     start = time.perf_counter()
     data = args.out / "data"
@@ -150,6 +154,7 @@ def main() -> None:
             "budget_per_round": args.budget,
             "jobs": args.jobs,
             "threads_per_student": args.threads,
+            "student": f"{args.student} 128x4, lr {LEARNING_RATE[args.student]}",
             "mean": {arm: {key: mean(arm, key) for key in keys} for arm in ("failures", "uniform")},
             "min_gain_of_weakest_failures": min(r["failures"]["gain_of_weakest"] for r in results),
             "max_wrong_share_in_training": max(

@@ -106,6 +106,12 @@ def test_numeric_without_a_tolerance_meets_an_integer_exactly_and_a_fraction_clo
     assert values("numeric", ["#### 0.333333", "#### 0.3333", "#### 1/3"], "1/3") == [1.0, 0.0, 1.0]
 
 
+def test_numeric_compares_numbers_too_big_for_a_float():
+    huge = ["The answer is 1e400", "#### 1.5e309", "#### -1e999"]
+    assert values("numeric", huge, "31") == [0.0, 0.0, 0.0]
+    assert values("numeric", huge, "1e400", tolerance=0.01) == [1.0, 0.0, 0.0]
+
+
 def test_numeric_tolerance_is_relative_to_the_reference_above_one():
     assert values("numeric", ["#### 1010", "#### 1011"], "1000", tolerance=0.01) == [1.0, 0.0]
     assert values("numeric", ["#### 0.01", "#### 0.02"], "0", tolerance=0.01) == [1.0, 0.0]

@@ -110,11 +110,11 @@ class NumericScorer(AnswerScorer):
         any other."""
         if value == reference:
             return True
-        difference = abs(float(value - reference))
+        difference = abs(value - reference)  # exact: a float of 1e400 would overflow
         if self.tolerance is None and reference.denominator == 1:
-            return difference <= self.DEFAULT_TOLERANCE
-        tolerance = self.DEFAULT_TOLERANCE if self.tolerance is None else self.tolerance
-        return difference <= tolerance * max(1.0, abs(float(reference)))
+            return difference <= Fraction(self.DEFAULT_TOLERANCE)
+        tolerance = Fraction(self.DEFAULT_TOLERANCE if self.tolerance is None else self.tolerance)
+        return difference <= tolerance * max(Fraction(1), abs(reference))
 
     def check_reference(self, item: TaskItem) -> str | None:
         if parse_quantity(item.answer) is None:
