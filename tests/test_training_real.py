@@ -5,6 +5,7 @@ refusals, and a round killed mid-way resuming to the same weights."""
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -238,11 +239,42 @@ def test_the_command_trainer_gets_chat_jsonl_and_must_leave_a_checkpoint(base, t
     assert ckpt.has_checkpoint(tmp_path / "out") and (tmp_path / "out" / "tokenizer_config.json").is_file()
 
 
+SAVE_BERT = """
+import sys
+from transformers import BertConfig, BertForMaskedLM
+config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+BertForMaskedLM(config).save_pretrained(sys.argv[1])
+"""
+SAVE_WIDER = """
+import shutil, sys
+from transformers import AutoConfig, AutoModelForCausalLM
+config = AutoConfig.from_pretrained(sys.argv[1])
+config.intermediate_size *= 2
+AutoModelForCausalLM.from_config(config).save_pretrained(sys.argv[2])
+shutil.copy(sys.argv[1] + "/config.json", sys.argv[2] + "/config.json")  # weights that are not the config's
+"""
+
+
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
         ("sh -c 'echo starting; echo out of memory >&2; exit 3' {data} {out}", "exited with status 3 (out of memory)"),
         ("true {data} {out}", "left no Hugging Face checkpoint (config.json and weights)"),
+        (  # garbage weights beside a real config
+            """sh -c 'mkdir -p "$2"; cp "$1/config.json" "$2/"; head -c 1000 /dev/urandom > "$2/model.safetensors"'"""
+            " x {base} {out} {data}",
+            "its weights in",
+        ),
+        (  # a file cut short
+            """sh -c 'mkdir -p "$2"; cp "$1/config.json" "$2/"; head -c 5000 "$1/model.safetensors" >"""
+            """ "$2/model.safetensors"' x {base} {out} {data}""",
+            "cannot be read",
+        ),
+        (
+            f"{sys.executable} -c {shlex.quote(SAVE_BERT)} {{out}} {{data}}",
+            "is a BertForMaskedLM, not a causal language model",
+        ),
+        (f"{sys.executable} -c {shlex.quote(SAVE_WIDER)} {{base}} {{out}} {{data}}", "do not fit its config.json"),
     ],
 )
 def test_a_failing_command_trainer_stops_the_round_with_one_line(base, tmp_path, command, expected):

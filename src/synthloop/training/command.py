@@ -65,14 +65,95 @@ def run_command(template: str, data: Path, base: str, out: Path, log: Callable[[
     if status != 0:
         said = " | ".join(tail) or "no output on stderr"
         raise TrainerFailed(f"student.command exited with status {status} ({said}); {retry}")
+    problem = checkpoint_problem(out)
+    if problem is not None:
+        raise TrainerFailed(f"student.command exited with status 0 but {problem}; {retry}")
+    return {"status": status, "seconds": seconds}
+
+
+def checkpoint_problem(out: Path) -> str | None:
+    """Why `out` is not a usable causal-LM checkpoint, or None. Cheap: the config, the model built on the
+    meta device, and the weight files' headers (names and shapes), never the weights themselves."""
+    from transformers import AutoConfig
+
+    from synthloop.config import RecipeError
     from synthloop.training.checkpoint import has_checkpoint
+    from synthloop.training.preflight import check_causal, meta_model
 
     if not has_checkpoint(out):
-        raise TrainerFailed(
-            f"student.command exited with status 0 but left no Hugging Face checkpoint (config.json and weights) "
-            f"in {out}; save the trained model with save_pretrained to {{out}}; {retry}"
+        return (
+            f"left no Hugging Face checkpoint (config.json and weights) in {out}; save the trained model with "
+            "save_pretrained to {out}"
         )
-    return {"status": status, "seconds": seconds}
+    try:
+        config = AutoConfig.from_pretrained(str(out), local_files_only=True)
+    except (OSError, ValueError, KeyError) as err:
+        return f"its config.json in {out} cannot be read ({first_line(err)})"
+    try:
+        check_causal(str(out), config)
+        model = meta_model(config)
+    except RecipeError:
+        kind = ", ".join(getattr(config, "architectures", None) or [type(config).__name__])
+        return f"its checkpoint in {out} is a {kind}, not a causal language model"
+    try:
+        stored = stored_tensors(out)
+    except Exception as err:  # a truncated or garbage weight file: safetensors, zipfile and json all differ
+        return f"its weights in {out} cannot be read ({first_line(err)})"
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    matched = [name for name in expected if stored_shape(stored, name) is not None]
+    wrong = [name for name in matched if stored_shape(stored, name) != expected[name]]
+    if stored is not None and (not matched or wrong):
+        what = (
+            f"{wrong[0]} has shape {stored_shape(stored, wrong[0])}, not {expected[wrong[0]]}"
+            if wrong
+            else "none of the model's parameters is in them"
+        )
+        return f"its weights in {out} do not fit its config.json ({what})"
+    return None
+
+
+def first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+def stored_tensors(out: Path) -> dict[str, tuple[int, ...]] | None:
+    """Tensor names and shapes from the safetensors headers in `out`; None for PyTorch .bin files (checked
+    only to be zip archives: reading their names means unpickling them)."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    index = out / "model.safetensors.index.json"
+    if index.is_file() or (out / "model.safetensors").is_file():
+        files = (
+            sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            if index.is_file()
+            else ["model.safetensors"]
+        )
+        shapes: dict[str, tuple[int, ...]] = {}
+        for name in files:
+            with safe_open(str(out / name), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 (a safetensors handle is not iterable)
+                    shapes[key] = tuple(handle.get_slice(key).get_shape())
+        return shapes
+    index = out / "pytorch_model.bin.index.json"
+    files = (
+        sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["pytorch_model.bin"]
+    )
+    for name in files:
+        if not zipfile.is_zipfile(out / name):
+            raise ValueError(f"{name} is not a PyTorch checkpoint")
+    return None
+
+
+def stored_shape(stored: dict[str, tuple[int, ...]] | None, name: str) -> tuple[int, ...] | None:
+    """The stored shape of parameter `name`, whose saved name may lack or add the base model's prefix."""
+    if stored is None:
+        return None
+    if name in stored:
+        return stored[name]
+    short = name.split(".", 1)[-1]
+    return stored.get(short) or next((shape for key, shape in stored.items() if key.endswith("." + short)), None)
 
 
 def relay(stream: IO[str] | None, log: Callable[[str], None], tail: collections.deque[str] | None) -> None:
