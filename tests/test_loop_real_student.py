@@ -270,6 +270,15 @@ def test_a_run_killed_mid_round_resumes_mid_round_to_the_same_student(tmp_path):
 
 
 @pytest.mark.slow
+def judge_recipe(exported, url: str, judge_url: str):
+    judge_teacher = "{backend: openai, base_url: " + judge_url + "/v1, model: simulated, max_retries: 0}"
+    scorer = "scorer: {name: judge, judge: {teacher: " + judge_teacher + "}}, train_probe_per_category: 8}"
+    student = "  architecture: {family: gpt2, hidden_size: 32, layers: 1, heads: 2, intermediate_size: 64}\n"
+    student += "  train: {steps_per_round: 4, batch_size: 8}"
+    text = recipe_text(exported, f"{url}/v1", student).replace("train_probe_per_category: 8}", scorer)
+    return parse_recipe(text.replace("rounds: 2", "rounds: 1"), "r.yaml")
+
+
 def test_a_judge_scorer_grades_the_student_and_a_resumed_evaluation_costs_no_judge_call(exported, tmp_path):
     from synthloop.testing.judges import grading_judge
     from synthloop.testing.simulated_server import SimulatedServer
@@ -277,20 +286,46 @@ def test_a_judge_scorer_grades_the_student_and_a_resumed_evaluation_costs_no_jud
     judge = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, responder=grading_judge())
     teacher = ScriptedTeacher(error_rate=0.2)
     with serve_in_thread(teacher.app()) as url, serve_in_thread(judge.app()) as judge_url:
-        judge_teacher = "{backend: openai, base_url: " + judge_url + "/v1, model: simulated, max_retries: 0}"
-        scorer = "scorer: {name: judge, judge: {teacher: " + judge_teacher + "}}, train_probe_per_category: 8}"
-        student = "  architecture: {family: gpt2, hidden_size: 32, layers: 1, heads: 2, intermediate_size: 64}\n"
-        student += "  train: {steps_per_round: 4, batch_size: 8}"
-        text = recipe_text(exported, f"{url}/v1", student).replace("train_probe_per_category: 8}", scorer)
-        text = text.replace("rounds: 2", "rounds: 1")
-        recipe = parse_recipe(text, "r.yaml")
+        recipe = judge_recipe(exported, url, judge_url)
         root = tmp_path / "run"
         run_loop(recipe, root, log=lambda line: None)
         graded = sum(judge.completed.values())
         evaluation = read_json(root / "rounds/01/eval.json")
         assert graded > 0 and all(item["detail"] for item in evaluation["items"])  # each grade says why
+        assert evaluation["unscored"] == 0
         (root / "rounds/01/eval.json").unlink()
         lines: list[str] = []
         run_loop(recipe, root, resume=True, log=lines.append)
     assert sum(judge.completed.values()) == graded  # the judge's grades came from the run's cache
     assert read_json(root / "rounds/01/eval.json")["per_skill"] == evaluation["per_skill"]
+
+
+def test_a_judge_that_fails_stops_the_run_and_resume_grades_without_calling_the_teacher(exported, tmp_path):
+    """A judge down mid-run would grade every answer 0: a weak student, to the next round's plan. The run
+    stops instead, one line; once the judge is back, --resume asks it only for what it has not graded."""
+    from synthloop.scoring.item import ScoringFailed
+    from synthloop.testing.judges import grading_judge
+    from synthloop.testing.simulated_server import SimulatedServer
+
+    down = {"now": True}
+    grade = grading_judge()
+
+    def respond(body: dict) -> str:
+        if down["now"]:
+            raise RuntimeError("the judge's server failed")
+        return grade(body)
+
+    judge = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, responder=respond)
+    teacher = ScriptedTeacher(error_rate=0.2)
+    with serve_in_thread(teacher.app()) as url, serve_in_thread(judge.app()) as judge_url:
+        recipe, root = judge_recipe(exported, url, judge_url), tmp_path / "run"
+        with pytest.raises(ScoringFailed, match=r"the judge could not grade (\d+) of \1 answers") as err:
+            run_loop(recipe, root, log=lambda line: None)
+        assert "\n" not in str(err.value) and "--resume" in str(err.value)
+        assert ckpt.has_checkpoint(root / "rounds/01/student") and not (root / "rounds/01/eval.json").exists()
+        calls = sum(teacher.calls.values())
+        down["now"] = False
+        run_loop(recipe, root, resume=True, log=lambda line: None)
+    assert sum(teacher.calls.values()) == calls  # nothing generated or trained again
+    evaluation = read_json(root / "rounds/01/eval.json")
+    assert evaluation["unscored"] == 0 and not any("judge call failed" in i["detail"] for i in evaluation["items"])

@@ -5,7 +5,7 @@ import pytest
 
 from synthloop.config import ScorerConfig, parse_recipe
 from synthloop.scoring.context import ScoringContext
-from synthloop.scoring.item import TaskItem
+from synthloop.scoring.item import ScoringFailed, TaskItem
 from synthloop.scoring.scorers import make_scorer
 from synthloop.sources.build import build_source
 from synthloop.storage.response_cache import ResponseCache
@@ -61,11 +61,11 @@ def test_the_judge_sees_the_question_the_reference_and_the_whole_reply():
     assert user == "Question:\nWhat is 3 + 3?\n\nReference answer:\n6\n\nStudent's answer:\nThree and three.\n#### 6"
 
 
-def test_an_unusable_reply_scores_zero_after_one_repair(judge):
+def test_an_unusable_reply_is_unscored_after_one_repair_and_too_many_stop_scoring(judge):
     server, scorer, _ = judge(prose="always")
-    scores = scorer.score(RIGHT[:2], ITEMS[:2])
-    assert [s.value for s in scores] == [0.0, 0.0]
-    assert scores[0].detail.startswith("judge reply unusable") and "I would give it 9" in scores[0].detail
+    with pytest.raises(ScoringFailed, match="could not grade 2 of 2 answers") as err:
+        scorer.score(RIGHT[:2], ITEMS[:2])
+    assert "judge reply unusable" in str(err.value) and "I would give it 9" in str(err.value)
     assert sum(server.completed.values()) == 4, "one call and one repair each"
 
 
@@ -74,11 +74,19 @@ def test_a_reply_repaired_to_json_counts(judge):
     assert [s.value for s in scorer.score(RIGHT[:2] + WRONG[:1], ITEMS[:3])] == [1.0, 1.0, 0.0]
 
 
-def test_a_failed_judge_call_scores_zero_and_does_not_stop_scoring(judge):
-    _, scorer, _ = judge(fail=True)
-    scores = scorer.score(RIGHT[:3], ITEMS[:3])
-    assert [s.value for s in scores] == [0.0] * 3
-    assert all(s.detail.startswith("judge call failed") for s in scores), scores
+def test_a_judge_that_fails_stops_scoring_instead_of_scoring_zero(judge):
+    _, scorer, _ = judge(fail=1.0)
+    with pytest.raises(ScoringFailed, match=r"could not grade 3 of 3 answers \(judge call failed"):
+        scorer.score(RIGHT[:3], ITEMS[:3])
+
+
+def test_a_few_failed_judge_calls_score_zero_marked_unscored(judge):
+    items = [TaskItem(f"i{n}", f"What is {n} + {n}?", str(2 * n), "sums") for n in range(60)]
+    _, scorer, _ = judge(fail=0.08)
+    scores = scorer.score([f"#### {2 * n}" for n in range(60)], items)
+    failed = [s for s in scores if s.detail.startswith("judge call failed")]
+    assert 0 < len(failed) <= 6 and all(s.unscored and s.value == 0.0 for s in failed)
+    assert all(s.value == 1.0 and not s.unscored for s in scores if s not in failed)
 
 
 def test_a_budget_cap_on_the_judge_stops_scoring_instead_of_scoring_zero(tmp_path):

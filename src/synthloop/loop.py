@@ -240,6 +240,11 @@ def run_round(loop: Loop, number: int, retry_failed: bool = True) -> None:
         f"round {number}: macro accuracy {report['macro']:.3f} "
         + " ".join(f"{s}={a:.2f}" for s, a in report["per_skill"].items())
     )
+    if report.get("unscored"):
+        loop.log(
+            f"round {number}: warning: {report['unscored']} answers could not be graded (the scorer's calls failed) "
+            "and count as wrong; their reasons are in eval.json"
+        )
     if "train_probe" in report:
         wrong = report["train_probe"]["wrong"]
         loop.log(

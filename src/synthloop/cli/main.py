@@ -16,6 +16,7 @@ from pathlib import Path
 from synthloop.config import RecipeError, load_curation, load_recipe
 from synthloop.curation.sandbox import SandboxUnavailable
 from synthloop.registry import SKILLS, UnknownNameError
+from synthloop.scoring.item import ScoringFailed
 from synthloop.skills.base import MAX_DIFFICULTY, MIN_DIFFICULTY
 from synthloop.storage.input_files import InputFileError
 from synthloop.storage.rundir import EmptyOutputError, RunDirError
@@ -31,6 +32,7 @@ USER_ERRORS = (
     TeacherUnavailable,
     SandboxUnavailable,
     EmptyOutputError,
+    ScoringFailed,  # a judge scorer could not grade enough answers; --resume asks again
     TrainerFailed,  # an external trainer (student.trainer: command) failed; --resume retries the round
 )
 BUDGET_STOP = 3  # exit status of a run stopped cleanly by a budget cap

@@ -29,4 +29,5 @@ def score_report(items: Sequence[TaskItem], outputs: Sequence[str], scores: Sequ
         )
     accuracy = {category: sum(s) / len(s) for category, s in per_category.items()}
     macro = sum(accuracy.values()) / len(accuracy) if accuracy else 0.0
-    return {"per_skill": accuracy, "macro": macro, "items": rows}
+    unscored = sum(score.unscored for score in scores)  # counted as wrong; a judge scorer stops past a tenth
+    return {"per_skill": accuracy, "macro": macro, "unscored": unscored, "items": rows}

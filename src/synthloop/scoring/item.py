@@ -23,3 +23,9 @@ class Score:
     value: float  # 0..1
     extracted: str | None  # the final answer found in the output (None: none stated, or a hedge)
     detail: str | None = None  # why, for a reader: "hedged between 966 and 12", a failing test, the judge's reason
+    unscored: bool = False  # no grade at all (the judge's call failed, its reply was unusable): not the student's
+
+
+class ScoringFailed(RuntimeError):
+    """Too many answers could not be graded (a judge down or talking nonsense): scores of 0 would read as a
+    weak student and steer the next round. The CLI prints it as a one-line user error."""

@@ -61,14 +61,15 @@ def reference_judge(
     return respond
 
 
-def grading_judge(prose: Literal["never", "first", "always"] = "never", fail: bool = False) -> Callable[[dict], str]:
+def grading_judge(prose: Literal["never", "first", "always"] = "never", fail: float = 0.0) -> Callable[[dict], str]:
     """A responder for the judge scorer's reference-aware prompts: it reads the reference answer and the
     student's answer from the prompt itself, and scores 9 when the student's final answer equals the
-    reference, 2 when not. `prose`: as `reference_judge`; `fail`: every call is a server error."""
+    reference, 2 when not. `prose`: as `reference_judge`; `fail`: the share of calls that are a server error
+    (1.0: every one; the same prompt always fails or always succeeds)."""
     from synthloop.skills.final_answer import extract_final_answer
 
     def respond(body: dict) -> str:
-        if fail:
+        if _chance(body, "fail") < fail:
             raise RuntimeError("the judge's server failed")
         messages = body["messages"]
         user = next(m["content"] for m in messages if m["role"] == "user")
