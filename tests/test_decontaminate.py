@@ -30,6 +30,18 @@ def test_short_items_are_found_whole_through_case_spacing_and_punctuation():
     assert found.find("What is 23 + 456?") is None
 
 
+def test_a_short_items_core_is_found_in_a_reworded_question():
+    found = index("What is 40 + 62?", "Which is larger: 84 or 80?", "Name the capital of France.")
+    for reworded in ("Compute 40 + 62.", "what's 40 + 62", "Please calculate 40+62 exactly", "Find 40 + 62"):
+        assert found.find(reworded, reworded) is not None, reworded
+    assert found.find("Which's larger: 84 or 80?", "Which's larger: 84 or 80?") is not None
+    for different in ("Compute 41 + 62.", "Which is smaller: 84 or 80?", "Which is larger: 80 or 84?"):
+        assert found.find(different, different) is None, different
+    # The core is looked for in the question only: a worked solution repeating the sum is not a copy.
+    assert found.find("What is 140 + 2?\nones: 40 + 62 = 102", "What is 140 + 2?") is None
+    assert found.find("Compute 40 + 62.") is None  # no question given: whole items only
+
+
 def test_long_items_are_found_through_light_edits_but_not_changed_numbers():
     found = index(LONG_ITEM)
     assert found.find(LONG_ITEM).coverage == 1.0

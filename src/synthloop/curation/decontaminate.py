@@ -9,7 +9,14 @@ the row contains all of its tokens, in order. Tokens are lower-cased words and a
 case, spacing and punctuation edits do not hide an item, while "23 + 45" and "23 - 45" stay different.
 Coverage rather than "any shared n-gram" is what keeps rows written from the same template as an item
 (the spatial problems' "East is +x, north is +y, up is +z. A blue ball is at ...") from being called
-contaminated by their shared wording. The run's own held-out probes are always one of the sets."""
+contaminated by their shared wording. The run's own held-out probes are always one of the sets.
+
+A short item is also matched by its core: its tokens without the wording of a request ("what is",
+"compute", "find the value of", ...). A row whose question holds that core in order is contaminated,
+so "Compute 40 + 62." and "what's 40 + 62" hide no more than "What is 40 + 62?" itself. The core is
+looked for in the row's question only (a worked solution's "4 + 6 = 10" is not a copy of "What is
+4 + 6?"), and only when it holds a number or an operator, or three words: "larger 84 80" still
+differs from "smaller 84 80"."""
 
 from __future__ import annotations
 
@@ -26,6 +33,16 @@ from synthloop.storage.input_files import read_rows, text_field
 _TOKEN = re.compile(r"\w+|[+\-*/=^<>%×÷√()]")
 OPERATORS = frozenset("+-*/=^<>%×÷√")
 EVAL_TEXT_FIELDS = ("question", "problem", "prompt", "text", "input")
+# The wording of a request, not its content: dropped from a short item's core.
+REQUEST_WORDS = frozenset(
+    {"what", "whats", "s", "is", "are", "was", "the", "a", "an", "of", "please", "to", "for", "me", "us", "get"}
+    | {"compute", "calculate", "find", "evaluate", "solve", "determine", "work", "out", "give", "tell"}
+    | {"value", "result", "answer", "exactly", "simplify"}
+)
+
+
+def core_tokens(tokens: Iterable[str]) -> tuple[str, ...]:
+    return tuple(token for token in tokens if token not in REQUEST_WORDS)
 
 
 def overlap_tokens(text: str) -> list[str]:
@@ -50,6 +67,7 @@ class NgramIndex:
         self.tokens: list[tuple[str, ...]] = []  # each item's tokens
         self.grams: dict[tuple[str, ...], list[tuple[int, int]]] = {}  # n-gram -> (item, position) of long items
         self.short: dict[int, dict[tuple[str, ...], int]] = {}  # whole short items by length -> item
+        self.cores: dict[int, dict[tuple[str, ...], int]] = {}  # short items' cores by length -> item
 
     def add(self, eval_set: str, texts: Iterable[str]) -> None:
         for index, text in enumerate(texts):
@@ -62,17 +80,24 @@ class NgramIndex:
             self.tokens.append(tokens)
             if len(tokens) < self.n:
                 self.short.setdefault(len(tokens), {}).setdefault(tokens, item)
+                core = core_tokens(tokens)
+                if len(core) >= 3 or (len(core) == 2 and any(t.isdigit() or t in OPERATORS for t in core)):
+                    self.cores.setdefault(len(core), {}).setdefault(core, item)
                 continue
             for position in range(len(tokens) - self.n + 1):
                 self.grams.setdefault(tokens[position : position + self.n], []).append((item, position))
 
-    def find(self, text: str) -> Hit | None:
+    def find(self, text: str, question: str | None = None) -> Hit | None:
+        """The item `text` copies, if any; `question` (the row's question) is also searched for short items'
+        cores."""
         tokens = tuple(overlap_tokens(text))
-        for length, items in self.short.items():
-            for i in range(len(tokens) - length + 1):
-                item = items.get(tokens[i : i + length])
-                if item is not None:
-                    return self.hit(item, 1.0, " ".join(tokens[i : i + length]))
+        whole = self.contained(tokens, self.short)
+        if whole is not None:
+            return whole
+        if question is not None:
+            core = self.contained(core_tokens(overlap_tokens(question)), self.cores)
+            if core is not None:
+                return core
         aligned: dict[int, dict[int, int]] = {}  # item -> {position of a shared n-gram in it: its row position}
         first: dict[int, str] = {}
         for i in range(len(tokens) - self.n + 1):
@@ -92,6 +117,14 @@ class NgramIndex:
             if best is None or coverage > best.coverage:
                 best = self.hit(item, coverage, first[item])
         return best
+
+    def contained(self, tokens: tuple[str, ...], by_length: dict[int, dict[tuple[str, ...], int]]) -> Hit | None:
+        for length, items in by_length.items():
+            for i in range(len(tokens) - length + 1):
+                item = items.get(tokens[i : i + length])
+                if item is not None:
+                    return self.hit(item, 1.0, " ".join(tokens[i : i + length]))
+        return None
 
     def covered(self, item: int, positions: dict[int, int], row: tuple[str, ...]) -> set[int]:
         """Item positions inside a shared n-gram, plus those within n-1 tokens of one that equal the row's
@@ -131,7 +164,7 @@ class Decontaminate(RowStage):
         self.field = field
 
     def judge(self, record: Record) -> None:
-        hit = self.index.find(record_text(record, self.field))
+        hit = self.index.find(record_text(record, self.field), record.question)
         if hit is None:
             record.add_verdict(self.name, True)
         else:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloop.config import DatasetTaskConfig, RecipeError, ScorerConfig
-from synthloop.curation.base import question_key
+from synthloop.curation.decontaminate import NgramIndex
 from synthloop.records import content_id
 from synthloop.scoring.base import Scorer
 from synthloop.scoring.item import Score, TaskItem
@@ -92,10 +92,14 @@ def load_dataset_source(cfg: DatasetTaskConfig, make_scorer: MakeScorer, seed: i
     scorers = category_scorers(cfg, {item.category for item in evaluation}, make_scorer)
     for item, where in ((i, "eval") for i in evaluation):
         check_reference(scorers[item.category], item, where)
-    held_out = {question_key(item.question) for item in evaluation}
-    kept_train = [item for item in train if question_key(item.question) not in held_out]
+    held_out = NgramIndex()  # the curation's decontamination rule: light edits of an eval question count
+    held_out.add("eval", [item.question for item in evaluation])
+    kept_train = [item for item in train if held_out.find(item.question, item.question) is None]
     if len(kept_train) < len(train):
-        notices.append(f"{len(train) - len(kept_train)} train items repeat an eval question: dropped from train")
+        notices.append(
+            f"{len(train) - len(kept_train)} train items repeat an eval question (or a light edit of one): "
+            "dropped from train"
+        )
     train = kept_train
     for item in train:
         if item.category in scorers:

@@ -47,7 +47,7 @@ def serve_in_thread(app: web.Application, port: int | None = None) -> Iterator[s
 
 
 @contextmanager
-def transformers_serve(model: str, timeout_s: float = 120.0) -> Iterator[str]:
+def transformers_serve(model: str, timeout_s: float = 300.0) -> Iterator[str]:
     """A real `transformers serve` of `model` on loopback (CPU, offline); yields its base URL."""
     import os
     import subprocess
