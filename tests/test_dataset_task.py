@@ -136,6 +136,11 @@ def test_train_rows_that_repeat_an_eval_question_are_dropped(exported, tmp_path)
         ({"question": "q?", "answer": "3", "category": "addition", "choices": ["a"]}, "line 2: 'choices' must be"),
         ({"question": "q?", "answer": "3"}, "line 2: no 'category', but the eval data has categories"),
         ({"question": "q?", "answer": "3", "category": "x" * 101}, "line 2: 'category' must be a name"),
+        ({"question": "q?", "answer": "3", "category": "a\nround 9: FAKE"}, "line 2: 'category' .* line break"),
+        ({"question": "q?", "answer": float("nan"), "category": "addition"}, r"line 2: 'answer' is nan \(a missing"),
+        ({"question": "q?", "answer": float("inf"), "category": "addition"}, "line 2: 'answer' is inf"),
+        ({"question": "q?", "answer": {"v": 3}, "category": "addition"}, "line 2: 'answer' must be text or a number"),
+        ({"question": ["q?"], "answer": "3", "category": "addition"}, "line 2: 'question' must be text, got list"),
     ],
 )
 def test_a_bad_row_names_its_file_and_line(tmp_path, exported, row, message):
@@ -143,6 +148,25 @@ def test_a_bad_row_names_its_file_and_line(tmp_path, exported, row, message):
     bad = write_jsonl(tmp_path / "train.jsonl", [good, row])
     with pytest.raises(InputFileError, match=message):
         source_of(recipe_text(str(bad), str(exported / "eval.jsonl")))
+
+
+def test_a_missing_value_in_a_parquet_answer_column_names_its_row(tmp_path, exported):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    questions, answers = ["What is 1 + 1?", "What is 2 + 2?"], [2.0, float("nan")]
+    table = pa.table({"question": questions, "answer": answers, "category": ["addition"] * 2})
+    pq.write_table(table, tmp_path / "train.parquet")
+    with pytest.raises(InputFileError, match=r"train.parquet row 2: 'answer' is nan"):
+        source_of(recipe_text(str(tmp_path / "train.parquet"), str(exported / "eval.jsonl")))
+
+
+def test_eval_rows_that_repeat_another_are_scored_once(tmp_path, exported):
+    evaluation = [json.loads(line) for line in (exported / "eval.jsonl").read_text().splitlines()]
+    doubled = write_jsonl(tmp_path / "eval.jsonl", evaluation + evaluation[:5])
+    source = source_of(recipe_text(str(exported / "train.jsonl"), str(doubled)))
+    assert len(source.eval_items()) == len(evaluation)
+    assert "task.eval: 5 rows repeat another row; each is kept once" in source.notices
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ repeat an eval question are dropped from train, and generated rows are always de
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ def load_dataset_source(cfg: DatasetTaskConfig, make_scorer: MakeScorer, seed: i
     if cfg.path is not None:
         rows = read_task_rows(cfg.path, "task.path")
         one_category = not any(has_category(row) for row, _ in rows)
-        items = [task_item(row, where, one_category) for row, where in rows]
+        items = once_each([task_item(row, where, one_category) for row, where in rows], "task.path", notices)
         train, evaluation = split(items, cfg.eval_share, cfg.split_seed)
         notices.append(
             f"task.path {cfg.path}: split with seed {cfg.split_seed} into {len(train)} train and "
@@ -82,7 +83,7 @@ def load_dataset_source(cfg: DatasetTaskConfig, make_scorer: MakeScorer, seed: i
         assert cfg.train is not None and cfg.eval is not None  # the config checks it
         eval_rows = read_task_rows(cfg.eval, "task.eval")
         one_category = not any(has_category(row) for row, _ in eval_rows)
-        evaluation = [task_item(row, where, one_category) for row, where in eval_rows]
+        evaluation = once_each([task_item(row, where, one_category) for row, where in eval_rows], "task.eval", notices)
         train = [task_item(row, where, one_category) for row, where in read_task_rows(cfg.train, "task.train")]
     if one_category:
         notices.append(
@@ -114,6 +115,15 @@ def load_dataset_source(cfg: DatasetTaskConfig, make_scorer: MakeScorer, seed: i
         notices.append(f"categories in train but not in eval: {', '.join(train_only)}; not evaluated, no budget")
     descriptions = {name: spec.description for name, spec in cfg.categories.items()}
     return DatasetSource(train, evaluation, descriptions, scorers, notices)
+
+
+def once_each(items: list[TaskItem], what: str, notices: list[str]) -> list[TaskItem]:
+    """Rows that repeat another (same question, answer and category) kept once: scored twice, they would
+    weigh double in their category's accuracy."""
+    unique = list({item.id: item for item in items}.values())
+    if len(unique) < len(items):
+        notices.append(f"{what}: {len(items) - len(unique)} rows repeat another row; each is kept once")
+    return unique
 
 
 def read_task_rows(path: str, what: str) -> list[tuple[dict[str, Any], str]]:
@@ -158,11 +168,17 @@ def task_item(row: dict[str, Any], where: str, one_category: bool) -> TaskItem:
     if OVERSIZE in row:
         raise InputFileError(f"{where}: {row[OVERSIZE]}, over the {MAX_FIELD_BYTES}-byte cap on one field")
     question = row.get("question")
+    if question is not None and not isinstance(question, str):
+        raise InputFileError(f"{where}: 'question' must be text, got {type(question).__name__}")
     if not isinstance(question, str) or not question.strip():
         raise InputFileError(f"{where}: missing or empty 'question' (a task row needs 'question' and 'answer')")
     answer = row.get("answer")
+    if isinstance(answer, float) and not math.isfinite(answer):  # pandas' missing value, JSON NaN, 1e999
+        raise InputFileError(f"{where}: 'answer' is {answer} (a missing value?); every row needs a real answer")
     if isinstance(answer, int | float) and not isinstance(answer, bool):
         answer = str(answer)  # a JSON number: 72 is the answer "72"
+    if answer is not None and not isinstance(answer, str):
+        raise InputFileError(f"{where}: 'answer' must be text or a number, got {type(answer).__name__}")
     if not isinstance(answer, str) or not answer.strip():
         raise InputFileError(f"{where}: missing or empty 'answer' (a task row needs 'question' and 'answer')")
     reasoning = optional_text(row, "reasoning", where) or ""
@@ -194,6 +210,8 @@ def row_category(row: dict[str, Any], where: str) -> str:
         raise InputFileError(f"{where}: no 'category', but the eval data has categories; give every row one")
     if not isinstance(value, str) or len(value) > MAX_CATEGORY_CHARS or not value.strip():
         raise InputFileError(f"{where}: 'category' must be a name of 1 to {MAX_CATEGORY_CHARS} characters")
+    if not value.isprintable():  # a line break in a name would forge lines in the log and the teacher's prompt
+        raise InputFileError(f"{where}: 'category' {value[:40]!r} holds a line break or control character")
     return value.strip()
 
 
