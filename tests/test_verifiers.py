@@ -61,6 +61,13 @@ def test_self_consistency_votes_with_equivalent_answers_together():
     assert out[3].reject_reason == "disagrees_with_majority" and out[0].verdicts[-1].score == 0.75
 
 
+def test_self_consistency_counts_latex_fractions_and_option_forms_as_one_answer():
+    fractions = [row("Half of 1?", a) for a in ["\\frac{1}{2}", "\\dfrac{1}{2}", "1/2", "1/3"]]
+    options = [row("Capital of France?", a) for a in ["B", "(B)", "B) Paris", "Option B", "C"]]
+    out = list(SelfConsistency(min_agreement=0.7).run(fractions + options))
+    assert [r.kept for r in out] == [True, True, True, False, True, True, True, True, False]
+
+
 def test_self_consistency_rejects_an_unsure_question_and_passes_a_single_sample():
     unsure = [row("hard", a) for a in ["1", "2", "3", "4"]]
     single = row("easy", "7")

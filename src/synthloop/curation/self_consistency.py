@@ -7,6 +7,7 @@ A question with a single sample gets no vote: it is kept with that said."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
@@ -14,11 +15,22 @@ from synthloop.curation.base import question_key
 from synthloop.records import Record
 from synthloop.skills.answers import normalize_text, parse_number
 
+FRACTION = re.compile(r"^\\[dt]?frac\{\s*([-+]?\d+)\s*\}\{\s*(\d+)\s*\}$")  # \frac{1}{2}, \dfrac{1}{2}
+OPTION = re.compile(r"^(?i:option\s+)?\(?([A-Z])\)?(?:[.):]\s*.*)?$")  # B, (B), B), B. Paris, Option B
+
 
 def answer_key(answer: str) -> str:
-    """Answers that mean the same vote together: "0.50", "1/2" and "$0.5" are one number."""
-    number = parse_number(answer)
-    return f"#{number}" if number is not None else normalize_text(answer)
+    """Answers that mean the same vote together: "0.50", "1/2", "\\frac{1}{2}" and "$0.5" are one number;
+    "B", "(B)" and "B) Paris" are one option."""
+    text = answer.strip()
+    fraction = FRACTION.match(text)
+    number = parse_number(f"{fraction[1]}/{fraction[2]}" if fraction else text)
+    if number is not None:
+        return f"#{number}"
+    option = OPTION.match(text)
+    if option:
+        return f"option:{option[1]}"
+    return normalize_text(answer)
 
 
 class SelfConsistency:
