@@ -213,6 +213,12 @@ def test_a_negation_states_no_answer(text):
         "no answer here",
         "The result is that we must redo it.",
         "So the total is 3 + 4 = 7",
+        "I got 966 wrong",  # in words, only a plain value is an answer
+        "I got 966 but not sure",
+        "The total is 966 so far",
+        "The sum is 12, the product is 35",
+        "The value is unknown",
+        "The total is never 966",
     ],
 )
 def test_working_and_prose_are_no_answer(text):
@@ -223,7 +229,10 @@ def test_a_huge_or_hostile_reply_is_read_in_bounded_time():
     import time
 
     long_list = ", ".join(str(2 * i) for i in range(40)) + ", ..."  # a list regex once took minutes on this
-    for reply in ("\\boxed{" * 20_000, "answer: " * 20_000, "####" * 30_000, "a " * 100_000 + "\n966", long_list):
+    spaces = [f"The answer is 5{' ' * 20_000}x", f"work\n966{' ' * 20_000}x", f"The answer is ${' ' * 20_000}5"]
+    nested = "\\boxed{" * 1428 + "}" * 1428
+    for reply in ("\\boxed{" * 20_000, "answer: " * 20_000, "####" * 30_000, "a " * 100_000 + "\n966", long_list,
+                  *spaces, nested):  # fmt: skip
         start = time.perf_counter()
         find_final_answer(reply)
         assert time.perf_counter() - start < 10, reply[:20]  # a hang guard, not a speed figure: quadratic is minutes

@@ -111,9 +111,10 @@ class NumericScorer(AnswerScorer):
         if value == reference:
             return True
         difference = abs(value - reference)  # exact: a float of 1e400 would overflow
+        # Fraction of the decimal text: Fraction(0.3) is 0.29999..., which would fail an answer exactly at it.
         if self.tolerance is None and reference.denominator == 1:
-            return difference <= Fraction(self.DEFAULT_TOLERANCE)
-        tolerance = Fraction(self.DEFAULT_TOLERANCE if self.tolerance is None else self.tolerance)
+            return difference <= Fraction(str(self.DEFAULT_TOLERANCE))
+        tolerance = Fraction(str(self.DEFAULT_TOLERANCE if self.tolerance is None else self.tolerance))
         return difference <= tolerance * max(Fraction(1), abs(reference))
 
     def check_reference(self, item: TaskItem) -> str | None:

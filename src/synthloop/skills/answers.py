@@ -36,7 +36,7 @@ def parse_number(text: str) -> Fraction | None:
 
 def parse_number_list(text: str) -> list[Fraction] | None:
     """`3, 5, 7` or `[3, 5, 7]` or `3 < 5 < 7` as exact numbers; None if any item is not a number."""
-    body = text.strip().strip("[]()").replace("<", ",").replace(";", ",")
+    body = " ".join(text.split()).strip("[]()").replace("<", ",").replace(";", ",")  # one space at most: linear
     items = [part for part in re.split(r",\s*|\s+(?=[-+]?\d)", body) if part.strip()]
     numbers = [parse_number(item) for item in items]
     if not numbers or any(n is None for n in numbers):

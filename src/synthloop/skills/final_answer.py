@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 MAX_SCANNED = 100_000  # only the reply's last characters are read: the answer is at its end
+MAX_VALUE_CHARS = 2_000  # a stated answer longer than this is not one (and is not worth reading as a hedge)
+MAX_UNWRAPS = 12  # layers of marking taken off a value ($\boxed{**x**}$ is three)
 NO_ANSWER = "no final answer stated"
 NEGATED = "negated"
 
@@ -31,9 +33,9 @@ IS_THE_ANSWER = re.compile(
     r"^[ \t>*-]*([^\n]{1,100}?)\s+is\s+(?:the|my)\s+(?:final\s+|correct\s+)?answer\b", re.IGNORECASE | re.MULTILINE
 )
 STATED = re.compile(  # a last line that states the result in words: "So the total is 966.", "I got 966"
-    r"^(?:[^,\n]{0,40},\s*)?(?:(?:so|thus|therefore|hence|and)\b[,\s]*)?(?:(?:the\s+)?(?:final\s+)?"
-    r"(?:total|result|sum|difference|product|quotient|value|solution)\b[^\n=]{0,40}?\s*(?:\bis\b|\bequals\b|=)"
-    r"|(?:i|we)\s+(?:get|got|obtain|find|found)\b|final\s*:)[ \t]*(.+)$",
+    r"^(?:[^,\n\d]{0,40},\s*)?(?:(?:so|thus|therefore|hence|and)\b[,\s]*)?(?:(?:the\s+)?(?:final\s+)?"
+    r"(?:total|result|sum|difference|product|quotient|value|solution)\s+(?:is|equals|=)"
+    r"|(?:i|we)\s+(?:get|got|obtain|find|found)|final\s*:)\s+(.+)$",
     re.IGNORECASE,
 )
 CONNECTIVE = re.compile(r"^(?:so|thus|therefore|hence|then|and)\b[,\s]*", re.IGNORECASE)
@@ -45,6 +47,7 @@ CLAUSE_END = re.compile(r",\s+(?:which|because|since)\b|\s+because\b", re.IGNORE
 NUMBER = r"[-+−]?[$€£]?\s?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?(?:\s*/\s*\d+)?(?:\s\d+/\d+)?"
 QUANTITY = re.compile(rf"{NUMBER}(?:\s*%|\s?[A-Za-zµ°][A-Za-z²³]*(?:\s[A-Za-z]+)?)?", re.IGNORECASE)
 ONE_NUMBER = re.compile(NUMBER)
+PLAIN_NUMBER = re.compile(rf"{NUMBER}(?:\s*%)?")
 LIST_SEPARATOR = re.compile(r"\s*[,;<]\s*")
 EXPRESSION = re.compile(r"(?:\\[A-Za-z]+|[0-9A-Za-z^_{}()\[\]+\-*/.,|!' ])+")  # single-letter variables
 COMMAND = re.compile(r"\\[A-Za-z]+|\b(?:sqrt|sin|cos|tan|log|ln|exp|pi|inf)\b")
@@ -84,7 +87,9 @@ class FinalAnswer:
 
 def find_final_answer(text: str, exempt: Iterable[str] = ()) -> FinalAnswer:
     """The final answer of `text` (see the module's docstring), with the reason when there is none."""
-    text = text[-MAX_SCANNED:]
+    # Whitespace runs collapsed first (linear): a reply padded with thousands of spaces is then no harder
+    # to read than any other, whatever the patterns below do with `\s*`.
+    text = "\n".join(" ".join(line.split()) for line in text[-MAX_SCANNED:].splitlines())
     exempted = {normalize_text(e) for e in exempt if e}
     marked = last_marked(text)
     for _ in range(2):  # "Final Answer: The final answer is $\boxed{42}$": the inner marker states it
@@ -112,10 +117,11 @@ def find_final_answer(text: str, exempt: Iterable[str] = ()) -> FinalAnswer:
             return FinalAnswer(None, hedged([unwrap(b) for b in bold]), "bold")
         return checked(unwrap(bold[-1]), "bold", exempted)
     stated = STATED.match(last)
-    if stated:
-        value = unwrap(CLAUSE_END.split(SENTENCE_END.split(stated.group(1), 1)[0], 1)[0])
+    if stated:  # in words, only a plain value is taken: "I got 966 wrong" and "the sum is unknown" are not
+        raw = CLAUSE_END.split(SENTENCE_END.split(stated.group(1), 1)[0], 1)[0].strip()
+        value = unwrap(raw)
         found = checked(value, "stated", exempted)
-        if found.value is None or is_value(found.value, formatted=found.value != value):
+        if found.value is None or states_a_value(found.value, formatted=value != raw.rstrip(".")):
             return found
     value = unwrap(last)
     problem = None if normalize_text(value) in exempted else doubt(value)
@@ -157,9 +163,10 @@ def last_marked(text: str) -> tuple[str, str, str] | None:
     if kind == "boxed":
         line_end = text.find("\n", start)
         line = text[line_start : None if line_end < 0 else line_end]
-        values = {normalize_text(inner) for s, _, inner in boxed_spans(line)}
+        outermost = outer_spans(boxed_spans(line))  # \boxed{\boxed{7}} is one answer
+        values = {normalize_text(inner) for _, _, inner in outermost}
         if len(values) > 1:  # two boxed answers on the final line
-            return kind, " or ".join(inner for _, _, inner in boxed_spans(line)), ""
+            return kind, " or ".join(inner for _, _, inner in outermost), ""
     return kind, raw, text[line_start:start]
 
 
@@ -182,6 +189,15 @@ def boxed_spans(text: str) -> list[tuple[int, int, str]]:
     return spans
 
 
+def outer_spans(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """The spans not inside another (spans come sorted by start)."""
+    outer: list[tuple[int, int, str]] = []
+    for span in spans:
+        if not outer or span[0] >= outer[-1][1]:
+            outer.append(span)
+    return outer
+
+
 def sentence_tail(prefix: str) -> str:
     """The words of the clause that leads into a marker ("I don't think the answer is ..."), not those of
     an earlier one ("It is not hard: the answer is ...")."""
@@ -189,7 +205,7 @@ def sentence_tail(prefix: str) -> str:
 
 
 def checked(value: str, kind: str, exempted: set[str]) -> FinalAnswer:
-    if not value:
+    if not value or len(value) > MAX_VALUE_CHARS:
         return FinalAnswer(None, NO_ANSWER, kind)
     if normalize_text(value) in exempted:
         return FinalAnswer(value, None, kind)
@@ -229,7 +245,7 @@ def hedged(parts: list[str]) -> str:
 def unwrap(value: str) -> str:
     """`value` without the marking around it: whitespace, colons, bold, `$...$`, `\\boxed{}`, quotes, a
     closing full stop (repeated until nothing changes)."""
-    while True:
+    for _ in range(MAX_UNWRAPS):  # deeper nesting than this is no answer a model meant
         before = value
         value = value.strip().lstrip(":").strip()
         value = value.strip("*_").strip()
@@ -246,6 +262,7 @@ def unwrap(value: str) -> str:
                 value = spans[0][2]
         if value == before:
             return value
+    return value
 
 
 def is_value(value: str, formatted: bool = False) -> bool:
@@ -263,6 +280,14 @@ def is_value(value: str, formatted: bool = False) -> bool:
         return True
     words = re.findall(r"[\w'’]+", value.casefold())
     return bool(WORDS.fullmatch(value)) and not (set(words) & SENTENCE_WORDS)
+
+
+def states_a_value(value: str, formatted: bool) -> bool:
+    """A value stated in words must be a plain one: a number, a list of numbers, an expression (or, marked
+    with bold or `$...$`, any short value)."""
+    if formatted:
+        return is_value(value, formatted=True)
+    return bool(PLAIN_NUMBER.fullmatch(value)) or is_number_list(value) or is_expression(value)
 
 
 def is_number_list(value: str) -> bool:
