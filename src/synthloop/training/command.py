@@ -97,18 +97,21 @@ def checkpoint_problem(out: Path) -> str | None:
         return f"its checkpoint in {out} is a {kind}, not a causal language model"
     try:
         stored = stored_tensors(out)
-    except Exception as err:  # a truncated or garbage weight file: safetensors, zipfile and json all differ
+    except Exception as err:  # a truncated or garbage weight file: safetensors, torch and json all differ
         return f"its weights in {out} cannot be read ({first_line(err)})"
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    matched = [name for name in expected if stored_shape(stored, name) is not None]
-    wrong = [name for name in matched if stored_shape(stored, name) != expected[name]]
-    if stored is not None and (not matched or wrong):
-        what = (
-            f"{wrong[0]} has shape {stored_shape(stored, wrong[0])}, not {expected[wrong[0]]}"
-            if wrong
-            else "none of the model's parameters is in them"
+    # Parameters, not the state dict: a tied lm_head is the embedding, saved once or not at all.
+    expected = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    missing = [name for name in expected if stored_shape(stored, name) is None]
+    wrong = [name for name in expected if name not in missing and stored_shape(stored, name) != expected[name]]
+    if missing:
+        return (
+            f"its weights in {out} lack {len(missing)} of the {len(expected)} parameters its config.json needs "
+            f"(e.g. {missing[0]})"
         )
-        return f"its weights in {out} do not fit its config.json ({what})"
+    if wrong:
+        name = wrong[0]
+        shape = stored_shape(stored, name)
+        return f"its weights in {out} do not fit its config.json ({name} has shape {shape}, not {expected[name]})"
     return None
 
 
@@ -116,44 +119,42 @@ def first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
-def stored_tensors(out: Path) -> dict[str, tuple[int, ...]] | None:
-    """Tensor names and shapes from the safetensors headers in `out`; None for PyTorch .bin files (checked
-    only to be zip archives: reading their names means unpickling them)."""
-    import zipfile
-
+def stored_tensors(out: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes in `out`'s weight files: safetensors headers, or PyTorch files memory-mapped
+    (weights_only: nothing is unpickled but tensors)."""
+    import torch
     from safetensors import safe_open
 
-    index = out / "model.safetensors.index.json"
-    if index.is_file() or (out / "model.safetensors").is_file():
-        files = (
-            sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            if index.is_file()
-            else ["model.safetensors"]
-        )
-        shapes: dict[str, tuple[int, ...]] = {}
-        for name in files:
+    safetensors = (out / "model.safetensors.index.json").is_file() or (out / "model.safetensors").is_file()
+    stem = "model.safetensors" if safetensors else "pytorch_model.bin"
+    index = out / f"{stem}.index.json"
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else [stem]
+    if outside := [name for name in files if Path(name).name != name]:
+        raise ValueError(f"{index.name} names a file outside the folder: {outside[0]}")
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name in files:
+        if safetensors:
             with safe_open(str(out / name), framework="pt") as handle:
                 for key in handle.keys():  # noqa: SIM118 (a safetensors handle is not iterable)
                     shapes[key] = tuple(handle.get_slice(key).get_shape())
-        return shapes
-    index = out / "pytorch_model.bin.index.json"
-    files = (
-        sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["pytorch_model.bin"]
-    )
-    for name in files:
-        if not zipfile.is_zipfile(out / name):
-            raise ValueError(f"{name} is not a PyTorch checkpoint")
-    return None
+            continue
+        try:
+            tensors = torch.load(out / name, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # the legacy (non-zip) format cannot be memory-mapped
+            tensors = torch.load(out / name, map_location="cpu", weights_only=True)
+        shapes.update((key, tuple(value.shape)) for key, value in tensors.items())
+    return shapes
 
 
-def stored_shape(stored: dict[str, tuple[int, ...]] | None, name: str) -> tuple[int, ...] | None:
-    """The stored shape of parameter `name`, whose saved name may lack or add the base model's prefix."""
-    if stored is None:
-        return None
+def stored_shape(stored: dict[str, tuple[int, ...]], name: str) -> tuple[int, ...] | None:
+    """The stored shape of parameter `name`, saved as it is, without the base model's prefix
+    (`transformer.h.0...` as `h.0...`), or with an extra one."""
     if name in stored:
         return stored[name]
-    short = name.split(".", 1)[-1]
-    return stored.get(short) or next((shape for key, shape in stored.items() if key.endswith("." + short)), None)
+    _, _, rest = name.partition(".")
+    if "." in rest and rest in stored:
+        return stored[rest]
+    return next((shape for key, shape in stored.items() if key.endswith("." + name)), None)
 
 
 def relay(stream: IO[str] | None, log: Callable[[str], None], tail: collections.deque[str] | None) -> None:
