@@ -62,10 +62,13 @@ def test_self_consistency_votes_with_equivalent_answers_together():
 
 
 def test_self_consistency_counts_latex_fractions_and_option_forms_as_one_answer():
-    fractions = [row("Half of 1?", a) for a in ["\\frac{1}{2}", "\\dfrac{1}{2}", "1/2", "1/3"]]
-    options = [row("Capital of France?", a) for a in ["B", "(B)", "B) Paris", "Option B", "C"]]
-    out = list(SelfConsistency(min_agreement=0.7).run(fractions + options))
-    assert [r.kept for r in out] == [True, True, True, False, True, True, True, True, False]
+    fractions = [row("Half of 1?", a) for a in ["-\\frac{1}{2}", "-\\dfrac{1}{2}", "-1/2", "1/2"]]
+    options = [row("Capital of France?", a) for a in ["B", "(B)", "B)", "Option B", "C"]]
+    names = [row("Who?", a) for a in ["A. Lincoln", "A. Einstein", "A. Lincoln"]]  # initials are no options
+    out = list(SelfConsistency(min_agreement=0.6).run(fractions + options + names))
+    kept = [r.kept for r in out]
+    assert kept[:4] == [True, True, True, False] and kept[4:9] == [True, True, True, True, False]
+    assert kept[9:] == [True, False, True]
 
 
 def test_self_consistency_rejects_an_unsure_question_and_passes_a_single_sample():

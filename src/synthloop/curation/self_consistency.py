@@ -15,16 +15,16 @@ from synthloop.curation.base import question_key
 from synthloop.records import Record
 from synthloop.skills.answers import normalize_text, parse_number
 
-FRACTION = re.compile(r"^\\[dt]?frac\{\s*([-+]?\d+)\s*\}\{\s*(\d+)\s*\}$")  # \frac{1}{2}, \dfrac{1}{2}
-OPTION = re.compile(r"^(?i:option\s+)?\(?([A-Z])\)?(?:[.):]\s*.*)?$")  # B, (B), B), B. Paris, Option B
+FRACTION = re.compile(r"^([-+]?)\\[dt]?frac\{\s*([-+]?\d+)\s*\}\{\s*(\d+)\s*\}$")  # -\frac{1}{2}, \dfrac{1}{2}
+OPTION = re.compile(r"^(?i:option\s+)?\(?([A-Z])\)?[.):]?$")  # B, (B), B), B., Option B: a letter alone
 
 
 def answer_key(answer: str) -> str:
     """Answers that mean the same vote together: "0.50", "1/2", "\\frac{1}{2}" and "$0.5" are one number;
-    "B", "(B)" and "B) Paris" are one option."""
+    "B", "(B)", "B)" and "Option B" are one option ("B) Paris" is not merged: "A. Lincoln" is no option)."""
     text = answer.strip()
     fraction = FRACTION.match(text)
-    number = parse_number(f"{fraction[1]}/{fraction[2]}" if fraction else text)
+    number = parse_number(f"{fraction[1]}{fraction[2]}/{fraction[3]}" if fraction else text)
     if number is not None:
         return f"#{number}"
     option = OPTION.match(text)
