@@ -319,7 +319,7 @@ def test_a_judge_that_fails_stops_the_run_and_resume_grades_without_calling_the_
     teacher = ScriptedTeacher(error_rate=0.2)
     with serve_in_thread(teacher.app()) as url, serve_in_thread(judge.app()) as judge_url:
         recipe, root = judge_recipe(exported, url, judge_url), tmp_path / "run"
-        with pytest.raises(ScoringFailed, match=r"the judge could not grade (\d+) of \1 answers") as err:
+        with pytest.raises(ScoringFailed, match=r"the scorer could not grade (\d+) of \1 answers") as err:
             run_loop(recipe, root, log=lambda line: None)
         assert "\n" not in str(err.value) and "--resume" in str(err.value)
         assert ckpt.has_checkpoint(root / "rounds/01/student") and not (root / "rounds/01/eval.json").exists()

@@ -5,7 +5,7 @@ import pytest
 
 from synthloop.config import ScorerConfig, parse_recipe
 from synthloop.scoring.context import ScoringContext
-from synthloop.scoring.item import ScoringFailed, TaskItem
+from synthloop.scoring.item import ScoringFailed, TaskItem, refuse_unscored
 from synthloop.scoring.scorers import make_scorer
 from synthloop.sources.build import build_source
 from synthloop.storage.response_cache import ResponseCache
@@ -63,10 +63,11 @@ def test_the_judge_sees_the_question_the_reference_and_the_whole_reply():
 
 def test_an_unusable_reply_is_unscored_after_one_repair_and_too_many_stop_scoring(judge):
     server, scorer, _ = judge(prose="always")
-    with pytest.raises(ScoringFailed, match="could not grade 2 of 2 answers") as err:
-        scorer.score(RIGHT[:2], ITEMS[:2])
-    assert "judge reply unusable" in str(err.value) and "I would give it 9" in str(err.value)
+    scores = scorer.score(RIGHT[:2], ITEMS[:2])
+    assert all(s.unscored and s.value == 0.0 and "I would give it 9" in s.detail for s in scores)
     assert sum(server.completed.values()) == 4, "one call and one repair each"
+    with pytest.raises(ScoringFailed, match=r"could not grade 2 of 2 answers \(judge reply unusable"):
+        refuse_unscored(scores)
 
 
 def test_a_reply_repaired_to_json_counts(judge):
@@ -77,7 +78,7 @@ def test_a_reply_repaired_to_json_counts(judge):
 def test_a_judge_that_fails_stops_scoring_instead_of_scoring_zero(judge):
     _, scorer, _ = judge(fail=1.0)
     with pytest.raises(ScoringFailed, match=r"could not grade 3 of 3 answers \(judge call failed"):
-        scorer.score(RIGHT[:3], ITEMS[:3])
+        refuse_unscored(scorer.score(RIGHT[:3], ITEMS[:3]))
 
 
 def test_a_few_failed_judge_calls_score_zero_marked_unscored(judge):
@@ -87,6 +88,7 @@ def test_a_few_failed_judge_calls_score_zero_marked_unscored(judge):
     failed = [s for s in scores if s.detail.startswith("judge call failed")]
     assert 0 < len(failed) <= 6 and all(s.unscored and s.value == 0.0 for s in failed)
     assert all(s.value == 1.0 and not s.unscored for s in scores if s not in failed)
+    assert refuse_unscored(scores) == scores  # under a tenth: scored, counted, not stopped
 
 
 def test_a_budget_cap_on_the_judge_stops_scoring_instead_of_scoring_zero(tmp_path):

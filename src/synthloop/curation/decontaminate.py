@@ -95,7 +95,7 @@ class NgramIndex:
         if whole is not None:
             return whole
         if question is not None:
-            core = self.contained(core_tokens(overlap_tokens(question)), self.cores)
+            core = self.contained(core_tokens(overlap_tokens(question)), self.cores, whole_terms=True)
             if core is not None:
                 return core
         aligned: dict[int, dict[int, int]] = {}  # item -> {position of a shared n-gram in it: its row position}
@@ -118,12 +118,19 @@ class NgramIndex:
                 best = self.hit(item, coverage, first[item])
         return best
 
-    def contained(self, tokens: tuple[str, ...], by_length: dict[int, dict[tuple[str, ...], int]]) -> Hit | None:
+    def contained(
+        self, tokens: tuple[str, ...], by_length: dict[int, dict[tuple[str, ...], int]], whole_terms: bool = False
+    ) -> Hit | None:
+        """The first item found in `tokens`; with `whole_terms`, a match must not continue an expression on
+        either side ("12 + 1" is not in "7/12 + 1/12")."""
         for length, items in by_length.items():
             for i in range(len(tokens) - length + 1):
                 item = items.get(tokens[i : i + length])
-                if item is not None:
-                    return self.hit(item, 1.0, " ".join(tokens[i : i + length]))
+                if item is None:
+                    continue
+                if whole_terms and (continues(tokens, i - 1) or continues(tokens, i + length)):
+                    continue
+                return self.hit(item, 1.0, " ".join(tokens[i : i + length]))
         return None
 
     def covered(self, item: int, positions: dict[int, int], row: tuple[str, ...]) -> set[int]:
@@ -145,6 +152,15 @@ class NgramIndex:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def continues(tokens: tuple[str, ...], at: int) -> bool:
+    """Whether the token at `at` (beside a match) is a number, an operator or a bracket: the match is then
+    part of a longer expression. `=` ends one."""
+    if not 0 <= at < len(tokens):
+        return False
+    token = tokens[at]
+    return token.isdigit() or (token in OPERATORS and token != "=") or token in "()"
 
 
 def load_eval_set(path: str | Path) -> list[str]:

@@ -24,7 +24,7 @@ from synthloop.config import RecipeError, ScorerConfig, describe, first_error, l
 from synthloop.curation.audit import StageAudit, label_value, rewritten
 from synthloop.registry import SCORERS, SKILLS
 from synthloop.scoring.base import Scorer
-from synthloop.scoring.item import Score, TaskItem
+from synthloop.scoring.item import Score, TaskItem, refuse_unscored
 from synthloop.sources.dataset import has_category, task_item
 from synthloop.storage.input_files import OVERSIZE, InputFileError, read_rows
 
@@ -106,7 +106,7 @@ def score_by_category(scorer: Scorer, rows: list[ScorerRow]) -> list[Score]:
         got = scorer.score([rows[i].output for i in indices], [rows[i].item for i in indices])
         for i, score in zip(indices, got, strict=True):
             scores[i] = score
-    return scores  # type: ignore[return-value]
+    return refuse_unscored(scores)  # type: ignore[arg-type]  # an audit of a judge that did not answer is none
 
 
 def scorer_config(name: str, recipe: str | Path | None) -> ScorerConfig:

@@ -26,6 +26,21 @@ class Score:
     unscored: bool = False  # no grade at all (the judge's call failed, its reply was unusable): not the student's
 
 
+MAX_UNSCORED_SHARE = 0.1  # of a batch's answers that could not be graded before scoring stops
+
+
 class ScoringFailed(RuntimeError):
     """Too many answers could not be graded (a judge down or talking nonsense): scores of 0 would read as a
     weak student and steer the next round. The CLI prints it as a one-line user error."""
+
+
+def refuse_unscored(scores: list[Score]) -> list[Score]:
+    """`scores`, unless more than a tenth of them are unscored: then `ScoringFailed`, naming the first reason."""
+    unscored = [score for score in scores if score.unscored]
+    if len(unscored) > MAX_UNSCORED_SHARE * len(scores):
+        raise ScoringFailed(
+            f"the scorer could not grade {len(unscored)} of {len(scores)} answers ({unscored[0].detail}); zeros "
+            "would read as a weak student. Fix it (task.scorer.judge) and rerun with --resume: the grades received "
+            "are cached, and only the missing ones are asked again"
+        )
+    return scores

@@ -5,8 +5,9 @@ rate-limited, never paid twice) and the curation judge's machinery (`curation/ju
 The judge sees the rubric, the question, the reference answer and the student's whole reply. A score at
 or above `threshold` is 1.0, below it 0.0; the judge's reason is the detail. A reply that stays
 unusable after the repair, or a call that fails after the engine's retries, scores 0 with the reason and
-is marked unscored (counted in eval.json and the log). When more than a tenth of the answers are unscored,
-the scorer stops the run instead (`ScoringFailed`): `--resume` asks the judge again for those only. A
+is marked unscored (counted in eval.json and the log). When more than a tenth of a round's answers are
+unscored, the task source stops the run instead (`refuse_unscored`): `--resume` asks the judge again for
+those only. A
 refused key stops it too (one line naming `task.scorer.judge.teacher`), since every
 later call would fail the same way, and so does a budget cap of the judge's (`BudgetExhausted`: the run
 stops cleanly and resumes without paying again), since unscored answers would read as wrong ones."""
@@ -18,13 +19,12 @@ from collections.abc import Sequence
 from synthloop.config import JudgeConfig, RecipeError, ScorerConfig
 from synthloop.curation.judge import SCORE_SCHEMA, Reply, ask, judge_request, judge_unavailable, shown
 from synthloop.scoring.context import ScoringContext
-from synthloop.scoring.item import Score, ScoringFailed, TaskItem
+from synthloop.scoring.item import Score, TaskItem
 from synthloop.skills.final_answer import extract_final_answer
 from synthloop.teachers.base import Teacher, TeacherRequest, TeacherUnavailable
 from synthloop.teachers.engine import BudgetExhausted, Engine
 
 WHERE = "task.scorer.judge"
-MAX_UNSCORED_SHARE = 0.1  # of a batch's answers the judge could not grade before the run stops
 MAX_SHOWN_CHARS = 20_000  # of the question, the reference and the reply, each: a judge prompt has a bound
 INSTRUCTIONS = (
     "You grade a student's answer to a question against the reference answer, which is correct. "
@@ -85,13 +85,6 @@ class JudgeScorer:
             raise BudgetExhausted(f"a budget cap under {WHERE}.teacher stopped the judge scorer's calls")
         for (i, output, _), reply in zip(asked, replies, strict=True):
             scores[i] = self.graded(reply, extract_final_answer(output))
-        unscored = [score for score in scores if score.unscored]
-        if len(unscored) > MAX_UNSCORED_SHARE * len(asked):
-            raise ScoringFailed(
-                f"{WHERE}: the judge could not grade {len(unscored)} of {len(asked)} answers ({unscored[0].detail}); "
-                "zeros would read as a weak student. Fix the judge and rerun with --resume: the grades received are "
-                "cached, and only the missing ones are asked again"
-            )
         return scores
 
     def graded(self, reply: Reply, extracted: str | None) -> Score:

@@ -22,7 +22,7 @@ from synthloop.config import DatasetTaskConfig, RecipeError, ScorerConfig
 from synthloop.curation.decontaminate import NgramIndex
 from synthloop.records import content_id
 from synthloop.scoring.base import Scorer
-from synthloop.scoring.item import Score, TaskItem
+from synthloop.scoring.item import Score, TaskItem, refuse_unscored
 from synthloop.storage.input_files import MAX_FIELD_BYTES, OVERSIZE, InputFileError, read_rows
 
 ONE_CATEGORY = "all"  # the category of every item when the eval file has no category column
@@ -64,7 +64,7 @@ class DatasetSource:
             got = self.scorers[category].score([outputs[i] for i in indices], [items[i] for i in indices])
             for i, score in zip(indices, got, strict=True):
                 scores[i] = score
-        return scores  # type: ignore[return-value]
+        return refuse_unscored(scores)  # type: ignore[arg-type]  # a judge down is not a weak student
 
 
 def load_dataset_source(cfg: DatasetTaskConfig, make_scorer: MakeScorer, seed: int) -> DatasetSource:
