@@ -36,6 +36,11 @@ class RecipeError(ValueError):
     """A recipe that cannot be used; the message says which key and what to do."""
 
 
+def error_line(err: BaseException) -> str:
+    """An exception's first line (or its type), at most 200 characters: the reason inside a one-line error."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
 def Registered(registry: Registry) -> Any:  # capitalised: it is used as a type
     """A name that must be in `registry`; an unknown one fails validation with "did you mean"."""
 

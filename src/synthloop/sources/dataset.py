@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthloop.config import DatasetTaskConfig, RecipeError, ScorerConfig
+from synthloop.config import DatasetTaskConfig, RecipeError, ScorerConfig, error_line
 from synthloop.curation.decontaminate import NgramIndex
 from synthloop.records import content_id
 from synthloop.scoring.base import Scorer
@@ -143,7 +143,7 @@ def read_saved_dataset(folder: Path, what: str) -> list[tuple[dict[str, Any], st
     try:
         loaded = datasets.load_from_disk(str(folder))
     except (FileNotFoundError, ValueError, OSError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        reason = error_line(err)
         raise InputFileError(
             f"{what} {folder}: a folder must be written by datasets' save_to_disk ({reason})"
         ) from None

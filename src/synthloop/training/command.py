@@ -76,7 +76,7 @@ def checkpoint_problem(out: Path) -> str | None:
     meta device, and the weight files' headers (names and shapes), never the weights themselves."""
     from transformers import AutoConfig
 
-    from synthloop.config import RecipeError
+    from synthloop.config import RecipeError, error_line
     from synthloop.training.checkpoint import has_checkpoint
     from synthloop.training.preflight import check_causal, meta_model
 
@@ -88,7 +88,7 @@ def checkpoint_problem(out: Path) -> str | None:
     try:
         config = AutoConfig.from_pretrained(str(out), local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
-        return f"its config.json in {out} cannot be read ({first_line(err)})"
+        return f"its config.json in {out} cannot be read ({error_line(err)})"
     try:
         check_causal(str(out), config)
         model = meta_model(config)
@@ -98,7 +98,7 @@ def checkpoint_problem(out: Path) -> str | None:
     try:
         stored = stored_tensors(out)
     except Exception as err:  # a truncated or garbage weight file: safetensors, torch and json all differ
-        return f"its weights in {out} cannot be read ({first_line(err)})"
+        return f"its weights in {out} cannot be read ({error_line(err)})"
     # Parameters, not the state dict: a tied lm_head is the embedding, saved once or not at all.
     expected = {name: tuple(p.shape) for name, p in model.named_parameters()}
     missing = [name for name in expected if stored_shape(stored, name) is None]
@@ -113,10 +113,6 @@ def checkpoint_problem(out: Path) -> str | None:
         shape = stored_shape(stored, name)
         return f"its weights in {out} do not fit its config.json ({name} has shape {shape}, not {expected[name]})"
     return None
-
-
-def first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
 def stored_tensors(out: Path) -> dict[str, tuple[int, ...]]:

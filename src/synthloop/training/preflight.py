@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthloop.config import Recipe, RecipeError
+from synthloop.config import Recipe, RecipeError, error_line
 
 BYTES_PER_PARAMETER = 16  # fp32 weights + gradients + AdamW's two moments
 WEIGHT_FILES = (
@@ -209,7 +209,7 @@ def load_locally(auto: Any, base: str, what: str) -> Any:
     try:
         return auto.from_pretrained(base, local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        reason = error_line(err)
         raise RecipeError(
             f"student.base {base!r}: no usable {what} in a local folder or the local Hugging Face cache ({reason}); "
             "download the model first (huggingface-cli download ...) or give the path of a saved model folder"
@@ -237,7 +237,7 @@ def meta_model(config: Any) -> Any:
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(config)
     except (ValueError, TypeError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        reason = error_line(err)
         raise RecipeError(f"student.base: {type(config).__name__} is not a causal language model ({reason})") from None
 
 
