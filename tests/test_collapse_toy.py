@@ -58,3 +58,31 @@ def test_strategies_parse(text, strategy):
 def test_a_bad_strategy_is_one_line_naming_the_closest(text, message):
     with pytest.raises(StrategyError, match=message):
         parse_strategy(text)
+
+
+def test_synthloop_collapse_writes_a_csv_and_a_markdown_table(tmp_path, capsys):
+    from synthloop.cli.main import main
+
+    out = tmp_path / "lab"
+    args = ["collapse", "--experiment", "gaussian", "--strategies", "replace,accumulate,mix:0.2"]
+    assert main([*args, "--generations", "30", "--seeds", "5", "--out", str(out)]) == 0
+    rows = (out / "results.csv").read_text().splitlines()
+    assert rows[0] == "strategy,generation,mean,std,median,min,max" and len(rows) == 1 + 3 * 31
+    table = (out / "results.md").read_text()
+    assert "| generation | replace | accumulate | mix:0.2 |" in table and "over 5 seeds" in table
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--experiment", "gausian"], "unknown experiment 'gausian'; did you mean 'gaussian'?"),
+        (["--experiment", "linear", "--strategies", "replce"], "did you mean 'replace'"),
+        (["--experiment", "linear", "--generations", "0"], "--generations and --seeds must be at least 1"),
+    ],
+)
+def test_synthloop_collapse_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+    from synthloop.cli.main import main
+
+    assert main(["collapse", *args, "--out", str(tmp_path / "lab")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "lab").exists()

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from synthloop.collapse.strategies import StrategyError
 from synthloop.config import RecipeError, load_curation, load_recipe
 from synthloop.curation.sandbox import SandboxUnavailable
 from synthloop.registry import SKILLS, UnknownNameError
@@ -32,6 +33,7 @@ USER_ERRORS = (
     TeacherUnavailable,
     SandboxUnavailable,
     EmptyOutputError,
+    StrategyError,  # synthloop collapse: an unknown experiment or strategy
     ScoringFailed,  # a judge scorer could not grade enough answers; --resume asks again
     TrainerFailed,  # an external trainer (student.trainer: command) failed; --resume retries the round
 )
@@ -146,6 +148,18 @@ def parser() -> argparse.ArgumentParser:
     merge.add_argument("--out", type=Path, required=True, help="an empty or new folder for the merged model")
     merge.add_argument("--base", help="the base model (default: the one the adapters were trained on)")
     merge.set_defaults(handler=cmd_student_merge)
+
+    collapse = sub.add_parser("collapse", help="the collapse lab: a model fed on its own output, per data strategy")
+    collapse.add_argument("--experiment", required=True, help="gaussian or linear")
+    collapse.add_argument(
+        "--strategies",
+        default="replace,accumulate",
+        help="comma-separated: replace, accumulate, mix:F, accumulate-subsample",
+    )
+    collapse.add_argument("--generations", type=int, default=100)
+    collapse.add_argument("--seeds", type=int, default=20)
+    collapse.add_argument("--out", type=Path, required=True, help="folder for results.csv and results.md")
+    collapse.set_defaults(handler=cmd_collapse)
 
     recipe = sub.add_parser("recipe", help="print the default recipe, a starting point for your own")
     recipe.set_defaults(handler=cmd_recipe)
@@ -385,6 +399,16 @@ def cmd_student_merge(args: argparse.Namespace) -> int:
 
     out = merge_round(args.adapters, args.out, args.base)
     print(f"synthloop: merged {args.adapters} into {out} (loads with AutoModelForCausalLM, no PEFT needed)")
+    return 0
+
+
+def cmd_collapse(args: argparse.Namespace) -> int:
+    from synthloop.collapse.lab import run_lab
+
+    strategies = [name for name in args.strategies.split(",") if name.strip()]
+    lines = run_lab(args.experiment, strategies, args.generations, args.seeds, args.out)
+    print("\n".join(lines))
+    print(f"\nsynthloop: wrote {args.out / 'results.csv'} and {args.out / 'results.md'}")
     return 0
 
 
