@@ -71,6 +71,7 @@ def test_synthloop_collapse_writes_a_csv_and_a_markdown_table(tmp_path, capsys):
     table = (out / "results.md").read_text()
     assert "| generation | replace | accumulate | mix:0.2 |" in table and "over 5 seeds" in table
     assert "wrote" in capsys.readouterr().out
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # matplotlib is in the dev extras
 
 
 @pytest.mark.parametrize(

@@ -408,7 +408,7 @@ def cmd_collapse(args: argparse.Namespace) -> int:
     strategies = [name for name in args.strategies.split(",") if name.strip()]
     lines = run_lab(args.experiment, strategies, args.generations, args.seeds, args.out)
     print("\n".join(lines))
-    print(f"\nsynthloop: wrote {args.out / 'results.csv'} and {args.out / 'results.md'}")
+    print(f"\nsynthloop: wrote {args.out / 'results.csv'}, results.md and (with matplotlib) results.png")
     return 0
 
 

@@ -1,5 +1,6 @@
 """`synthloop collapse`: run an experiment under several strategies over generations and seeds, and write
-the metric per generation and strategy (mean and spread) as `results.csv` and `results.md`."""
+the metric per generation and strategy (mean and spread) as `results.csv` and `results.md`, and as
+`results.png` where matplotlib is installed (`pip install 'synthloop[lab]'`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from synthloop.collapse.strategies import Strategy, StrategyError, parse_strategy
 from synthloop.collapse.toy import gaussian, linear, linear_accumulate_bound, linear_error_per_fit
-from synthloop.storage.atomic import write_text
+from synthloop.storage.atomic import atomic_write, write_text
 
 Experiment = Callable[[Strategy, int, int], np.ndarray]
 EXPERIMENTS: dict[str, tuple[Experiment, str]] = {  # name -> (run, what its metric is)
@@ -38,7 +39,35 @@ def run_lab(experiment: str, strategies: list[str], generations: int, seeds: int
     write_text(out / "results.csv", table_csv(curves))
     lines = markdown(experiment, metric, curves, seeds)
     write_text(out / "results.md", "\n".join(lines) + "\n")
+    if not write_plot(experiment, metric, curves, out / "results.png"):
+        lines += ["", "(no results.png: matplotlib is not installed; pip install 'synthloop[lab]')"]
     return lines
+
+
+def write_plot(experiment: str, metric: str, curves: dict[str, np.ndarray], path: Path) -> bool:
+    """The median over seeds per generation, a band from the 10th to the 90th percentile; False without
+    matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for name, values in curves.items():
+        generations = np.arange(len(values))
+        axes.plot(generations, np.median(values, axis=1), label=name)
+        low, high = np.percentile(values, [10, 90], axis=1)
+        axes.fill_between(generations, low, high, alpha=0.2)
+    if len(next(iter(curves.values()))) > 50:
+        axes.set_xscale("symlog")
+    axes.set(xlabel="generation", ylabel=metric, title=f"collapse lab: {experiment}")
+    axes.legend()
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    plt.close(figure)
+    return True
 
 
 def table_csv(curves: dict[str, np.ndarray]) -> str:
