@@ -23,8 +23,8 @@ from pydantic import ValidationError
 from synthloop.config import RecipeError, ScorerConfig, describe, first_error, load_recipe, read_yaml_file
 from synthloop.curation.audit import StageAudit, label_value, rewritten
 from synthloop.registry import SCORERS, SKILLS
-from synthloop.scoring.base import Scorer
-from synthloop.scoring.item import Score, TaskItem, refuse_unscored
+from synthloop.scoring.base import Scorer, score_by_category
+from synthloop.scoring.item import Score, TaskItem
 from synthloop.sources.dataset import has_category, task_item
 from synthloop.storage.input_files import OVERSIZE, InputFileError, read_rows
 
@@ -65,7 +65,7 @@ def check_references(scorer: Scorer, rows: list[ScorerRow]) -> None:
 
 
 def audit_scorer(scorer: Scorer, rows: list[ScorerRow]) -> StageAudit:
-    scores = score_by_category(scorer, rows)
+    scores = score_rows(scorer, rows)
     result = StageAudit(f"scorer {scorer.name}", len(rows), 0, len(rows))
     for row, score in zip(rows, scores, strict=True):
         marked_wrong = score.value < 1.0
@@ -96,17 +96,9 @@ def audit_scorer(scorer: Scorer, rows: list[ScorerRow]) -> StageAudit:
     return result
 
 
-def score_by_category(scorer: Scorer, rows: list[ScorerRow]) -> list[Score]:
-    """Batched per category, as a task source scores (code and judge scorers run a batch together)."""
-    scores: list[Score | None] = [None] * len(rows)
-    groups: dict[str, list[int]] = {}
-    for index, row in enumerate(rows):
-        groups.setdefault(row.item.category, []).append(index)
-    for indices in groups.values():
-        got = scorer.score([rows[i].output for i in indices], [rows[i].item for i in indices])
-        for i, score in zip(indices, got, strict=True):
-            scores[i] = score
-    return refuse_unscored(scores)  # type: ignore[arg-type]  # an audit of a judge that did not answer is none
+def score_rows(scorer: Scorer, rows: list[ScorerRow]) -> list[Score]:
+    """As a task source scores: a batch per category; an audit of a judge that did not answer is none."""
+    return score_by_category([row.output for row in rows], [row.item for row in rows], lambda _: scorer)
 
 
 def scorer_config(name: str, recipe: str | Path | None) -> ScorerConfig:

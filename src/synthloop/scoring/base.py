@@ -3,10 +3,10 @@ reply (a hedge or a negation scores 0 with the reason), then compare it with the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from synthloop.scoring.item import Score, TaskItem
+from synthloop.scoring.item import Score, TaskItem, refuse_unscored
 from synthloop.skills.final_answer import find_final_answer
 
 
@@ -20,6 +20,22 @@ class Scorer(Protocol):
     def check_reference(self, item: TaskItem) -> str | None:
         """Why this scorer cannot use the item's reference (said with the file and line at load), or None."""
         ...
+
+
+def score_by_category(
+    outputs: Sequence[str], items: Sequence[TaskItem], scorer_of: Callable[[str], Scorer]
+) -> list[Score]:
+    """Scores in order, each category's items scored in one batch (code and judge scorers run a batch
+    together); more than a tenth unscored stops here (`refuse_unscored`): a judge down is not a weak student."""
+    scores: list[Score | None] = [None] * len(items)
+    by_category: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        by_category.setdefault(item.category, []).append(index)
+    for category, indices in by_category.items():
+        got = scorer_of(category).score([outputs[i] for i in indices], [items[i] for i in indices])
+        for i, score in zip(indices, got, strict=True):
+            scores[i] = score
+    return refuse_unscored(scores)  # type: ignore[arg-type]  # every index was filled
 
 
 class AnswerScorer:

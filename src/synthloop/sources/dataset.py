@@ -21,8 +21,8 @@ from typing import Any
 from synthloop.config import DatasetTaskConfig, RecipeError, ScorerConfig, error_line
 from synthloop.curation.decontaminate import NgramIndex
 from synthloop.records import content_id
-from synthloop.scoring.base import Scorer
-from synthloop.scoring.item import Score, TaskItem, refuse_unscored
+from synthloop.scoring.base import Scorer, score_by_category
+from synthloop.scoring.item import Score, TaskItem
 from synthloop.storage.input_files import MAX_FIELD_BYTES, OVERSIZE, InputFileError, read_rows
 
 ONE_CATEGORY = "all"  # the category of every item when the eval file has no category column
@@ -55,16 +55,7 @@ class DatasetSource:
         return grouped
 
     def score(self, outputs: Sequence[str], items: Sequence[TaskItem]) -> list[Score]:
-        """Batched per category (code and judge scorers run a category's items together)."""
-        scores: list[Score | None] = [None] * len(items)
-        by_category: dict[str, list[int]] = {}
-        for index, item in enumerate(items):
-            by_category.setdefault(item.category, []).append(index)
-        for category, indices in by_category.items():
-            got = self.scorers[category].score([outputs[i] for i in indices], [items[i] for i in indices])
-            for i, score in zip(indices, got, strict=True):
-                scores[i] = score
-        return refuse_unscored(scores)  # type: ignore[arg-type]  # a judge down is not a weak student
+        return score_by_category(outputs, items, self.scorers.__getitem__)
 
 
 def load_dataset_source(cfg: DatasetTaskConfig, make_scorer: MakeScorer, seed: int) -> DatasetSource:
