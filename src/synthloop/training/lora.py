@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from synthloop.config import LoraConfig
+from synthloop.storage.atomic import replace_dir
 from synthloop.storage.input_files import InputFileError
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -115,16 +115,9 @@ def merge_round(adapters: Path, out: Path, base: str | None = None) -> Path:
             f"the base these adapters were trained on, {base}, is gone (a scratch student's base lives only "
             "during its round: set student.lora.merge: true to keep merged weights); pass --base"
         )
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     try:
-        merge_adapters(adapters, partial, base)
+        replace_dir(out, lambda tmp: merge_adapters(adapters, tmp, base))
     except OSError as err:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise InputFileError(
-            f"cannot load the base model {base} ({err}); pass --base a local folder or cached id"
-        ) from None
-    if out.exists():
-        out.rmdir()
-    partial.rename(out)
+        message = f"cannot load the base model {base} ({err}); pass --base a local folder or cached id"
+        raise InputFileError(message) from None
     return out
