@@ -7,8 +7,7 @@ or above `threshold` is 1.0, below it 0.0; the judge's reason is the detail. A r
 unusable after the repair, or a call that fails after the engine's retries, scores 0 with the reason and
 is marked unscored (counted in eval.json and the log). When more than a tenth of a round's answers are
 unscored, the task source stops the run instead (`refuse_unscored`): `--resume` asks the judge again for
-those only. A
-refused key stops it too (one line naming `task.scorer.judge.teacher`), since every
+those only. A refused key stops it too (one line naming `task.scorer.judge.teacher`), since every
 later call would fail the same way, and so does a budget cap of the judge's (`BudgetExhausted`: the run
 stops cleanly and resumes without paying again), since unscored answers would read as wrong ones."""
 

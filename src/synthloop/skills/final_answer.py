@@ -118,7 +118,7 @@ def find_final_answer(text: str, exempt: Iterable[str] = ()) -> FinalAnswer:
         return checked(unwrap(bold[-1]), "bold", exempted)
     stated = STATED.match(last)
     if stated:  # in words, only a plain value is taken: "I got 966 wrong" and "the sum is unknown" are not
-        raw = CLAUSE_END.split(SENTENCE_END.split(stated.group(1), 1)[0], 1)[0].strip()
+        raw = first_clause(stated.group(1)).strip()
         value = unwrap(raw)
         found = checked(value, "stated", exempted)
         if found.value is None or states_a_value(found.value, formatted=value != raw.rstrip(".")):
@@ -149,7 +149,7 @@ def last_marked(text: str) -> tuple[str, str, str] | None:
             rest = text[m.end() :].lstrip("\n")
             next_line = rest.split("\n", 1)[0]
             raw, end = next_line, m.end() + len(text[m.end() :]) - len(rest) + len(next_line)
-        found.append((m.start(), end, "phrase", CLAUSE_END.split(SENTENCE_END.split(raw, 1)[0], 1)[0]))
+        found.append((m.start(), end, "phrase", first_clause(raw)))
     for m in IS_THE_ANSWER.finditer(text):
         value = CONNECTIVE.sub("", re.split(r"[:;]\s+", m.group(1))[-1])  # "So, 966 is the answer"
         found.append((m.start(1), m.end(), "phrase", value))
@@ -187,6 +187,11 @@ def boxed_spans(text: str) -> list[tuple[int, int, str]]:
         if close is not None:
             spans.append((m.start(), close + 1, text[m.end() : close]))
     return spans
+
+
+def first_clause(text: str) -> str:
+    """What a phrase states ends with its sentence ("966. Let me check") or clause ("966, which is even")."""
+    return CLAUSE_END.split(SENTENCE_END.split(text, 1)[0], 1)[0]
 
 
 def outer_spans(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
