@@ -23,8 +23,9 @@ def gaussian(strategy: Strategy, generations: int, seeds: int, n: int = 100, see
     """The fitted sigma, shape (generations + 1, seeds). Real data is N(0, 1)."""
     rng = np.random.default_rng(seed)
     real = rng.standard_normal((seeds, n))
-    pool = np.empty((seeds, n * (generations + 1)))  # accumulate-subsample draws from every sample so far
-    pool[:, :n] = real
+    if strategy.kind == "accumulate-subsample":  # draws from every sample so far
+        pool = np.empty((seeds, n * (generations + 1)))
+        pool[:, :n] = real
     total, total_sq, count = real.sum(1), (real**2).sum(1), n  # accumulate fits on running sums
     mu, sigma = real.mean(1), real.std(1, ddof=1)
     sigmas = [sigma]
@@ -68,8 +69,9 @@ def linear(
         return np.einsum("sdr,sr->sd", pinv, y)
 
     real = labels(truth)
-    pool = np.empty((seeds, rows, generations + 1))  # every generation's labels
-    pool[:, :, 0] = real
+    if strategy.kind in ("accumulate", "accumulate-subsample"):  # every generation's labels
+        pool = np.empty((seeds, rows, generations + 1))
+        pool[:, :, 0] = real
     w = fit(real)
     errors = [((w - truth) ** 2).sum(1)]
     for _ in range(generations):
