@@ -16,15 +16,15 @@ THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")  # "1,234": a comma before ex
 def parse_number(text: str) -> Fraction | None:
     """An exact number from `42`, `-3`, `1,234`, `0.75`, `3/4`, `3 / 4`, `1 1/2`, `$5`; None if it is not one.
     Digits are never joined across a space or a misplaced comma: `9 66` and `96,6` are not 966."""
-    stripped = text.strip().rstrip(".")
-    mixed = re.fullmatch(r"([-+]?\d+)\s+(\d+)/(\d+)", THOUSANDS.sub("", stripped))
+    stripped = THOUSANDS.sub("", text.strip().rstrip("."))
+    mixed = re.fullmatch(r"([-+]?\d+)\s+(\d+)/(\d+)", stripped)
     if mixed:
         whole, num, den = (int(g) for g in mixed.groups())
         if den == 0:
             return None
         sign = -1 if whole < 0 else 1
         return whole + sign * Fraction(num, den)
-    cleaned = re.sub(r"^([-+]?)\s*\$\s*", r"\1", THOUSANDS.sub("", stripped))  # "$5", "-$5", "$ 5"
+    cleaned = re.sub(r"^([-+]?)\s*\$\s*", r"\1", stripped)  # "$5", "-$5", "$ 5"
     cleaned = re.sub(r"\s*/\s*", "/", cleaned)
     if not _NUMBER.match(cleaned):
         return None
