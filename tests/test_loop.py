@@ -48,7 +48,11 @@ def test_run_directory_contract(finished_run):
         assert (rdir / "student" / "config.json").exists() and (rdir / "eval.json").exists()
     html = (finished_run / "report.html").read_text()
     assert "Weakness report after round 3" in html
-    assert html.count("<svg") == 3 and "http" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert (
+        html.count("<svg") == 4
+        and "Collapse guards" in html
+        and "http" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    )
 
 
 def test_student_checkpoint_loads_with_plain_transformers(finished_run):

@@ -687,6 +687,56 @@ class EvaluationConfig(Strict):
     )
 
 
+GuardMetric = Literal[
+    "distinct_2_questions",
+    "distinct_3_texts",
+    "compression_ratio",
+    "unique_question_share",
+    "embedding_dispersion",
+    "vendi_score",
+    "golden_loss",
+    "tail_coverage",
+]
+GuardAction = Literal["warn", "raise_golden_ratio", "stop"]
+
+
+class GuardConfig(Strict):
+    metric: GuardMetric = Field(description="a figure of each round's monitor (README \"Collapse guards\")")
+    tolerance: float = Field(
+        gt=0.0,
+        le=100.0,
+        description="relative change from round 1 in the bad direction that triggers the action (0.25: 25%)",
+    )
+    action: GuardAction = Field(
+        "warn", description="warn (log and record), raise_golden_ratio (for the next round) or stop (after this round)"
+    )
+
+
+def default_guards() -> list[GuardConfig]:
+    return [
+        GuardConfig(metric="distinct_3_texts", tolerance=0.3, action="warn"),
+        GuardConfig(metric="embedding_dispersion", tolerance=0.3, action="warn"),
+        GuardConfig(metric="golden_loss", tolerance=0.25, action="raise_golden_ratio"),
+        GuardConfig(metric="tail_coverage", tolerance=0.5, action="warn"),
+    ]
+
+
+class MonitorConfig(Strict):
+    embeddings: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="embedding dispersion and Vendi score with the offline MiniLM: auto (where synthloop[semantic] "
+        "is installed), on (required), off",
+    )
+    drift_rows: StrictInt = Field(
+        100, ge=0, le=100_000, description="golden rows held out of training to measure drift on (0: no drift figures)"
+    )
+    guards: list[GuardConfig] = Field(default_factory=default_guards, max_length=64)
+    golden_ratio_step: float = Field(
+        0.1, gt=0.0, le=0.9, description="raise_golden_ratio: how much the next round's grounding.ratio rises"
+    )
+    max_golden_ratio: float = Field(0.8, gt=0.0, lt=1.0, description="raise_golden_ratio never goes above this")
+
+
 class AllocationConfig(Strict):
     policy: Literal["uniform", "proportional_to_error"] = Field(
         "proportional_to_error", description="how the next round's budget follows the weakness report"
@@ -806,6 +856,9 @@ class Recipe(Strict):
     student: StudentConfig = StudentConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     allocation: AllocationConfig = AllocationConfig()
+    monitor: MonitorConfig = Field(
+        MonitorConfig(), description="collapse guards: diversity, drift and tail figures per round, and their actions"
+    )
 
     @field_validator("skills")
     @classmethod

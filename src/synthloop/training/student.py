@@ -2,6 +2,7 @@
 
     train_round(recipe, rows, previous, tokenizer_dir, work, out, seed) -> train_stats
     answer(checkpoint, questions, recipe) -> outputs
+    completion_loss(checkpoint, rows, recipe) -> mean token loss   (drift on held-out golden rows)
     conversation(question, reasoning, answer) -> messages     (the train shards' `messages` column)
     student_format(recipe) -> "chat_template" | "plain"       (for the manifest)
 
@@ -35,6 +36,8 @@ from synthloop.training.format import (
 )
 from synthloop.training.lora import is_adapter
 from synthloop.training.packing import (
+    IGNORE,
+    collate,
     encode_rows,
     pack,
     packing_isolates,
@@ -42,9 +45,17 @@ from synthloop.training.packing import (
 )
 from synthloop.training.resume import FolderCheckpoints, round_digest
 from synthloop.training.tokenizer import train_tokenizer
-from synthloop.training.trainer import TrainResult, TrainSettings, train
+from synthloop.training.trainer import TrainResult, TrainSettings, token_loss_sum, train
 
-__all__ = ["TrainerFailed", "answer", "conversation", "prepare_tokenizer", "student_format", "train_round"]
+__all__ = [
+    "TrainerFailed",
+    "answer",
+    "completion_loss",
+    "conversation",
+    "prepare_tokenizer",
+    "student_format",
+    "train_round",
+]
 
 Log = Callable[[str], None]
 
@@ -206,6 +217,25 @@ def answer(checkpoint: Path, questions: list[str], recipe: Recipe) -> list[str]:
             return vllm_answers(s.base, tokenizer, prompts, e.max_new_tokens, str(checkpoint), rank)
     model, _ = ckpt.eval_student(checkpoint, recipe, device, dtype)
     return generate_ids(model, tokenizer, prompts, e.max_new_tokens, e.batch_size)
+
+
+@torch.inference_mode()
+def completion_loss(checkpoint: Path, rows: list[Record], recipe: Recipe) -> float | None:
+    """The student's mean next-token loss on the rows' reference completions, in its own format (the
+    golden drift figure: it rises as the student moves away from the real data). None for no rows."""
+    if not rows:
+        return None
+    s = recipe.student
+    device = resolve_device(s.device)
+    model, tokenizer = ckpt.eval_student(Path(checkpoint), recipe, device, resolve_dtype(s.dtype, device))
+    fmt = format_of(tokenizer, s.chat_template)
+    examples = encode_rows(tokenizer, fmt, [(r.question, r.reasoning, r.answer, r.kind) for r in rows], s.train.max_len)
+    total, count = 0.0, 0
+    for start in range(0, len(examples), 32):
+        ids, labels = (t.to(device) for t in collate(examples[start : start + 32], tokenizer.pad_token_id))
+        total += float(token_loss_sum(model, [ids, labels]))
+        count += int((labels[:, 1:] != IGNORE).sum())
+    return total / count if count else None
 
 
 def prepare_tokenizer(path: Path, recipe: Recipe, corpus: list[str]) -> None:
