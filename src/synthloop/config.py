@@ -231,10 +231,31 @@ class TransformersTeacherConfig(EngineFields):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
+FirstRoundTeacher = Annotated[
+    Annotated[OracleTeacherConfig, Tag("oracle")]
+    | Annotated[OpenAITeacherConfig, Tag("openai")]
+    | Annotated[TransformersTeacherConfig, Tag("transformers")],
+    Discriminator(lambda value: teacher_backend(value)),
+]
+
+
+class StudentTeacherConfig(EngineFields):
+    """The student of round N teaches round N+1 (it answers the problems; verification keeps what is right)."""
+
+    backend: Literal["student"]
+    model: Text = Field("student", description="name recorded on every row, with the round of the student")
+    first_round: FirstRoundTeacher = Field(
+        default_factory=lambda: TransformersTeacherConfig(backend="transformers", model="builtin:classroom-teacher"),
+        description="who teaches round 1, before there is a student: any other teacher (default the built-in one)",
+    )
+    batch_size: StrictInt = Field(64, ge=1, le=65_536, description="requests the student generates together")
+
+
 TEACHER_CONFIGS: dict[str, type[EngineFields]] = {
     "oracle": OracleTeacherConfig,
     "openai": OpenAITeacherConfig,
     "transformers": TransformersTeacherConfig,
+    "student": StudentTeacherConfig,
 }
 
 
@@ -251,7 +272,8 @@ def teacher_backend(value: Any) -> str | None:
 TeacherConfig = Annotated[
     Annotated[OracleTeacherConfig, Tag("oracle")]
     | Annotated[OpenAITeacherConfig, Tag("openai")]
-    | Annotated[TransformersTeacherConfig, Tag("transformers")],
+    | Annotated[TransformersTeacherConfig, Tag("transformers")]
+    | Annotated[StudentTeacherConfig, Tag("student")],
     Discriminator(teacher_backend),
 ]
 
@@ -701,7 +723,7 @@ GuardAction = Literal["warn", "raise_golden_ratio", "stop"]
 
 
 class GuardConfig(Strict):
-    metric: GuardMetric = Field(description="a figure of each round's monitor (README \"Collapse guards\")")
+    metric: GuardMetric = Field(description='a figure of each round\'s monitor (README "Collapse guards")')
     tolerance: float = Field(
         gt=0.0,
         le=100.0,
@@ -875,6 +897,11 @@ class Recipe(Strict):
             raise ValueError(
                 "generation.prompt_tasks: only for a dataset task (task: {type: dataset, ...}); the built-in skills "
                 "are solved directly (run prompt tasks on their own with synthloop generate)"
+            )
+        if self.task.type == "dataset" and self.teacher.backend == "student":
+            raise ValueError(
+                "teacher: backend student answers problems but does not write them, and a dataset task's rounds need "
+                "new problems written; use backend student with task skills, or another teacher here"
             )
         if self.task.type == "dataset":
             if self.skills:

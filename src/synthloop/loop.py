@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from synthloop.config import Recipe, RecipeError
+from synthloop.config import Recipe, RecipeError, StudentTeacherConfig
 from synthloop.curation.base import run_stages
 from synthloop.curation.decontaminate import Decontaminate
 from synthloop.curation.pipeline import Context, build_stages, preflight, reject_counts, stage_counts
@@ -219,6 +219,9 @@ def run_round(loop: Loop, number: int, retry_failed: bool = True) -> None:
     # 1. Plan: round 1 spreads the budget evenly; later rounds follow the previous weakness report.
     plan = plan_round(loop, number, rdir)
     loop.log(f"round {number}: plan {plan['counts']}")
+    if isinstance(loop.recipe.teacher, StudentTeacherConfig) and number > 1:
+        loop.engine.teacher = round_student_teacher(loop, number)
+        loop.log(f"round {number}: the teacher is round {number - 1}'s student ({loop.engine.teacher.model})")
     # 2. Generate: a skill's problems are solved directly; a dataset task's weak categories first get new
     # problems written for them, then solved (identical prompts and cached answers cost nothing).
     stats = generate_step(loop, number, rdir, plan, retry_failed)
@@ -644,6 +647,16 @@ def evaluate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         report["seconds"] = round(time.perf_counter() - start, 3)
         write_json(path, {**report, INPUTS: inputs})
     return read_json(path)
+
+
+def round_student_teacher(loop: Loop, number: int) -> Teacher:
+    """Round `number - 1`'s student as the teacher, named by the digest of what it was trained from."""
+    from synthloop.teachers.student_teacher import StudentTeacher
+
+    previous = loop.run.round(number - 1) / "student"
+    made_from = str(read_json_or_empty(previous / MARKER).get(INPUTS, ""))[:12]
+    name = f"{loop.recipe.teacher.model}:round-{number - 1}:{made_from}"
+    return StudentTeacher(previous, loop.recipe, name, loop.recipe.teacher.batch_size)
 
 
 def golden_ratio(loop: Loop, number: int) -> float:

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 
-from synthloop.config import EngineFields, OpenAITeacherConfig, OracleTeacherConfig, TransformersTeacherConfig
+from synthloop.config import (
+    EngineFields,
+    OpenAITeacherConfig,
+    OracleTeacherConfig,
+    StudentTeacherConfig,
+    TransformersTeacherConfig,
+)
 from synthloop.registry import TEACHERS
 from synthloop.teachers.base import Teacher
 from synthloop.teachers.engine import EngineSettings, Prices
 
 
 def make_teacher(cfg: EngineFields, seed: int = 0) -> Teacher:
-    """The backend named by `cfg.backend`; raises `TeacherUnavailable` for a key variable that is not set."""
+    """The backend named by `cfg.backend`; raises `TeacherUnavailable` for a key variable that is not set.
+    A student teacher starts as its `first_round` teacher: the loop swaps in each round's student."""
+    if isinstance(cfg, StudentTeacherConfig):
+        return make_teacher(cfg.first_round, seed)
     backend = TEACHERS.get(cfg.backend)
     if isinstance(cfg, OracleTeacherConfig):
         return backend(model=cfg.model, noise=cfg.noise, seed=seed)

@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 
+from synthloop.config import error_line
 from synthloop.teachers.base import Teacher, TeacherError, TeacherRequest, TeacherResponse, TeacherUnavailable
+from synthloop.teachers.checkpoints import builtin_names, resolve_model, teacher_checkpoint_problem
 from synthloop.teachers.openai_http import render_prompt
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -37,14 +39,26 @@ class TransformersTeacher(Teacher):
 
         self.model, self.batch_size, self.device = model, batch_size, pick_device(device)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            path = resolve_model(model)
+        except ValueError as err:
+            raise TeacherUnavailable(f"teacher.model: {err}") from None
+        problem = teacher_checkpoint_problem(path)
+        if problem:
+            raise TeacherUnavailable(f"cannot load teacher model: {problem}")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             torch_dtype = DTYPES.get(dtype, "auto")
-            self.lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype).to(self.device).eval()
+            self.lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
+            self.lm = self.lm.to(self.device).eval()
         except (OSError, ValueError) as err:
             raise TeacherUnavailable(
-                f"cannot load teacher model {model!r} ({err}); give a local path or a model already in the "
-                "Hugging Face cache"
+                f"cannot load teacher model {model!r} ({error_line(err)}); give a local folder, a model already in "
+                f"the Hugging Face cache, or {builtin_names()}"
             ) from None
+        self.start_queue()
+
+    def start_queue(self) -> None:
+        """Left padding for batched generation, and the queue requests wait in to be batched."""
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -104,19 +118,31 @@ class TransformersTeacher(Teacher):
             return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return render_prompt(request)
 
+    def max_positions(self) -> int:
+        config = self.lm.config
+        for name in ("n_positions", "max_position_embeddings"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return 1 << 30
+
     @torch.inference_mode()
     def _generate(self, requests: list[TeacherRequest]) -> list[Any]:
         sampling = requests[0].sampling
         inputs = self.tokenizer(
             [self.prompt(r) for r in requests], return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.device)
-        kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_tokens, "num_return_sequences": sampling.n}
+        width = inputs["input_ids"].shape[1]
+        room = self.max_positions() - width  # a model with learned positions cannot go past its last one
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max(1, min(sampling.max_tokens, room)),
+            "num_return_sequences": sampling.n,
+        }
         if sampling.temperature > 0:
             kwargs |= {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
         else:
             kwargs |= {"do_sample": False}
         out = self.lm.generate(**inputs, **kwargs, pad_token_id=self.tokenizer.pad_token_id)
-        width = inputs["input_ids"].shape[1]
         new = out[:, width:]
         results = []
         for i in range(len(requests)):

@@ -1,0 +1,69 @@
+"""Which model folder a `transformers` (or `student`) teacher loads, and why a folder cannot be one.
+
+`builtin:classroom-teacher` names the small teacher shipped inside the package (synthloop/teachers/
+classroom/model, trained by `python -m synthloop.teachers.classroom.train`). A local folder is checked
+before anything loads it: it must exist, hold a causal LM whose weights fit its config (safetensors
+headers are read, never the weights), and have a chat template, since a teacher is sent conversations.
+A name that is not a local path is a Hub id looked up in the local cache only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BUILTIN = {"classroom-teacher": Path(__file__).parent / "classroom" / "model"}
+PREFIX = "builtin:"
+
+
+def resolve_model(model: str) -> str:
+    """The folder or Hub id to load for a recipe's `teacher.model`."""
+    if model.startswith(PREFIX):
+        name = model[len(PREFIX) :]
+        if name not in BUILTIN:
+            raise ValueError(f"unknown built-in model {model!r}; the built-in models are: {builtin_names()}")
+        return str(BUILTIN[name])
+    return model
+
+
+def builtin_names() -> str:
+    return ", ".join(PREFIX + name for name in BUILTIN)
+
+
+def looks_like_path(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or Path(model).expanduser().exists() or model.count("/") > 1
+
+
+def has_chat_template(folder: Path) -> bool:
+    import json
+
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and bool(config.get("chat_template"))
+
+
+def teacher_checkpoint_problem(model: str) -> str | None:
+    """Why the local folder `model` cannot be loaded as a teacher, or None (also None for a Hub id)."""
+    from synthloop.training.checkpoint import has_checkpoint
+    from synthloop.training.command import checkpoint_problem
+
+    if not looks_like_path(model):
+        return None
+    folder = Path(model).expanduser()
+    if not folder.exists():
+        return f"{model} does not exist"
+    if not folder.is_dir():
+        return f"{model} is a file; give the folder that save_pretrained wrote (config.json, weights, tokenizer)"
+    if not has_checkpoint(folder):
+        return f"{model} holds no Hugging Face checkpoint (config.json and model.safetensors or pytorch_model.bin)"
+    problem = checkpoint_problem(folder)
+    if problem:
+        return problem.removeprefix("its ")
+    if not has_chat_template(folder):
+        return (
+            f"{model} has no chat template, and a teacher is sent conversations (system and user turns): use an "
+            "instruct or chat checkpoint, or add a chat_template to its tokenizer_config.json"
+        )
+    return None
