@@ -39,7 +39,14 @@ def test_subsampling_the_pool_sits_between_replace_and_accumulate():
 
 @pytest.mark.parametrize(
     ("text", "strategy"),
-    [("replace", Strategy("replace")), ("mix:0.25", Strategy("mix", 0.25)), (" accumulate ", Strategy("accumulate"))],
+    [
+        ("replace", Strategy("replace")),
+        ("mix:0.25", Strategy("mix", 0.25)),
+        (" accumulate ", Strategy("accumulate")),
+        ("verify", Strategy("replace", verify=True)),
+        ("verify+accumulate", Strategy("accumulate", verify=True)),
+        ("verify+mix:0.5", Strategy("mix", 0.5, verify=True)),
+    ],
 )
 def test_strategies_parse(text, strategy):
     assert parse_strategy(text) == strategy
@@ -53,6 +60,8 @@ def test_strategies_parse(text, strategy):
         ("mix:abc", r"mix:F needs F"),
         ("mix:1.5", r"mix:F needs F"),
         ("collapse", "unknown strategy 'collapse'"),
+        ("verify+verify", "verify appears twice"),
+        ("verify+acumulate", "did you mean 'accumulate'"),
     ],
 )
 def test_a_bad_strategy_is_one_line_naming_the_closest(text, message):
@@ -67,7 +76,7 @@ def test_synthloop_collapse_writes_a_csv_and_a_markdown_table(tmp_path, capsys):
     args = ["collapse", "--experiment", "gaussian", "--strategies", "replace,accumulate,mix:0.2"]
     assert main([*args, "--generations", "30", "--seeds", "5", "--out", str(out)]) == 0
     rows = (out / "results.csv").read_text().splitlines()
-    assert rows[0] == "strategy,generation,mean,std,median,min,max" and len(rows) == 1 + 3 * 31
+    assert rows[0] == "metric,strategy,generation,mean,std,median,min,max" and len(rows) == 1 + 3 * 31
     table = (out / "results.md").read_text()
     assert "| generation | replace | accumulate | mix:0.2 |" in table and "over 5 seeds" in table
     assert "wrote" in capsys.readouterr().out
@@ -80,6 +89,8 @@ def test_synthloop_collapse_writes_a_csv_and_a_markdown_table(tmp_path, capsys):
         (["--experiment", "gausian"], "unknown experiment 'gausian'; did you mean 'gaussian'?"),
         (["--experiment", "linear", "--strategies", "replce"], "did you mean 'replace'"),
         (["--experiment", "linear", "--generations", "0"], "--generations and --seeds must be at least 1"),
+        (["--experiment", "gaussian", "--strategies", "verify+accumulate"], "has no verifier"),
+        (["--experiment", "linear", "--corpus", "x.txt"], "--corpus is for the text experiment"),
     ],
 )
 def test_synthloop_collapse_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):

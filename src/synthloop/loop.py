@@ -23,7 +23,14 @@ import torch
 from synthloop.config import Recipe, RecipeError, StudentTeacherConfig
 from synthloop.curation.base import run_stages
 from synthloop.curation.decontaminate import Decontaminate
-from synthloop.curation.pipeline import Context, build_stages, preflight, reject_counts, stage_counts
+from synthloop.curation.pipeline import (
+    Context,
+    build_stages,
+    mistakes_per_category,
+    preflight,
+    reject_counts,
+    stage_counts,
+)
 from synthloop.evaluation.allocate import allocate, counts_from_shares, weakness_report
 from synthloop.evaluation.evaluate import score_report
 from synthloop.grounding.golden import embedded_golden, load_golden_file, task_golden
@@ -558,6 +565,7 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         "kept_per_category": per_category,
         **kept_counts(groups, kept, per_category),  # kept_per_task, unverified_per_task
         "rejected": reject_counts(rows),
+        **mistakes_per_category(rows),
         **stage_counts(stages),
         "seconds": round(time.perf_counter() - start, 3),
     }
@@ -745,7 +753,14 @@ TRAIN_FIGURES = (  # what train_stats.json says that metrics.json repeats (None 
     "steps", "tokens", "tokens_per_second", "first_loss", "final_loss",
     "trainer", "device", "dtype", "format", "lora", "trainable_parameters",
 )  # fmt: skip
-CURATION_FINDINGS = ("pii", "quality_rules", "pairwise", "abstained")  # what stages count besides verdicts
+CURATION_FINDINGS = (
+    "pii",
+    "quality_rules",
+    "pairwise",
+    "abstained",
+    "mistakes_per_category",
+    "mistake_examples",
+)  # what stages count besides verdicts
 
 
 def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:

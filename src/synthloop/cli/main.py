@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from synthloop.collapse.strategies import StrategyError
+from synthloop.collapse.strategies import CorpusError, StrategyError
 from synthloop.config import RecipeError, load_curation, load_recipe
 from synthloop.curation.sandbox import SandboxUnavailable
 from synthloop.registry import SKILLS, UnknownNameError
@@ -34,6 +34,7 @@ USER_ERRORS = (
     SandboxUnavailable,
     EmptyOutputError,
     StrategyError,  # synthloop collapse: an unknown experiment or strategy
+    CorpusError,  # synthloop collapse --corpus: empty, binary, too small
     ScoringFailed,  # a judge scorer could not grade enough answers; --resume asks again
     TrainerFailed,  # an external trainer (student.trainer: command) failed; --resume retries the round
 )
@@ -150,15 +151,18 @@ def parser() -> argparse.ArgumentParser:
     merge.set_defaults(handler=cmd_student_merge)
 
     collapse = sub.add_parser("collapse", help="the collapse lab: a model fed on its own output, per data strategy")
-    collapse.add_argument("--experiment", required=True, help="gaussian or linear")
+    collapse.add_argument(
+        "--experiment", required=True, help="gaussian, linear, skills, text, or all (each in OUT/NAME)"
+    )
     collapse.add_argument(
         "--strategies",
-        default="replace,accumulate",
-        help="comma-separated: replace, accumulate, mix:F, accumulate-subsample",
+        help="comma-separated: replace, accumulate, mix:F, accumulate-subsample, and verify+ any of them (skills, "
+        "text); default: replace,accumulate (and verify+accumulate for skills and text)",
     )
-    collapse.add_argument("--generations", type=int, default=100)
-    collapse.add_argument("--seeds", type=int, default=20)
-    collapse.add_argument("--out", type=Path, required=True, help="folder for results.csv and results.md")
+    collapse.add_argument("--generations", type=int, help="default: 1000 gaussian, 50 linear, 5 skills and text")
+    collapse.add_argument("--seeds", type=int, help="default: 50 gaussian and linear, 1 skills and text")
+    collapse.add_argument("--corpus", type=Path, help="text: UTF-8, documents separated by blank lines or one per line")
+    collapse.add_argument("--out", type=Path, required=True, help="folder for results.csv, results.md, results.png")
     collapse.set_defaults(handler=cmd_collapse)
 
     recipe = sub.add_parser("recipe", help="print the default recipe, a starting point for your own")
@@ -405,8 +409,8 @@ def cmd_student_merge(args: argparse.Namespace) -> int:
 def cmd_collapse(args: argparse.Namespace) -> int:
     from synthloop.collapse.lab import run_lab
 
-    strategies = [name for name in args.strategies.split(",") if name.strip()]
-    lines = run_lab(args.experiment, strategies, args.generations, args.seeds, args.out)
+    strategies = [name for name in args.strategies.split(",") if name.strip()] if args.strategies else None
+    lines = run_lab(args.experiment, strategies, args.generations, args.seeds, args.out, args.corpus)
     print("\n".join(lines))
     print(f"\nsynthloop: wrote {args.out / 'results.csv'}, results.md and (with matplotlib) results.png")
     return 0

@@ -181,6 +181,32 @@ def reject_counts(rows: list[Record]) -> dict[str, int]:
     return reasons
 
 
+TEACHER_MISTAKES = ("wrong_answer", "parse_error")  # the teacher's own errors, as verification found them
+
+
+def mistakes_per_category(rows: list[Record], examples: int = 3) -> dict[str, Any]:
+    """Rows rejected for the teacher's mistakes (a wrong or missing final answer), per category and
+    reason, and the first few of each category as examples: question, the teacher's answer, the reference."""
+    counts: dict[str, dict[str, int]] = {}
+    shown: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.kept or row.reject_reason not in TEACHER_MISTAKES:
+            continue
+        per = counts.setdefault(row.skill, {})
+        per[row.reject_reason] = per.get(row.reject_reason, 0) + 1
+        if len(shown.setdefault(row.skill, [])) < examples:
+            wrote = row.answer if row.answer is not None else " ".join((row.raw_output or "").split())[-80:]
+            shown[row.skill].append(
+                {
+                    "question": row.question[:300],
+                    "teacher": (wrote or "")[:120],
+                    "reference": row.reference_answer,
+                    "reason": row.reject_reason,
+                }
+            )
+    return {"mistakes_per_category": counts, "mistake_examples": shown}
+
+
 def curate_rows(
     cfg: CurationConfig, rows: list[Record], out: Path, context: Context, shard_size: int = 1000
 ) -> dict[str, Any]:

@@ -52,6 +52,7 @@ def render(manifest: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
         kept_per_category_table(rounds, skills),
         kept_per_task_table(rounds),
         findings_table(rounds),
+        mistakes_section(rounds, skills),
         guards_section(rounds),
         "<h2>Monitor and timings</h2>",
         monitor_table(rounds),
@@ -158,6 +159,38 @@ def findings_table(rounds: list[dict[str, Any]]) -> str:
         "<table><tr><th>round</th><th>PII found (per kind)</th><th>quality rules broken (rows per rule)</th>"
         "<th>pairwise judge: orders agreed</th><th>rows a verifier could not judge (per stage)</th></tr>"
         f"{''.join(rows)}</table>"
+    )
+
+
+def mistakes_section(rounds: list[dict[str, Any]], skills: list[str]) -> str:
+    """The teacher's mistakes that verification caught, per skill and round, with examples."""
+    found = [r.get("curation", {}).get("mistakes_per_category") for r in rounds]
+    if not any(found):
+        return ""
+    head = "".join(f"<th>round {r['round']}</th>" for r in rounds)
+
+    def cell(per: dict[str, Any] | None, skill: str) -> str:
+        counts = (per or {}).get(skill, {})
+        return f"<td>{escape(', '.join(f'{k}: {v}' for k, v in counts.items()) or '0')}</td>"
+
+    body = "".join(f"<tr><td>{escape(s)}</td>{''.join(cell(per, s) for per in found)}</tr>" for s in skills)
+    examples = rounds[-1].get("curation", {}).get("mistake_examples", {})
+    shown = "".join(
+        f"<tr><td>{escape(skill)}</td><td>{escape(e['question'])}</td><td>{escape(e['teacher'])}</td>"
+        f"<td>{escape(str(e['reference']))}</td><td>{escape(e['reason'])}</td></tr>"
+        for skill, listed in examples.items()
+        for e in listed
+    )
+    return (
+        "<h2>Teacher mistakes caught by verification</h2><p>Rows rejected because the teacher's final answer was "
+        "wrong or missing, per skill: none of them reached training.</p>"
+        f"<table><tr><th>skill</th>{head}</tr>{body}</table>"
+        + (
+            f"<p>Examples from round {rounds[-1]['round']}:</p><table><tr><th>skill</th><th>question</th>"
+            f"<th>teacher wrote</th><th>reference</th><th>reason</th></tr>{shown}</table>"
+            if shown
+            else ""
+        )
     )
 
 

@@ -267,10 +267,76 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     model.to("cpu").save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "training.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "README.md").write_text(model_card(report, argv_line(args)))
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
+def argv_line(args: argparse.Namespace) -> str:
+    defaults = vars(parser().parse_args(["--out", args.out]))
+    changed = [f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v != defaults[k]]
+    return " ".join(["python -m synthloop.teachers.classroom.train --out DIR", *changed])
+
+
+def model_card(report: dict[str, Any], command: str) -> str:
+    """The model card: what it is, what it was trained on, how well it does, and what it cannot do."""
+    evaluation = report["evaluation"]
+    rows = "\n".join(f"| {skill} | {acc:.3f} |" for skill, acc in evaluation["per_skill"].items())
+    shape = report["shape"]
+    return f"""---
+license: apache-2.0
+library_name: transformers
+pipeline_tag: text-generation
+tags: [synthloop, synthetic-data, teacher]
+---
+# classroom-teacher
+
+The small teacher that ships inside synthloop (`teacher: {{backend: transformers, model:
+builtin:classroom-teacher}}`, the default recipe's teacher). A GPT-2-shaped causal LM,
+{report["parameters"]:,} parameters ({shape["layers"]} layers, width {shape["hidden_size"]}, {shape["heads"]} heads, \
+{shape["max_positions"]} positions), with synthloop's tokenizer (byte-level BPE, {shape["vocab_size"]} tokens, \
+digits one per token) and a chat template. It loads offline:
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from synthloop.teachers.checkpoints import resolve_model
+path = resolve_model("builtin:classroom-teacher")
+model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+```
+
+## Training data
+Only synthloop's own skill generators, at difficulty {DIFFICULTY}: {", ".join(SKILL_NAMES)}. Every example is
+drawn fresh from a seed stream far from the ones the loop draws from (the generators' item spaces are
+small at this difficulty, so some questions coincide with the loop's; the loop decontaminates its
+training data against its probes whoever wrote it). Two jobs, in the prompts the loop sends:
+`solve` ({KIND_WEIGHTS["solve"]:.0%} of examples: the generator's step-by-step solution ending in `#### answer`) and
+`write_problems` (a new problem like a given one, or from the category's description, as JSON).
+No human data, no downloaded data.
+
+Reproduce: `{command}` ({report["steps"]} steps of {report["batch_size"]} examples, learning rate
+{report["learning_rate"]}, seed {report["seed"]}; {report["train_seconds"]} s on {report["device"]}). \
+Same seed, steps and device: the same weights.
+
+## Accuracy
+Greedy decoding, in the loop's `solve` prompt, on {evaluation["eval_items_per_skill"]} held-out problems per skill
+(a seed stream training never draws):
+
+| skill | accuracy |
+|---|---|
+{rows}
+| **macro** | **{evaluation["macro"]:.3f}** |
+
+Problems it writes when asked for one like an example: {evaluation["written_valid"]:.0%} valid JSON holding a new
+question.
+
+## Limits
+It is good, not perfect, on purpose: synthloop's verification has real mistakes to catch (the run's
+report counts the rejected rows per skill). It knows nothing outside these five skills at this
+difficulty, writes problems only by imitating the generators' templates, and follows no other
+instruction. Harder difficulties, other skills and free text are out of its reach.
+"""
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder to write the checkpoint to")
     parser.add_argument("--steps", type=int, default=6000)
@@ -286,7 +352,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-every", type=int, default=100)
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--eval-per-skill", type=int, default=200)
-    train(parser.parse_args(argv))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(parser().parse_args(argv))
 
 
 if __name__ == "__main__":

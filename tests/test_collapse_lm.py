@@ -1,0 +1,80 @@
+"""The collapse lab's language-model experiments: `skills` (the student promoted to teacher) and `text`
+(a tiny LM on a human corpus). The runs here are shrunk to seconds; the figures are in bench/RESULTS.md."""
+
+import numpy as np
+import pytest
+
+from synthloop.cli.main import main
+from synthloop.collapse import lm_experiments
+from synthloop.collapse.strategies import CorpusError, parse_strategy
+from synthloop.collapse.tiny_lm import TinyShape
+
+SMALL = TinyShape(hidden_size=16, layers=1, heads=2, vocab_size=300, steps=3, batch_size=4)
+
+
+@pytest.fixture
+def few_rows(monkeypatch):
+    monkeypatch.setattr(lm_experiments, "ROWS", 12)
+    monkeypatch.setattr(lm_experiments, "PROBES", 4)
+
+
+def test_the_default_corpus_is_human_prose_shipped_with_python():
+    documents = lm_experiments.default_corpus()
+    assert len(documents) > 1000 and all(len(d.split()) >= 8 for d in documents)
+    assert any("attribute" in d for d in documents)
+
+
+def test_skills_experiment_measures_accuracy_and_diversity_per_generation(few_rows):
+    figures = lm_experiments.skills(parse_strategy("verify+accumulate"), 2, 1, shape=SMALL)
+    assert set(figures) == {"accuracy", "answer_distinct_2"}
+    for values in figures.values():
+        assert values.shape == (3, 1) and np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()
+
+
+def test_text_experiment_measures_perplexity_diversity_and_rare_mass(few_rows, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(f"document {i} says the {i % 7} quick fox jumped {i} times" for i in range(40)))
+    figures = lm_experiments.text(parse_strategy("replace"), 1, 2, corpus=corpus, shape=SMALL)
+    assert set(figures) == {"perplexity", "distinct_2", "rare_pair_mass"}
+    assert figures["perplexity"].shape == (2, 2) and (figures["perplexity"] > 1).all()
+
+
+def test_training_data_follows_the_strategy():
+    pools = lm_experiments.Pools(real=[([1], 0)] * 4, synthetic=[[([2], 0)] * 4, [([3], 0)] * 4])
+    rng = __import__("random").Random(0)
+    fresh = lambda n: [([9], 0)] * n  # noqa: E731
+    assert lm_experiments.training_data(parse_strategy("replace"), pools, fresh, rng) == [([3], 0)] * 4
+    assert len(lm_experiments.training_data(parse_strategy("accumulate"), pools, fresh, rng)) == 12
+    mixed = lm_experiments.training_data(parse_strategy("mix:0.5"), pools, fresh, rng)
+    assert mixed.count(([9], 0)) == round(0.5 * lm_experiments.ROWS) and ([3], 0) in mixed
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "has no documents"),
+        (b"   \n\n  \n", "has no documents"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00binary", "holds NUL bytes"),
+        (b"caf\xe9 au lait\n" * 30, "is not UTF-8 text (invalid byte at offset 3)"),
+        (b"one document\n\nanother one\n", "has 2 documents; the text experiment needs at least 20"),
+    ],
+)
+def test_a_bad_corpus_is_one_line_and_writes_nothing(tmp_path, capsys, content, message):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(content)
+    out = tmp_path / "lab"
+    assert main(["collapse", "--experiment", "text", "--corpus", str(corpus), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(corpus) in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_missing_corpus_names_the_path(tmp_path):
+    with pytest.raises(CorpusError, match="cannot be read"):
+        lm_experiments.load_corpus(tmp_path / "nope.txt")
+
+
+def test_one_document_per_line_when_there_are_no_blank_lines(tmp_path):
+    corpus = tmp_path / "lines.txt"
+    corpus.write_text("\n".join(f"line {i} of the corpus" for i in range(25)))
+    assert len(lm_experiments.load_corpus(corpus)) == 25
