@@ -148,3 +148,61 @@ def test_guards_act_raise_the_golden_ratio_then_stop_and_resume_stops_again(tmp_
     run_loop(recipe, root, resume=True, log=resumed.append)
     assert any("a guard stopped the run here" in line for line in resumed)
     assert json.loads((root / "manifest.json").read_text())["rounds"] == manifest["rounds"]
+
+
+def test_a_diverged_student_triggers_its_guard_and_a_raise_never_lowers():
+    loss = MonitorConfig(guards=[GuardConfig(metric="golden_loss", tolerance=0.5, action="stop")])
+    decided = guards.apply_guards(
+        loss, [{"golden_loss": 2.0}, {"golden_loss": None, "golden_loss_diverged": True}], 0.2
+    )
+    assert decided["stop"] and decided["checks"][0]["note"] == "not finite: the student diverged"
+    assert "not finite" in guards.guard_lines(2, decided)[0]
+    raise_ = MonitorConfig(
+        guards=[GuardConfig(metric="golden_loss", tolerance=0.1, action="raise_golden_ratio")], max_golden_ratio=0.3
+    )
+    assert guards.apply_guards(raise_, history(1.0, 2.0, metric="golden_loss"), 0.5)["golden_ratio_next"] == 0.5
+
+
+def test_a_guard_that_could_not_raise_the_ratio_is_refused_in_the_recipe():
+    from synthloop.config import RecipeError, validate_recipe
+
+    with pytest.raises(RecipeError, match=r"max_golden_ratio .* must be above grounding.ratio"):
+        validate_recipe(
+            {
+                "name": "x",
+                "skills": {"addition": {"difficulty": 1}},
+                "grounding": {"ratio": 0.5},
+                "monitor": {"max_golden_ratio": 0.3},
+            }
+        )
+    yaml_off = validate_recipe(
+        {"name": "x", "skills": {"addition": {"difficulty": 1}}, "monitor": {"embeddings": False}}
+    )
+    assert yaml_off.monitor.embeddings == "off"  # `embeddings: off` unquoted is YAML false
+
+
+def test_diversity_is_measured_on_the_rounds_own_rows_at_one_sample_size():
+    from synthloop.monitoring.diversity import SAMPLE, diversity
+    from synthloop.records import Record
+
+    def rows(n, round_, start):
+        return [
+            Record(
+                kind="solution",
+                skill="s",
+                question=f"q {i} {i * 7 % 13}",
+                source="synthetic",
+                round=round_,
+                reasoning=f"step {i}",
+                answer=str(i),
+            )
+            for i in range(start, start + n)
+        ]
+
+    first = rows(500, 1, 0)
+    accumulated = first + rows(500, 2, 10_000)
+    assert diversity(accumulated, 2)["distinct_3_texts"] == pytest.approx(
+        diversity(rows(500, 2, 10_000), 2)["distinct_3_texts"]
+    )
+    big = rows(3 * SAMPLE, 1, 0)
+    assert diversity(big, 1)["synthetic_share_of_train"] == 1.0

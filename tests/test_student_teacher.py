@@ -119,3 +119,36 @@ def test_teacher_checkpoint_problems_are_one_line_naming_the_path(tmp_path):
         assert expected in message and str(path) in message and "\n" not in message, (name, message)
     with pytest.raises(TeacherUnavailable, match="the built-in models are: builtin:classroom-teacher"):
         TransformersTeacher("builtin:no-such-teacher")
+
+
+def test_engine_settings_belong_on_the_outer_teacher_and_the_dry_run_counts_round_one_only(tmp_path, capsys):
+    from synthloop.cli.main import main
+
+    base = {"name": "x", "skills": {"addition": {"difficulty": 1}}}
+    first = {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m", "max_cost_usd": 0.01}
+    with pytest.raises(RecipeError, match=r"teacher.first_round.max_cost_usd: set max_cost_usd on teacher itself"):
+        validate_recipe({**base, "teacher": {"backend": "student", "first_round": first}})
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "name: x\nrounds: 3\nskills: {addition: {difficulty: 1}}\n"
+        "teacher: {backend: student, max_cost_usd: 5, first_round: {backend: oracle}}\n"
+    )
+    assert main(["run", str(recipe), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "teacher oracle:skills-reference" in out and "rounds 2 to 3: taught by the previous round's student" in out
+
+
+@pytest.mark.slow
+def test_a_damaged_student_is_one_line_when_it_should_teach(student_taught_run, tmp_path):
+    from synthloop.teachers.base import TeacherUnavailable
+
+    root, recipe, _ = student_taught_run
+    copy = shutil.copytree(root, tmp_path / "copy")
+    weights = copy / "rounds" / "01" / "student" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    (copy / "rounds" / "01" / "student" / "_SUCCESS.json").unlink()  # an old student without a marker is trusted
+    shutil.rmtree(copy / "rounds" / "02")
+    from synthloop.loop import run_loop as run
+
+    with pytest.raises(TeacherUnavailable, match=r"round 1's student in .* cannot be loaded as the teacher"):
+        run(recipe, copy, resume=True, log=lambda line: None)

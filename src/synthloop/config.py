@@ -250,6 +250,17 @@ class StudentTeacherConfig(EngineFields):
     )
     batch_size: StrictInt = Field(64, ge=1, le=65_536, description="requests the student generates together")
 
+    @model_validator(mode="after")
+    def engine_keys_on_the_outside(self) -> StudentTeacherConfig:
+        # One engine serves every round: its limits, prices and caps are this config's, never first_round's.
+        inner = sorted(self.first_round.model_fields_set & set(EngineFields.model_fields))
+        if inner:
+            raise ValueError(
+                f"teacher.first_round.{inner[0]}: set {', '.join(inner)} on teacher itself (backend student); "
+                "concurrency, limits, prices and caps there apply to every round, round 1 included"
+            )
+        return self
+
 
 TEACHER_CONFIGS: dict[str, type[EngineFields]] = {
     "oracle": OracleTeacherConfig,
@@ -744,6 +755,11 @@ def default_guards() -> list[GuardConfig]:
 
 
 class MonitorConfig(Strict):
+    @field_validator("embeddings", mode="before")
+    @classmethod
+    def yaml_booleans(cls, value: Any) -> Any:
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value  # YAML on/off
+
     embeddings: Literal["auto", "on", "off"] = Field(
         "auto",
         description="embedding dispersion and Vendi score with the offline MiniLM: auto (where synthloop[semantic] "
@@ -891,6 +907,12 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def task_needs(self) -> Recipe:
+        raising = any(g.action == "raise_golden_ratio" for g in self.monitor.guards)
+        if raising and self.monitor.max_golden_ratio <= self.grounding.ratio:
+            raise ValueError(
+                f"monitor.max_golden_ratio ({self.monitor.max_golden_ratio}) must be above grounding.ratio "
+                f"({self.grounding.ratio}) for a raise_golden_ratio guard to raise anything"
+            )
         if self.task.type == "skills" and not self.skills:
             raise ValueError("skills: list at least one skill (or set task: {type: dataset, ...} for your own data)")
         if self.task.type == "skills" and self.generation.prompt_tasks:

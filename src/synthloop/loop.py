@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from synthloop.config import Recipe, RecipeError, StudentTeacherConfig
+from synthloop.config import Recipe, RecipeError, StudentTeacherConfig, error_line
 from synthloop.curation.base import run_stages
 from synthloop.curation.decontaminate import Decontaminate
 from synthloop.curation.pipeline import (
@@ -36,7 +36,7 @@ from synthloop.evaluation.evaluate import score_report
 from synthloop.grounding.golden import embedded_golden, load_golden_file, task_golden
 from synthloop.grounding.mix import mix
 from synthloop.monitoring import embeddings
-from synthloop.monitoring.diversity import diversity
+from synthloop.monitoring.diversity import diversity, row_text
 from synthloop.monitoring.drift import tail_coverage
 from synthloop.monitoring.guards import apply_guards, guard_lines
 from synthloop.prompt_rounds import (
@@ -78,7 +78,7 @@ from synthloop.storage.shards import (
     reset,
     write_records,
 )
-from synthloop.teachers.base import SamplingParams, Teacher, TeacherRequest
+from synthloop.teachers.base import SamplingParams, Teacher, TeacherRequest, TeacherUnavailable
 from synthloop.teachers.engine import Engine
 from synthloop.teachers.estimate import estimate
 from synthloop.teachers.factory import check_teacher, engine_settings, make_teacher
@@ -346,9 +346,11 @@ def dry_run(recipe: Recipe, cache_path: Path | None) -> list[str]:
     known = cache_path is not None and cache_path.is_file() and cache_path.stat().st_size > 0
     cache = ResponseCache(cache_path) if known else None  # an empty or missing file: nothing cached, none made
     teacher = recipe.teacher
-    backend = teacher.backend
-    first = estimate(requests, backend, teacher.model, engine_settings(teacher).prices, cache)
-    lines = [f"dry run of {recipe.name!r} with teacher {backend}:{teacher.model}; nothing is sent", "round 1:"]
+    taught_by_student = isinstance(teacher, StudentTeacherConfig)
+    paid = teacher.first_round if taught_by_student else teacher  # the round-1 teacher is the one that can cost
+    backend = paid.backend
+    first = estimate(requests, backend, paid.model, engine_settings(teacher).prices, cache)
+    lines = [f"dry run of {recipe.name!r} with teacher {backend}:{paid.model}; nothing is sent", "round 1:"]
     if isinstance(source, DatasetSource):
         lines[1] = (
             "round 1 (the problem-writing calls"
@@ -357,7 +359,9 @@ def dry_run(recipe: Recipe, cache_path: Path | None) -> list[str]:
             f"{recipe.generation.budget_per_round} calls of {recipe.generation.samples} samples each):"
         )
     lines += [f"  {line}" for line in first.lines()]
-    if recipe.rounds > 1:
+    if recipe.rounds > 1 and taught_by_student:
+        lines.append(f"rounds 2 to {recipe.rounds}: taught by the previous round's student, in this process (no cost)")
+    elif recipe.rounds > 1:
         lines += [f"all {recipe.rounds} rounds (later rounds assumed like round 1):"]
         lines += [f"  {line}" for line in first.scaled(recipe.rounds).lines()]
     judge = recipe.curation.judge
@@ -390,6 +394,8 @@ def plan_inputs(loop: Loop, number: int) -> str:
     made_from = [json.dumps(report["per_skill"], sort_keys=True)]
     if "train_probe" in report:
         made_from.append(json.dumps(report["train_probe"]["wrong"], sort_keys=True))
+    if isinstance(loop.recipe.teacher, StudentTeacherConfig):  # and who teaches it: round N-1's student
+        made_from.append(student_teacher_name(loop, number))
     return digest(made_from)
 
 
@@ -406,7 +412,10 @@ def generation_inputs(plan: dict[str, Any], rdir: Path | None = None, kind: str 
     its problems."""
     if kind == "dataset" and rdir is not None:
         return ids_digest(rdir / "problems")
-    return digest([json.dumps(plan.get("targets", plan.get("counts")), sort_keys=True)])
+    made_from = [json.dumps(plan.get("targets", plan.get("counts")), sort_keys=True)]
+    if "teacher" in plan:  # a student teacher: another student's answers are other rows
+        made_from.append(plan["teacher"])
+    return digest(made_from)
 
 
 def plan_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
@@ -423,6 +432,8 @@ def plan_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         "weakness": weakness_report(previous) if previous else None,
         INPUTS: inputs,
     }
+    if isinstance(loop.recipe.teacher, StudentTeacherConfig) and number > 1:
+        plan["teacher"] = student_teacher_name(loop, number)
     if isinstance(loop.source, DatasetSource):
         failures = report["train_probe"]["wrong"] if report and "train_probe" in report else None
         seed = stream_seed(loop.recipe.seed, f"round-{number}")
@@ -544,7 +555,7 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     reset(curated)
     reset(rejected)
     start = time.perf_counter()
-    probes = [p.question for p in loop.probes]
+    probes = [p.question for p in loop.probes] + [r.question for r in loop.drift]  # held out: the drift rows too
     context = Context(probes, earlier_rows(loop, number), loop.engine.cache, loop.engine.run_id, loop.judge)
     stages = build_stages(loop.recipe.curation, context)
     if loop.recipe.curation.decontaminate is None and loop.source.kind == "dataset":
@@ -611,7 +622,8 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         "synthetic": len(synthetic),
         "golden": len(rows) - len(synthetic),
         "golden_ratio": ratio,
-        "monitor": diversity(rows) | embedding_monitor(loop, number, rows),
+        "monitor": diversity(rows, number, stream_seed(loop.recipe.seed, f"monitor-{number}"))
+        | embedding_monitor(loop, number, rows),
     }
     mark_complete(train_dir, counts, inputs)
     return counts
@@ -657,14 +669,25 @@ def evaluate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     return read_json(path)
 
 
+def student_teacher_name(loop: Loop, number: int) -> str:
+    """`student:round-N:<digest of the checkpoint's files>`: another student's answers are never reused."""
+    previous = loop.run.round(number - 1) / "student"
+    files = file_digests(previous) if previous.is_dir() else {}
+    return f"{loop.recipe.teacher.model}:round-{number - 1}:{digest([json.dumps(files, sort_keys=True)])[:12]}"
+
+
 def round_student_teacher(loop: Loop, number: int) -> Teacher:
-    """Round `number - 1`'s student as the teacher, named by the digest of what it was trained from."""
+    """Round `number - 1`'s student as the teacher; one line if it cannot be loaded."""
     from synthloop.teachers.student_teacher import StudentTeacher
 
     previous = loop.run.round(number - 1) / "student"
-    made_from = str(read_json_or_empty(previous / MARKER).get(INPUTS, ""))[:12]
-    name = f"{loop.recipe.teacher.model}:round-{number - 1}:{made_from}"
-    return StudentTeacher(previous, loop.recipe, name, loop.recipe.teacher.batch_size)
+    try:
+        return StudentTeacher(previous, loop.recipe, student_teacher_name(loop, number), loop.recipe.teacher.batch_size)
+    except Exception as err:
+        raise TeacherUnavailable(
+            f"round {number - 1}'s student in {previous} cannot be loaded as the teacher ({type(err).__name__}: "
+            f"{error_line(err)}); remove that folder and run again with --resume to train it again"
+        ) from None
 
 
 def golden_ratio(loop: Loop, number: int) -> float:
@@ -681,8 +704,8 @@ def embedding_monitor(loop: Loop, number: int, rows: list[Record]) -> dict[str, 
     """Embedding dispersion and Vendi score of the synthetic rows, where the offline MiniLM is installed."""
     if loop.recipe.monitor.embeddings == "off" or not embeddings.available():
         return {}
-    texts = [" ".join(p for p in (r.question, r.reasoning, r.answer) if p) for r in rows if r.source == "synthetic"]
-    return embeddings.embedding_diversity(texts, stream_seed(loop.recipe.seed, f"embed-{number}"))
+    own = [row_text(r) for r in rows if r.source == "synthetic" and r.round == number]  # this round's, as diversity
+    return embeddings.embedding_diversity(own, stream_seed(loop.recipe.seed, f"embed-{number}"))
 
 
 def drift_monitor(loop: Loop, rdir: Path, answers: list[str]) -> dict[str, Any]:
@@ -692,6 +715,8 @@ def drift_monitor(loop: Loop, rdir: Path, answers: list[str]) -> dict[str, Any]:
     loss = student.completion_loss(rdir / "student", loop.drift, loop.recipe)
     completion = [" ".join(p for p in (r.reasoning, r.answer) if p) for r in loop.drift]
     golden_texts = [" ".join(p for p in (r.reasoning, r.answer) if p) for r in [*loop.golden, *loop.drift]]
+    if loss is not None and not math.isfinite(loss):  # a diverged student: JSON has no NaN; the guard sees it
+        return {"golden_loss": None, "golden_loss_diverged": True, "drift_rows": len(loop.drift)}
     return {
         "golden_loss": None if loss is None else round(loss, 4),
         "golden_perplexity": None if loss is None else round(math.exp(min(loss, 50.0)), 3),

@@ -409,7 +409,8 @@ def cmd_student_merge(args: argparse.Namespace) -> int:
 def cmd_collapse(args: argparse.Namespace) -> int:
     from synthloop.collapse.lab import run_lab
 
-    strategies = [name for name in args.strategies.split(",") if name.strip()] if args.strategies else None
+    given = args.strategies
+    strategies = None if given is None else [name for name in given.split(",") if name.strip()]
     lines = run_lab(args.experiment, strategies, args.generations, args.seeds, args.out, args.corpus)
     print("\n".join(lines))
     print(f"\nsynthloop: wrote {args.out / 'results.csv'}, results.md and (with matplotlib) results.png")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         {
             "accuracy": "accuracy on held-out probes (greedy)",
             "answer_distinct_2": "distinct word pairs of sampled answers to the probes",
+            "synthetic_rows": "synthetic rows the generation wrote and kept (with verify: those that passed)",
         },
         5,
         1,
@@ -66,6 +68,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
             "perplexity": "perplexity on held-out human text",
             "distinct_2": "distinct word pairs of 200 samples",
             "rare_pair_mass": "share of sampled word pairs that are rare in the corpus (seen at most twice)",
+            "synthetic_rows": "synthetic documents the generation wrote and kept (with verify: those that passed)",
         },
         5,
         1,
@@ -77,6 +80,93 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
 REPORTED = 12  # generations shown in the Markdown table (the CSV has them all)
 
 
+MAX_CELLS = 1_000_000  # (generations + 1) x seeds: the toy settings keep arrays of this many samples x 100
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One experiment's checked settings."""
+
+    name: str
+    spec: ExperimentSpec
+    strategies: list[Strategy]
+    generations: int
+    seeds: int
+    corpus: Path | None
+    out: Path
+
+
+def plan_lab(
+    experiment: str,
+    strategies: list[str] | None,
+    generations: int | None,
+    seeds: int | None,
+    out: Path,
+    corpus: Path | None = None,
+) -> list[Plan]:
+    """Every check, for every experiment asked for, before anything runs or is written."""
+    names = list(EXPERIMENTS) if experiment == "all" else [experiment]
+    if experiment != "all" and experiment not in EXPERIMENTS:
+        close = difflib.get_close_matches(experiment, EXPERIMENTS, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise StrategyError(
+            f"unknown experiment {experiment!r}; {hint}this version has: {', '.join(EXPERIMENTS)}, or all"
+        )
+    if strategies is not None and not strategies:
+        raise StrategyError("--strategies is empty; name at least one (e.g. replace,accumulate)")
+    if corpus is not None and "text" not in names:
+        raise StrategyError(f"--corpus is for the text experiment, not {experiment}")
+    plans = []
+    for name in names:
+        spec = EXPERIMENTS[name]
+        g = spec.generations if generations is None else generations
+        k = spec.seeds if seeds is None else seeds
+        if g < 1 or k < 1:
+            raise StrategyError(f"--generations and --seeds must be at least 1, got {g} and {k}")
+        if (g + 1) * k > MAX_CELLS:
+            raise StrategyError(
+                f"--generations {g} x --seeds {k} is too large for one run (at most {MAX_CELLS:,} generation-seed "
+                "pairs); split it into several runs"
+            )
+        parsed = [parse_strategy(text) for text in (strategies or spec.strategies.split(","))]
+        repeated = [s.name for i, s in enumerate(parsed) if s.name in [t.name for t in parsed[:i]]]
+        if repeated:
+            raise StrategyError(f"strategy {repeated[0]!r} is given twice")
+        if not spec.verifier and any(s.verify for s in parsed):
+            if experiment == "all":
+                parsed = [s for s in parsed if not s.verify] or [parse_strategy(t) for t in spec.strategies.split(",")]
+            else:
+                raise StrategyError(f"--experiment {name} has no verifier; verify strategies are for skills and text")
+        plans.append(
+            Plan(
+                name,
+                spec,
+                parsed,
+                g,
+                k,
+                corpus if spec.takes_corpus else None,
+                out / name if experiment == "all" else out,
+            )
+        )
+    if corpus is not None:
+        from synthloop.collapse.lm_experiments import load_corpus
+
+        load_corpus(corpus)  # a bad corpus fails before any model is trained
+    check_out(out)
+    return plans
+
+
+def check_out(out: Path) -> None:
+    """--out must be a folder we can create and write in (checked before hours of work, left as it was)."""
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if out.exists() and not out.is_dir():
+        raise StrategyError(f"--out {out} is a file; give a folder")
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise StrategyError(f"--out {out}: cannot create or write in {probe}")
+
+
 def run_lab(
     experiment: str,
     strategies: list[str] | None,
@@ -86,42 +176,27 @@ def run_lab(
     corpus: Path | None = None,
 ) -> list[str]:
     """Run it, write out/results.csv, out/results.md (and out/results.png), return the Markdown lines.
-    None takes the experiment's default; experiment `all` runs each on its defaults into out/NAME/."""
-    if experiment == "all":
-        lines: list[str] = []
-        for name in EXPERIMENTS:
-            lines += run_lab(name, strategies, generations, seeds, out / name, corpus if name == "text" else None)
-            lines.append("")
-        return lines
-    if experiment not in EXPERIMENTS:
-        close = difflib.get_close_matches(experiment, EXPERIMENTS, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise StrategyError(f"unknown experiment {experiment!r}; {hint}this version has: {', '.join(EXPERIMENTS)}")
-    spec = EXPERIMENTS[experiment]
-    generations = spec.generations if generations is None else generations
-    seeds = spec.seeds if seeds is None else seeds
-    if generations < 1 or seeds < 1:
-        raise StrategyError(f"--generations and --seeds must be at least 1, got {generations} and {seeds}")
-    parsed = [parse_strategy(name) for name in (strategies or spec.strategies.split(","))]
-    if not spec.verifier and any(s.verify for s in parsed):
-        raise StrategyError(f"--experiment {experiment} has no verifier; verify strategies are for skills and text")
-    if corpus is not None and not spec.takes_corpus:
-        raise StrategyError(f"--corpus is for the text experiment, not {experiment}")
-    options = {"corpus": corpus} if corpus is not None else {}
-    if spec.takes_corpus and corpus is not None:
-        from synthloop.collapse.lm_experiments import load_corpus
+    None takes the experiment's default; experiment `all` runs each into out/NAME/. Every input is
+    checked, for every experiment, before anything runs."""
+    lines: list[str] = []
+    for plan in plan_lab(experiment, strategies, generations, seeds, out, corpus):
+        lines += [*run_plan(plan), ""]
+    return lines[:-1]
 
-        load_corpus(corpus)  # a bad corpus fails before any model is trained
-    results = [spec.run(strategy, generations, seeds, **options) for strategy in parsed]
+
+def run_plan(plan: Plan) -> list[str]:
+    options = {"corpus": plan.corpus} if plan.corpus is not None else {}
+    results = [plan.spec.run(strategy, plan.generations, plan.seeds, **options) for strategy in plan.strategies]
     per_metric: dict[str, Curves] = {
-        metric: {strategy.name: result[metric] for strategy, result in zip(parsed, results, strict=True)}
-        for metric in spec.metrics
+        metric: {strategy.name: result[metric] for strategy, result in zip(plan.strategies, results, strict=True)}
+        for metric in plan.spec.metrics
     }
+    out = plan.out
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "results.csv", table_csv(per_metric))
-    lines = markdown(experiment, spec.metrics, per_metric, seeds)
+    lines = markdown(plan.name, plan.spec.metrics, per_metric, plan.seeds)
     write_text(out / "results.md", "\n".join(lines) + "\n")
-    if not write_plot(experiment, spec.metrics, per_metric, out / "results.png"):
+    if not write_plot(plan.name, plan.spec.metrics, per_metric, out / "results.png"):
         lines += ["", "(no results.png: matplotlib is not installed; pip install 'synthloop[lab]')"]
     return lines
 

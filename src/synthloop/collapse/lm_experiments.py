@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import random
 import re
+import stat
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ LAB_SKILLS = ("comparison", "spatial_3d")  # what a 0.1M-parameter model learns 
 ROWS = 400  # rows per generation (real data size, synthetic data per generation)
 PROBES = 100
 MIN_DOCUMENTS = 20
+MAX_CORPUS_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -51,7 +54,7 @@ class Pools:
 def training_data(strategy: Strategy, pools: Pools, fresh_real: Callable[[int], list[Example]], rng: random.Random):
     newest = pools.synthetic[-1]
     if strategy.kind == "replace":
-        return newest or pools.real
+        return newest
     if strategy.kind == "mix":
         fresh = round(strategy.fresh_real * ROWS)
         return fresh_real(fresh) + newest[: ROWS - fresh]
@@ -75,12 +78,14 @@ def run_generations(
         rng = random.Random(seed)
         pools = Pools(world.real, [])
         model = world.train(world.real, 0)
-        per_seed = [world.measure(model, 0)]
+        per_seed = [world.measure(model, 0) | {"synthetic_rows": 0}]
         for generation in range(1, generations + 1):
-            pools.synthetic.append(world.write(model, generation, strategy.verify))
+            written = world.write(model, generation, strategy.verify)
+            pools.synthetic.append(written)
             data = training_data(strategy, pools, world.fresh_real, rng)
-            model = world.train(data or world.real, generation)
-            per_seed.append(world.measure(model, generation))
+            if data:  # with nothing to train on (verify kept no row, under replace) the model stays as it was
+                model = world.train(data, generation)
+            per_seed.append(world.measure(model, generation) | {"synthetic_rows": len(written)})
         for metric in per_seed[0]:
             figures.setdefault(metric, []).append([row[metric] for row in per_seed])
     return {metric: np.array(values, dtype=float).T for metric, values in figures.items()}
@@ -146,13 +151,27 @@ def default_corpus() -> list[str]:
 def load_corpus(path: Path) -> list[str]:
     """UTF-8 text, documents separated by blank lines (or one per line where there are none)."""
     try:
-        raw = Path(path).read_bytes()
+        info = os.stat(path)
     except OSError as err:
         raise CorpusError(f"--corpus {path}: cannot be read ({err.strerror or err})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise CorpusError(f"--corpus {path}: is not a regular file; give a UTF-8 text file")
+    if info.st_size > MAX_CORPUS_BYTES:
+        raise CorpusError(
+            f"--corpus {path}: is {info.st_size:,} bytes; the text experiment reads at most {MAX_CORPUS_BYTES:,} "
+            "(a tiny model learns from a few thousand documents: give a sample)"
+        )
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CORPUS_BYTES + 1)
+    except OSError as err:
+        raise CorpusError(f"--corpus {path}: cannot be read ({err.strerror or err})") from None
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise CorpusError(f"--corpus {path}: is UTF-16; convert it to UTF-8 (iconv -f UTF-16 -t UTF-8)")
     if b"\x00" in raw:
         raise CorpusError(f"--corpus {path}: holds NUL bytes, so it is not a text file; give UTF-8 text")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise CorpusError(f"--corpus {path}: is not UTF-8 text (invalid byte at offset {err.start})") from None
     text = text.replace("\r\n", "\n")

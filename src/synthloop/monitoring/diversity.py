@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import zlib
 
 from synthloop.records import Record
@@ -20,10 +21,30 @@ def compression_ratio(texts: list[str]) -> float:
     return len(raw) / len(zlib.compress(raw, 9)) if raw else 0.0
 
 
-def diversity(train_rows: list[Record]) -> dict[str, float]:
+SAMPLE = 1000  # rows the figures are computed on: distinct-n falls with sample size, so rounds compare at one size
+
+
+def round_sample(train_rows: list[Record], number: int | None, seed: int = 0) -> list[Record]:
+    """This round's own synthetic rows (not those accumulated from earlier rounds), a seeded sample of at
+    most SAMPLE: the same figure for the same data whatever the strategy and the round's size."""
+    own = sorted(
+        (r for r in train_rows if r.source == "synthetic" and (number is None or r.round == number)), key=lambda r: r.id
+    )
+    random.Random(seed).shuffle(own)
+    return own[:SAMPLE]
+
+
+def row_text(row: Record) -> str:
+    return " ".join(part for part in (row.question, row.reasoning, row.answer) if part)
+
+
+def diversity(train_rows: list[Record], number: int | None = None, seed: int = 0) -> dict[str, float]:
+    """Diversity of round `number`'s synthetic rows (a sample; all rounds' when None), and the synthetic
+    share of the whole training mix."""
+    sample = round_sample(train_rows, number, seed)
     synthetic = [r for r in train_rows if r.source == "synthetic"]
-    questions = [r.question for r in synthetic]
-    texts = [" ".join(part for part in (r.question, r.reasoning, r.answer) if part) for r in synthetic]
+    questions = [r.question for r in sample]
+    texts = [row_text(r) for r in sample]
     return {
         "distinct_2_questions": round(distinct_n(questions, 2), 4),
         "distinct_3_texts": round(distinct_n(texts, 3), 4),

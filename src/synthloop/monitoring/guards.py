@@ -5,6 +5,7 @@ rows, `stop` ends the run after this round. Everything checked is recorded, trig
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +43,9 @@ def check(guard: GuardConfig, history: Sequence[dict[str, Any]]) -> dict[str, An
         "tolerance": guard.tolerance,
         "action": guard.action,
     }
-    if first is None or value is None:
+    if history[-1].get(f"{guard.metric}_diverged"):  # the student's loss is NaN or infinite: the worst there is
+        return result | {"worsened_by": None, "triggered": True, "note": "not finite: the student diverged"}
+    if first is None or value is None or not all(map(math.isfinite, (first, value))):
         return result | {"worsened_by": None, "triggered": False, "note": "not measured in this run"}
     change = worsening(first, value, WORSE_WHEN[guard.metric])
     triggered = change is not None and change > guard.tolerance
@@ -56,7 +59,7 @@ def apply_guards(cfg: MonitorConfig, history: Sequence[dict[str, Any]], golden_r
     actions = sorted({c["action"] for c in checks if c["triggered"]})
     next_ratio = golden_ratio
     if "raise_golden_ratio" in actions:
-        next_ratio = round(min(cfg.max_golden_ratio, golden_ratio + cfg.golden_ratio_step), 4)
+        next_ratio = max(golden_ratio, round(min(cfg.max_golden_ratio, golden_ratio + cfg.golden_ratio_step), 4))
     return {
         "checks": checks,
         "actions": actions,
@@ -78,8 +81,9 @@ def guard_lines(number: int, decision: dict[str, Any]) -> list[str]:
             "raise_golden_ratio": f"next round's golden ratio {ratios}",
             "stop": "the run stops after this round",
         }[c["action"]]
+        moved = "not finite" if c["worsened_by"] is None else f"{c['worsened_by']:.0%} worse"
         lines.append(
             f"round {number}: guard {c['metric']}: {c['round_1']} in round 1, {c['value']} now "
-            f"({c['worsened_by']:.0%} worse, tolerance {c['tolerance']:.0%}): {done}"
+            f"({moved}, tolerance {c['tolerance']:.0%}): {done}"
         )
     return lines

@@ -232,10 +232,10 @@ def guards_section(rounds: list[dict[str, Any]]) -> str:
         return ""
     metrics = list(dict.fromkeys(c["metric"] for d in decided if d for c in d["checks"]))
     first = rounds[0]["monitor"]
-    series = {
-        m: [r["monitor"][m] / first[m] if first.get(m) and r["monitor"].get(m) is not None else 0.0 for r in rounds]
+    series = {  # only figures measured in every round: a gap drawn as 0 would look like a collapse
+        m: [r["monitor"][m] / first[m] for r in rounds]
         for m in metrics
-        if first.get(m)
+        if first.get(m) and all(isinstance(r["monitor"].get(m), int | float) for r in rounds)
     }
     peak = max([1.5, *(v for values in series.values() for v in values)])
     rows = []

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from synthloop.config import error_line
+
 BUILTIN = {"classroom-teacher": Path(__file__).parent / "classroom" / "model"}
 PREFIX = "builtin:"
 
@@ -32,16 +34,40 @@ def looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or Path(model).expanduser().exists() or model.count("/") > 1
 
 
-def has_chat_template(folder: Path) -> bool:
+def chat_template_problem(folder: Path) -> str | None:
+    """Why `folder`'s tokenizer has no usable chat template (none, not text, or not compiling), or None."""
     import json
 
-    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
-        return True
+    template = None
+    if (folder / "chat_template.jinja").is_file():
+        template = (folder / "chat_template.jinja").read_text(encoding="utf-8", errors="replace")
+    else:
+        for name in ("chat_template.json", "tokenizer_config.json"):
+            try:
+                config = json.loads((folder / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(config, dict) and config.get("chat_template") is not None:
+                template = config["chat_template"]
+                break
+    if template is None or template == "":
+        return (
+            f"{folder} has no chat template, and a teacher is sent conversations (system and user turns): use an "
+            "instruct or chat checkpoint, or add a chat_template to its tokenizer_config.json"
+        )
+    if isinstance(template, list):  # named templates: [{"name": ..., "template": ...}]
+        template = next(
+            (t.get("template") for t in template if isinstance(t, dict) and t.get("name") == "default"), None
+        )
+    if not isinstance(template, str):
+        return f"{folder}: its chat template is not text; it must be a Jinja template string"
     try:
-        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and bool(config.get("chat_template"))
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        ImmutableSandboxedEnvironment().parse(template)
+    except Exception as err:
+        return f"{folder}: its chat template does not compile ({error_line(err)})"
+    return None
 
 
 def teacher_checkpoint_problem(model: str) -> str | None:
@@ -61,9 +87,4 @@ def teacher_checkpoint_problem(model: str) -> str | None:
     problem = checkpoint_problem(folder)
     if problem:
         return problem.removeprefix("its ")
-    if not has_chat_template(folder):
-        return (
-            f"{model} has no chat template, and a teacher is sent conversations (system and user turns): use an "
-            "instruct or chat checkpoint, or add a chat_template to its tokenizer_config.json"
-        )
-    return None
+    return chat_template_problem(folder)

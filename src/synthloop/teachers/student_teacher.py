@@ -3,7 +3,7 @@
 The student is asked in the format it was trained in (its chat template, or the plain `Q: ...\\nA:`),
 with the problem alone: it has only ever seen questions, not the teacher's instructions. It answers
 problems; it does not write them (the recipe refuses a dataset task with this teacher). Its name on
-every row and in the response cache is `student:round-N:<digest of the checkpoint>`, so a retrained
+every row and in the response cache is `student:round-N:<digest of the checkpoint files>`, so a retrained
 student is never served another student's cached answers."""
 
 from __future__ import annotations

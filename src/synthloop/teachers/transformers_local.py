@@ -50,10 +50,10 @@ class TransformersTeacher(Teacher):
             torch_dtype = DTYPES.get(dtype, "auto")
             self.lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
             self.lm = self.lm.to(self.device).eval()
-        except (OSError, ValueError) as err:
+        except Exception as err:  # a malformed tokenizer.json or generation_config.json raises anything
             raise TeacherUnavailable(
-                f"cannot load teacher model {model!r} ({error_line(err)}); give a local folder, a model already in "
-                f"the Hugging Face cache, or {builtin_names()}"
+                f"cannot load teacher model {model!r} ({type(err).__name__}: {error_line(err)}); give a local folder, "
+                f"a model already in the Hugging Face cache, or {builtin_names()}"
             ) from None
         self.start_queue()
 

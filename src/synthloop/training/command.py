@@ -87,7 +87,7 @@ def checkpoint_problem(out: Path) -> str | None:
         )
     try:
         config = AutoConfig.from_pretrained(str(out), local_files_only=True)
-    except (OSError, ValueError, KeyError) as err:
+    except Exception as err:  # OSError, ValueError, KeyError, and strict-dataclass errors for wrong types
         return f"its config.json in {out} cannot be read ({error_line(err)})"
     try:
         check_causal(str(out), config)
@@ -95,6 +95,8 @@ def checkpoint_problem(out: Path) -> str | None:
     except RecipeError:
         kind = ", ".join(getattr(config, "architectures", None) or [type(config).__name__])
         return f"its checkpoint in {out} is a {kind}, not a causal language model"
+    except Exception as err:  # a config.json with values no model can be built from (0 heads, "abc" width)
+        return f"its config.json in {out} describes no model that can be built ({error_line(err)})"
     try:
         stored = stored_tensors(out)
     except Exception as err:  # a truncated or garbage weight file: safetensors, torch and json all differ
