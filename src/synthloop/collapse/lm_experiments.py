@@ -1,9 +1,11 @@
 """The collapse lab on language models: each generation a tiny LM is trained from scratch on what the
 strategy gives it, then writes the next generation's synthetic data.
 
-- `skills`: the classroom loop with the student promoted to teacher. Real data is the skill generators'
-  reference solutions; generation g's model answers fresh problems (sampled at temperature 1), and
-  `verify` keeps only the answers whose final answer is right (the loop's verifier). Measured: accuracy
+- `skills`: the classroom loop with the student promoted to teacher. Generation 0 is the built-in
+  classroom teacher, trained on the skill generators' reference solutions (the real data here);
+  generation g's model answers fresh problems (sampled at temperature 1), the next generation continues
+  training it on what the strategy gives it, and `verify` keeps only the answers whose final answer is
+  right (the loop's verifier). Measured: accuracy
   on held-out probes (greedy) and the diversity of the model's sampled answers (distinct word pairs).
   Briesch et al. (arXiv 2311.16822) saw diversity fall while correctness held; Feng et al. (arXiv
   2406.07515) saw verification prevent collapse.
@@ -13,7 +15,8 @@ strategy gives it, then writes the next generation's synthetic data.
   90% of held-out human documents. Measured: perplexity on held-out human text, distinct word pairs of
   the samples, and the mass of the corpus's rare word pairs (seen at most twice in it) in the samples.
 
-Every strategy trains the same number of steps per generation, so they compare at equal compute."""
+Every strategy trains the same number of steps per generation, so they compare at equal compute. The
+text experiment trains each generation from scratch."""
 
 from __future__ import annotations
 
@@ -35,8 +38,9 @@ from synthloop.collapse.strategies import CorpusError, Strategy
 from synthloop.collapse.tiny_lm import Example, TinyShape, encode, sample, token_losses, tokenizer_for, train_model
 from synthloop.monitoring.diversity import distinct_n
 from synthloop.registry import SKILLS
+from synthloop.tasks.solve import SYSTEM as SOLVE_SYSTEM
 
-LAB_SKILLS = ("comparison", "spatial_3d")  # what a 0.1M-parameter model learns in 150 steps
+LAB_SKILLS = ("addition", "subtraction", "comparison", "fractions", "spatial_3d")  # the classroom teacher's
 ROWS = 400  # rows per generation (real data size, synthetic data per generation)
 PROBES = 100
 MIN_DOCUMENTS = 20
@@ -92,30 +96,51 @@ def run_generations(
 
 
 class SkillsWorld:
+    """Generation 0 is the built-in classroom teacher (trained on the generators' reference solutions, the
+    real data here). Each later generation continues training the model before it, as the loop's student
+    does, on what the strategy gives it; the new model then answers the next generation's problems."""
+
     def __init__(self, seed: int, shape: TinyShape):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from synthloop.teachers.checkpoints import resolve_model
+
+        path = resolve_model("builtin:classroom-teacher")
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.teacher = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
         self.seed, self.shape, self.drawn = seed, shape, 0
-        self.probes = [SKILLS.get(s).generate(10_000 + seed, i, 1) for i in range(PROBES // 2) for s in LAB_SKILLS]
-        texts = [f"Q: {p.question}\nA: {p.solution}" for p in self.problems(600)]
-        self.tokenizer = tokenizer_for(texts, shape.vocab_size)
+        self.probes = [SKILLS.get(s).generate(10_000 + seed, i, 1) for i in range(PROBES // 5) for s in LAB_SKILLS]
         self.real = self.fresh_real(ROWS)
+        self.model: Any = None
 
     def problems(self, n: int) -> list[Any]:
         start, self.drawn = self.drawn, self.drawn + n
         return [SKILLS.get(LAB_SKILLS[i % len(LAB_SKILLS)]).generate(self.seed, i, 1) for i in range(start, start + n)]
 
+    def prompt(self, question: str) -> str:
+        messages = [{"role": "system", "content": SOLVE_SYSTEM}, {"role": "user", "content": question}]
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
     def row(self, question: str, answer_text: str) -> Example:
-        return encode(self.tokenizer, f"Q: {question}\nA:", " " + answer_text, self.shape.max_len)
+        return encode(self.tokenizer, self.prompt(question), answer_text, self.shape.max_len, bos=False)
 
     def fresh_real(self, n: int) -> list[Example]:
         return [self.row(p.question, p.solution) for p in self.problems(n)]
 
     def train(self, data: list[Example], generation: int) -> Any:
-        return train_model(self.tokenizer, data, self.shape, 1000 * self.seed + generation)
+        if generation == 0:
+            self.model = self.teacher
+        else:
+            self.model = train_model(self.tokenizer, data, self.shape, 1000 * self.seed + generation, self.model)
+        return self.model
+
+    def answers(self, model: Any, problems: Sequence[Any], temperature: float, seed: int) -> list[str]:
+        prompts = [self.prompt(p.question) for p in problems]
+        return sample(model, self.tokenizer, prompts, self.shape.max_len, temperature, seed, bos=False)
 
     def write(self, model: Any, generation: int, verify: bool) -> list[Example]:
         problems = self.problems(ROWS)
-        prompts = [f"Q: {p.question}\nA:" for p in problems]
-        answers = sample(model, self.tokenizer, prompts, self.shape.max_len, 1.0, 1000 * self.seed + generation)
+        answers = self.answers(model, problems, 1.0, 1000 * self.seed + generation)
         rows = []
         for problem, answer in zip(problems, answers, strict=True):
             if verify and SKILLS.get(problem.skill).score(answer, problem.answer) < 1.0:
@@ -124,15 +149,17 @@ class SkillsWorld:
         return rows
 
     def measure(self, model: Any, generation: int) -> dict[str, float]:
-        prompts = [f"Q: {p.question}\nA:" for p in self.probes]
-        greedy = sample(model, self.tokenizer, prompts, self.shape.max_len, 0.0, 0)
+        greedy = self.answers(model, self.probes, 0.0, 0)
         right = [SKILLS.get(p.skill).score(a, p.answer) for p, a in zip(self.probes, greedy, strict=True)]
-        sampled = sample(model, self.tokenizer, prompts, self.shape.max_len, 1.0, 7 + generation)
+        sampled = self.answers(model, self.probes, 1.0, 7 + generation)
         return {"accuracy": float(np.mean(right)), "answer_distinct_2": distinct_n(sampled, 2)}
 
 
+SKILLS_SHAPE = TinyShape(max_len=160, steps=60, batch_size=16, learning_rate=3e-4)  # fine-tuning the teacher
+
+
 def skills(strategy: Strategy, generations: int, seeds: int, shape: TinyShape | None = None) -> dict[str, np.ndarray]:
-    return run_generations(strategy, generations, seeds, lambda seed: SkillsWorld(seed, shape or TinyShape()))
+    return run_generations(strategy, generations, seeds, lambda seed: SkillsWorld(seed, shape or SKILLS_SHAPE))
 
 
 def default_corpus() -> list[str]:

@@ -37,9 +37,10 @@ def tokenizer_for(texts: Sequence[str], vocab_size: int) -> Any:
     return train_tokenizer(list(texts), vocab_size)
 
 
-def encode(tokenizer: Any, prompt: str, completion: str, max_len: int) -> Example:
-    """BOS + prompt + completion + EOS, cut at max_len; the prompt's length (BOS included) not trained on."""
-    head = [tokenizer.bos_token_id, *tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+def encode(tokenizer: Any, prompt: str, completion: str, max_len: int, bos: bool = True) -> Example:
+    """BOS + prompt + completion + EOS, cut at max_len; the prompt's length (BOS included) not trained on.
+    `bos=False` for a prompt that a chat template already opened."""
+    head = [tokenizer.bos_token_id] * bos + tokenizer(prompt, add_special_tokens=False)["input_ids"]
     tail = [*tokenizer(completion, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
     return ([*head, *tail][:max_len], len(head))
 
@@ -54,19 +55,14 @@ def collate(rows: Sequence[Example], pad_id: int) -> tuple[torch.Tensor, torch.T
     return input_ids, labels
 
 
-def train_model(tokenizer: Any, data: Sequence[Example], shape: TinyShape, seed: int) -> Any:
-    """A new model trained from scratch on `data` for `shape.steps` steps (the same compute whatever the
-    data's size, so strategies compare at equal cost)."""
-    model = build_scratch_model(
-        tokenizer,
-        shape.family,
-        shape.hidden_size,
-        shape.layers,
-        shape.heads,
-        4 * shape.hidden_size,
-        2 * shape.max_len,
-        seed,
-    )  # twice max_len of positions: a long prompt still has room for its answer
+def train_model(tokenizer: Any, data: Sequence[Example], shape: TinyShape, seed: int, model: Any = None) -> Any:
+    """`model` (or a new one from scratch) trained on `data` for `shape.steps` steps (the same compute
+    whatever the data's size, so strategies compare at equal cost)."""
+    if model is None:  # twice max_len of positions: a long prompt still has room for its answer
+        width = shape.hidden_size
+        model = build_scratch_model(
+            tokenizer, shape.family, width, shape.layers, shape.heads, 4 * width, 2 * shape.max_len, seed
+        )
     optimizer = torch.optim.AdamW(model.parameters(), lr=shape.learning_rate, betas=(0.9, 0.95), weight_decay=0.0)
     rng = random.Random(seed)
     model.train()
@@ -85,14 +81,14 @@ def train_model(tokenizer: Any, data: Sequence[Example], shape: TinyShape, seed:
 
 @torch.inference_mode()
 def sample(
-    model: Any, tokenizer: Any, prompts: Sequence[str], max_len: int, temperature: float, seed: int
+    model: Any, tokenizer: Any, prompts: Sequence[str], max_len: int, temperature: float, seed: int, bos: bool = True
 ) -> list[str]:
     """One continuation per prompt (greedy at temperature 0), decoded without special tokens."""
     torch.manual_seed(seed)
     tokenizer.padding_side = "left"
     outputs = []
     for start in range(0, len(prompts), 256):
-        chunk = [tokenizer.bos_token + p for p in prompts[start : start + 256]]
+        chunk = [tokenizer.bos_token * bos + p for p in prompts[start : start + 256]]
         batch = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
         room = max(16, max_len - batch["input_ids"].shape[1])
         settings: dict[str, Any] = {"do_sample": temperature > 0, "max_new_tokens": room}
