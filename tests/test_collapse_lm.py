@@ -125,6 +125,15 @@ def test_every_input_is_checked_before_anything_runs(tmp_path, capsys, args, mes
     assert message in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "lab").exists()
 
 
+def test_all_checks_each_experiments_folder_first(tmp_path, capsys):
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "text").write_text("x")
+    assert main(["collapse", "--experiment", "all", "--out", str(tmp_path / "lab")]) == 2
+    assert "text is a file" in capsys.readouterr().err and sorted(p.name for p in (tmp_path / "lab").iterdir()) == [
+        "text"
+    ]
+
+
 def test_out_that_is_a_file_is_refused_first(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("x")

@@ -101,6 +101,14 @@ def test_teacher_checkpoint_problems_are_one_line_naming_the_path(tmp_path):
     config.pop("chat_template", None)
     (no_chat / "tokenizer_config.json").write_text(json.dumps(config))
     cases["no chat template"] = (no_chat, "has no chat template")
+    for name, template, expected in (
+        ("raising template", "{{ raise_exception('boom') }}", "its chat template fails on a system and a user turn"),
+        ("unknown filter", "{{ messages | nosuchfilter }}", "its chat template does not compile"),
+        ("empty template output", "{% if false %}x{% endif %}", "renders an empty prompt"),
+    ):
+        bad = shutil.copytree(good, tmp_path / name.replace(" ", "-"))
+        (bad / "chat_template.jinja").write_text(template)
+        cases[name] = (bad, expected)
     corrupt = shutil.copytree(good, tmp_path / "corrupt")
     weights = (corrupt / "model.safetensors").read_bytes()
     (corrupt / "model.safetensors").write_bytes(weights[: len(weights) // 2])

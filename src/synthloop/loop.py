@@ -673,7 +673,8 @@ def student_teacher_name(loop: Loop, number: int) -> str:
     """`student:round-N:<digest of the checkpoint's files>`: another student's answers are never reused."""
     previous = loop.run.round(number - 1) / "student"
     files = file_digests(previous) if previous.is_dir() else {}
-    return f"{loop.recipe.teacher.model}:round-{number - 1}:{digest([json.dumps(files, sort_keys=True)])[:12]}"
+    weights = {name: sha for name, sha in files.items() if name not in ("train_stats.json", MARKER)}  # not timings
+    return f"{loop.recipe.teacher.model}:round-{number - 1}:{digest([json.dumps(weights, sort_keys=True)])[:12]}"
 
 
 def round_student_teacher(loop: Loop, number: int) -> Teacher:

@@ -109,7 +109,8 @@ class SkillsWorld:
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.teacher = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
         self.seed, self.shape, self.drawn = seed, shape, 0
-        self.probes = [SKILLS.get(s).generate(10_000 + seed, i, 1) for i in range(PROBES // 5) for s in LAB_SKILLS]
+        per_skill = max(1, PROBES // len(LAB_SKILLS))
+        self.probes = [SKILLS.get(s).generate(10_000 + seed, i, 1) for i in range(per_skill) for s in LAB_SKILLS]
         self.real = self.fresh_real(ROWS)
         self.model: Any = None
 

@@ -9,9 +9,11 @@ A name that is not a local path is a Hub id looked up in the local cache only.""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from synthloop.config import error_line
 
+MAX_TEMPLATE_BYTES = 1 << 20
 BUILTIN = {"classroom-teacher": Path(__file__).parent / "classroom" / "model"}
 PREFIX = "builtin:"
 
@@ -39,8 +41,13 @@ def chat_template_problem(folder: Path) -> str | None:
     import json
 
     template = None
-    if (folder / "chat_template.jinja").is_file():
-        template = (folder / "chat_template.jinja").read_text(encoding="utf-8", errors="replace")
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        if jinja.stat().st_size > MAX_TEMPLATE_BYTES:
+            return (
+                f"{folder}: its chat_template.jinja is {jinja.stat().st_size:,} bytes; a chat template is at most 1 MiB"
+            )
+        template = jinja.read_text(encoding="utf-8", errors="replace")
     else:
         for name in ("chat_template.json", "tokenizer_config.json"):
             try:
@@ -64,9 +71,23 @@ def chat_template_problem(folder: Path) -> str | None:
     try:
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        ImmutableSandboxedEnvironment().parse(template)
+        ImmutableSandboxedEnvironment().from_string(template)  # compiles: unknown filters fail here too
     except Exception as err:
         return f"{folder}: its chat template does not compile ({error_line(err)})"
+    return None
+
+
+def rendered_template_problem(folder: str, tokenizer: Any) -> str | None:
+    """Why the tokenizer's chat template cannot render a system and a user turn, or None."""
+    turns = [{"role": "system", "content": "Solve it."}, {"role": "user", "content": "What is 1 + 1?"}]
+    try:
+        prompt = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
+    except Exception as err:
+        return (
+            f"{folder}: its chat template fails on a system and a user turn ({type(err).__name__}: {error_line(err)})"
+        )
+    if not isinstance(prompt, str) or not prompt.strip():
+        return f"{folder}: its chat template renders an empty prompt for a system and a user turn"
     return None
 
 

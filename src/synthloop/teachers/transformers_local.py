@@ -15,7 +15,12 @@ import torch
 
 from synthloop.config import error_line
 from synthloop.teachers.base import Teacher, TeacherError, TeacherRequest, TeacherResponse, TeacherUnavailable
-from synthloop.teachers.checkpoints import builtin_names, resolve_model, teacher_checkpoint_problem
+from synthloop.teachers.checkpoints import (
+    builtin_names,
+    rendered_template_problem,
+    resolve_model,
+    teacher_checkpoint_problem,
+)
 from synthloop.teachers.openai_http import render_prompt
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -55,6 +60,9 @@ class TransformersTeacher(Teacher):
                 f"cannot load teacher model {model!r} ({type(err).__name__}: {error_line(err)}); give a local folder, "
                 f"a model already in the Hugging Face cache, or {builtin_names()}"
             ) from None
+        problem = rendered_template_problem(path, self.tokenizer)
+        if problem:
+            raise TeacherUnavailable(f"cannot load teacher model: {problem}")
         self.start_queue()
 
     def start_queue(self) -> None:
