@@ -55,7 +55,10 @@ class Pools:
     synthetic: list[list[Example]]
 
 
-def training_data(strategy: Strategy, pools: Pools, fresh_real: Callable[[int], list[Example]], rng: random.Random):
+def training_data(
+    strategy: Strategy, pools: Pools, fresh_real: Callable[[int], list[Example]], rng: random.Random
+) -> list[Example]:
+    """What a generation trains on under `strategy` (empty when it has nothing: replace after verify kept none)."""
     newest = pools.synthetic[-1]
     if strategy.kind == "replace":
         return newest
