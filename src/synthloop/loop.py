@@ -36,7 +36,7 @@ from synthloop.evaluation.evaluate import score_report
 from synthloop.grounding.golden import embedded_golden, load_golden_file, task_golden
 from synthloop.grounding.mix import mix
 from synthloop.monitoring import embeddings
-from synthloop.monitoring.diversity import diversity, row_text
+from synthloop.monitoring.diversity import completion_text, diversity, row_text
 from synthloop.monitoring.drift import tail_coverage
 from synthloop.monitoring.guards import apply_guards, guard_lines
 from synthloop.prompt_rounds import (
@@ -714,8 +714,8 @@ def drift_monitor(loop: Loop, rdir: Path, answers: list[str]) -> dict[str, Any]:
     if not loop.drift:
         return {}
     loss = student.completion_loss(rdir / "student", loop.drift, loop.recipe)
-    completion = [" ".join(p for p in (r.reasoning, r.answer) if p) for r in loop.drift]
-    golden_texts = [" ".join(p for p in (r.reasoning, r.answer) if p) for r in [*loop.golden, *loop.drift]]
+    completion = [completion_text(r) for r in loop.drift]
+    golden_texts = [completion_text(r) for r in [*loop.golden, *loop.drift]]
     if loss is not None and not math.isfinite(loss):  # a diverged student: JSON has no NaN; the guard sees it
         return {"golden_loss": None, "golden_loss_diverged": True, "drift_rows": len(loop.drift)}
     return {

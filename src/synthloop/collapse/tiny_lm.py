@@ -5,7 +5,6 @@ seconds on two CPU cores."""
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import torch
 from synthloop.training.model import build_scratch_model
 from synthloop.training.packing import IGNORE
 from synthloop.training.tokenizer import train_tokenizer
+from synthloop.training.trainer import cosine_lr
 
 Example = tuple[list[int], int]  # token ids, and how many leading ones are prompt (not trained on)
 
@@ -67,7 +67,7 @@ def train_model(tokenizer: Any, data: Sequence[Example], shape: TinyShape, seed:
     rng = random.Random(seed)
     model.train()
     for step in range(shape.steps):
-        lr = shape.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / shape.steps)))
+        lr = cosine_lr(step, shape.steps, shape.learning_rate, 0)
         for group in optimizer.param_groups:
             group["lr"] = lr
         input_ids, labels = collate([data[rng.randrange(len(data))] for _ in range(shape.batch_size)], 0)

@@ -38,6 +38,11 @@ def row_text(row: Record) -> str:
     return " ".join(part for part in (row.question, row.reasoning, row.answer) if part)
 
 
+def completion_text(row: Record) -> str:
+    """What a model writes for the row: its reasoning and answer."""
+    return " ".join(part for part in (row.reasoning, row.answer) if part)
+
+
 def diversity(train_rows: list[Record], number: int | None = None, seed: int = 0) -> dict[str, float]:
     """Diversity of round `number`'s synthetic rows (a sample; all rounds' when None), and the synthetic
     share of the whole training mix."""

@@ -58,12 +58,16 @@ class Checkpoints(Protocol):
     def save(self, state: dict[str, Any]) -> None: ...
 
 
+def cosine_lr(step: int, steps: int, peak: float, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to a tenth of `peak` at `steps`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
 def lr_at(step: int, settings: TrainSettings) -> float:
-    """Linear warm-up, then cosine decay to a tenth of the peak."""
-    if step < settings.warmup_steps:
-        return settings.learning_rate * (step + 1) / settings.warmup_steps
-    progress = (step - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)
-    return settings.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return cosine_lr(step, settings.steps, settings.learning_rate, settings.warmup_steps)
 
 
 def train(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import time
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from synthloop.training.model import build_scratch_model, count_parameters
 from synthloop.training.packing import IGNORE
 from synthloop.training.tiny import CHAT_TEMPLATE
 from synthloop.training.tokenizer import train_tokenizer
+from synthloop.training.trainer import cosine_lr
 
 SKILL_NAMES = ("addition", "subtraction", "comparison", "fractions", "spatial_3d")  # the default recipe's
 DIFFICULTY = 1
@@ -198,13 +198,6 @@ def evaluate(model: Any, tokenizer: Any, per_skill: int) -> dict[str, Any]:
     }
 
 
-def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
 def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     shape = Shape(args.family, args.hidden_size, args.layers, args.heads, args.vocab_size)
@@ -232,7 +225,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         rows = next(batches)
         input_ids, labels, mask = (t.to(device) for t in collate(rows, tokenizer.pad_token_id))
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, args.steps, args.learning_rate, args.warmup_steps)
+            group["lr"] = cosine_lr(step, args.steps, args.learning_rate, args.warmup_steps)
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
