@@ -591,6 +591,11 @@ class GroundingConfig(Strict):
     strategy: Literal["accumulate", "replace"] = Field(
         "replace", description="accumulate: train on every round's kept data; replace: this round's only"
     )
+    human_edits: Literal["golden", "synthetic"] = Field(
+        "golden",
+        description="rows a reviewer edited and accepted (synthloop review): golden joins them to the golden set as "
+        "source human, in every later round's mix; synthetic keeps them as their round's synthetic rows",
+    )
 
 
 class ArchitectureConfig(Strict):
@@ -956,12 +961,14 @@ class Recipe(Strict):
     def hash(self) -> str:
         """Identity of the recipe: two runs with the same hash make the same data. How calls flow
         (concurrency, limits, timeouts, prices, budget caps, where the server is) is left out, so a
-        run stopped by a budget cap resumes after the cap is raised."""
+        run stopped by a budget cap resumes after the cap is raised; so is the number of rounds, so a
+        finished run goes on with `--resume --rounds N` (after a review, say)."""
         return identity_hash(self.model_dump(mode="json"))
 
 
 def identity_hash(data: dict[str, Any]) -> str:
     """Hash of a recipe or job as dumped to JSON, without the teacher's operational keys."""
+    data = {k: v for k, v in data.items() if k != "rounds"}  # more rounds continue a run: same data so far
     data = {**data, "teacher": {k: v for k, v in data["teacher"].items() if k not in OPERATIONAL_TEACHER_KEYS}}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

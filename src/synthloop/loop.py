@@ -52,6 +52,8 @@ from synthloop.prompt_rounds import (
 from synthloop.records import Message, Record
 from synthloop.registry import SKILLS, TASKS
 from synthloop.reports.html import write_report
+from synthloop.review.apply import decisions_digest, read_decisions, reviewed_rows
+from synthloop.review.decisions import Decision, human_verdicts
 from synthloop.runners.local import Answered, generate, solution_rows
 from synthloop.scoring.context import ScoringContext
 from synthloop.scoring.item import TaskItem
@@ -89,6 +91,7 @@ from synthloop.training.preflight import check_student, student_needs
 from synthloop.weak_categories import generate_round, plan_targets, problem_requests, train_probe_items
 
 Log = Callable[[str], None]
+REVIEW_LINES = "review_decisions"  # in the training mix's marker: the lines of the decision log it read
 
 
 def stream_seed(seed: int, stream: str) -> int:
@@ -139,8 +142,9 @@ def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: P
         )
     fmt = student.student_format(recipe)  # the chat template or the plain format, for training and evaluation
     run, manifest = open_run(root, recipe, resume)
-    if manifest.get("student_format") != fmt:
+    if manifest.get("student_format") != fmt or manifest["recipe"].get("rounds") != recipe.rounds:
         manifest["student_format"] = fmt
+        manifest["recipe"]["rounds"] = recipe.rounds  # --rounds: a finished run goes on
         write_json(run.manifest, manifest)
     for warning in manifest.get("warnings", []):
         log(f"warning: {warning}")
@@ -212,7 +216,7 @@ def round_intact(loop: Loop, number: int) -> bool:
         and is_complete(rdir / "generated", generation_inputs(plan, rdir, loop.source.kind))
         and is_complete(rdir / "curated", curation_inputs(loop, number, rdir))
         and is_complete(rdir / "rejected", curation_inputs(loop, number, rdir))
-        and is_complete(rdir / "train", train_inputs(loop, number))
+        and is_complete(rdir / "train", train_inputs(loop, number, decisions_used(loop, rdir / "train")))
         and student_current(rdir / "student", student_key())
         and eval_current(rdir / "eval.json", student_key())
     )
@@ -504,13 +508,24 @@ def curation_inputs(loop: Loop, number: int, rdir: Path) -> str:
     return digest([*made_from, *(ids_digest(loop.run.round(r) / "curated") for r in earlier)])
 
 
-def train_inputs(loop: Loop, number: int) -> str:
+def train_inputs(loop: Loop, number: int, decisions: list[Decision]) -> str:
+    """A mix is made from the kept rows, the golden ratio and the human decisions known when it was made."""
     rounds = range(1, number + 1) if loop.recipe.grounding.strategy == "accumulate" else [number]
     made_from = [ids_digest(loop.run.round(r) / "curated") for r in rounds]
     ratio = golden_ratio(loop, number)
     if ratio != loop.recipe.grounding.ratio:  # a guard raised it (so a changed decision redoes the mix)
         made_from.append(f"golden_ratio={ratio}")
+    reviewed = decisions_digest(decisions, number)
+    if reviewed is not None:  # a run nobody reviewed keeps the digests it had
+        made_from.append(f"review={reviewed}")
     return digest(made_from)
+
+
+def decisions_used(loop: Loop, train_dir: Path) -> list[Decision]:
+    """The decisions a finished mix was made from: the first lines of the log it read (decisions made
+    since go to the next mix made, not back into finished rounds)."""
+    lines = read_json_or_empty(train_dir / MARKER).get(REVIEW_LINES, 0)
+    return read_decisions(loop.run.root, lines if isinstance(lines, int) and lines >= 0 else 0) if lines else []
 
 
 def student_inputs(loop: Loop, number: int, rdir: Path) -> str:
@@ -606,14 +621,18 @@ def earlier_rows(loop: Loop, number: int) -> list[Record]:
 
 def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     train_dir = rdir / "train"
-    inputs = train_inputs(loop, number)
-    if is_complete(train_dir, inputs):
+    if is_complete(train_dir, train_inputs(loop, number, decisions_used(loop, train_dir))):
         return read_marker(train_dir)
     reset(train_dir)
-    rounds = range(1, number + 1) if loop.recipe.grounding.strategy == "accumulate" else [number]
-    synthetic = [row for r in rounds for row in read_records(loop.run.round(r) / "curated")]
+    decisions = read_decisions(loop.run.root)  # every decision made so far, read once
+    inputs = train_inputs(loop, number, decisions)
+    synthetic, human = reviewed_synthetic(loop, number, decisions)
     ratio = golden_ratio(loop, number)
-    rows = mix(synthetic, loop.golden, ratio, stream_seed(loop.recipe.seed, f"mix-{number}"))
+    seed = stream_seed(loop.recipe.seed, f"mix-{number}")
+    rows = mix(synthetic, loop.golden, ratio, seed)
+    if human:  # rows reviewers edited: golden rows of their own, every one in every later mix
+        rows += human
+        random.Random(seed).shuffle(rows)
     for row in rows:  # SFT-ready: the student's conversation (the teacher's prompt stays in curated/, same id)
         row.messages = [Message(**turn) for turn in row_conversation(row)]
     write_records(train_dir, rows, loop.recipe.generation.shard_size)
@@ -622,11 +641,33 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         "synthetic": len(synthetic),
         "golden": len(rows) - len(synthetic),
         "golden_ratio": ratio,
+        "human_edited": len(human),
+        REVIEW_LINES: len(decisions),
+        "human_decided": sum(1 for row in synthetic if row.human_verdict is not None),
         "monitor": diversity(rows, number, stream_seed(loop.recipe.seed, f"monitor-{number}"))
         | embedding_monitor(loop, number, rows),
     }
     mark_complete(train_dir, counts, inputs)
     return counts
+
+
+def reviewed_synthetic(loop: Loop, number: int, decisions: list[Decision]) -> tuple[list[Record], list[Record]]:
+    """The synthetic rows this round's mix trains on (this round's, or every round's so far with accumulate)
+    with the humans' decisions applied, and the rows reviewers edited in any round so far when
+    `grounding.human_edits` is golden (they join the golden set as `source: human`)."""
+    g = loop.recipe.grounding
+    rounds = range(1, number + 1) if g.strategy == "accumulate" else [number]
+    synthetic: list[Record] = []
+    human: list[Record] = []
+    for r in range(1, number + 1):
+        verdicts = human_verdicts(decisions, r)
+        if r not in rounds and not (verdicts and g.human_edits == "golden"):
+            continue
+        rows = reviewed_rows(loop.run.round(r), verdicts, g.human_edits)
+        if r in rounds:
+            synthetic += [row for row in rows if row.kept and row.source == "synthetic"]
+        human += [row for row in rows if row.kept and row.source == "human"]
+    return synthetic, human
 
 
 def train_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:

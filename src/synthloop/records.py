@@ -15,6 +15,9 @@ Source = Literal["synthetic", "human", "reference"]
 """`reference`: ground-truth items written by the skills (the embedded golden set), treated as human data."""
 
 
+HUMAN = "human"  # the stage of a reviewer's verdict, which overrides every other stage's
+
+
 @dataclass(slots=True)
 class Verdict:
     stage: str  # e.g. "verify", "dedup", "decontaminate"
@@ -71,11 +74,20 @@ class Record:
 
     @property
     def kept(self) -> bool:
-        return all(v.keep for v in self.verdicts)
+        """Every stage kept the row, or a human decided: a `human` verdict overrides the stages."""
+        human = self.human_verdict
+        return human.keep if human is not None else all(v.keep for v in self.verdicts)
 
     @property
     def reject_reason(self) -> str | None:
+        human = self.human_verdict
+        if human is not None:
+            return None if human.keep else (human.reason or HUMAN)
         return next((v.reason or v.stage for v in self.verdicts if not v.keep), None)
+
+    @property
+    def human_verdict(self) -> Verdict | None:
+        return next((v for v in reversed(self.verdicts) if v.stage == HUMAN), None)
 
     def add_verdict(
         self, stage: str, keep: bool, reason: str | None = None, score: float | None = None, detail: str | None = None

@@ -17,6 +17,7 @@ from synthloop.collapse.strategies import CorpusError, StrategyError
 from synthloop.config import RecipeError, load_curation, load_recipe
 from synthloop.curation.sandbox import SandboxUnavailable
 from synthloop.registry import SKILLS, UnknownNameError
+from synthloop.review.decisions import ReviewError
 from synthloop.scoring.item import ScoringFailed
 from synthloop.skills.base import MAX_DIFFICULTY, MIN_DIFFICULTY
 from synthloop.storage.input_files import InputFileError
@@ -37,6 +38,7 @@ USER_ERRORS = (
     CorpusError,  # synthloop collapse --corpus: empty, binary, too small
     ScoringFailed,  # a judge scorer could not grade enough answers; --resume asks again
     TrainerFailed,  # an external trainer (student.trainer: command) failed; --resume retries the round
+    ReviewError,  # synthloop review / export: no rounds, a port in use, a damaged decision log
 )
 BUDGET_STOP = 3  # exit status of a run stopped cleanly by a budget cap
 
@@ -82,6 +84,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("recipe", nargs="?", help="recipe YAML; omitted: the default shipped in the package")
     run.add_argument("--run-dir", type=Path, help="where outputs go (default: runs/<name>-<time>)")
     run.add_argument("--resume", action="store_true", help="continue a killed or finished run in --run-dir")
+    run.add_argument(
+        "--rounds", type=int, help="rounds to run instead of the recipe's (with --resume: add rounds to a finished run)"
+    )
     add_engine_flags(run)
     run.set_defaults(handler=cmd_run)
 
@@ -165,6 +170,23 @@ def parser() -> argparse.ArgumentParser:
     collapse.add_argument("--out", type=Path, required=True, help="folder for results.csv, results.md, results.png")
     collapse.set_defaults(handler=cmd_collapse)
 
+    review = sub.add_parser("review", help="review a round's rows in a local web page (keyboard first)")
+    review.add_argument("run", type=Path, help="the run directory (--run-dir of synthloop run)")
+    review.add_argument("--round", type=int, help="the round to review (default: the latest with finished curation)")
+    review.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    review.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
+    review.add_argument("--reviewer", default=os.environ.get("USER", ""), help="your name on each decision")
+    review.add_argument("--audit-size", type=int, help="rows in the round's random audit slice (default 100)")
+    review.set_defaults(handler=cmd_review)
+
+    export = sub.add_parser("export", help="write a run's curated data as a dataset with a dataset card")
+    export.add_argument("run", type=Path, help="the run directory (--run-dir of synthloop run)")
+    export.add_argument("--round", type=int, help="one round's rows (default: every finished round's)")
+    export.add_argument("--format", required=True, choices=["hf", "parquet", "jsonl"], help="hf: datasets.save_to_disk")
+    export.add_argument("--out", type=Path, required=True, help="a new or empty folder")
+    export.add_argument("--license", default="other", help="license in the card's header (default: other)")
+    export.set_defaults(handler=cmd_export)
+
     recipe = sub.add_parser("recipe", help="print the default recipe, a starting point for your own")
     recipe.set_defaults(handler=cmd_recipe)
     return p
@@ -179,6 +201,10 @@ def add_engine_flags(p: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)  # validated before anything is written
+    if args.rounds is not None:
+        if not 1 <= args.rounds <= 100:
+            raise RecipeError(f"--rounds {args.rounds}: give 1 to 100")
+        recipe = recipe.model_copy(update={"rounds": args.rounds})
     check_output_paths(args.run_dir, args.cache)
     from synthloop.loop import dry_run, run_loop  # imports torch: only when a run starts
 
@@ -403,6 +429,27 @@ def cmd_student_merge(args: argparse.Namespace) -> int:
 
     out = merge_round(args.adapters, args.out, args.base)
     print(f"synthloop: merged {args.adapters} into {out} (loads with AutoModelForCausalLM, no PEFT needed)")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from synthloop.review.rounds import check_run, pick_round
+    from synthloop.review.server import serve
+
+    if not 0 <= args.port <= 65535:
+        raise ReviewError(f"--port {args.port}: give 0 to 65535")
+    if args.audit_size is not None and not 1 <= args.audit_size <= 1_000_000:
+        raise ReviewError(f"--audit-size {args.audit_size}: give 1 to 1,000,000")
+    check_run(args.run)
+    serve(args.run, pick_round(args.run, args.round), args.host, args.port, args.reviewer, args.audit_size)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from synthloop.reports.export import export_run
+
+    summary = export_run(args.run, args.out, args.format, args.round, args.license)
+    print(f"synthloop: exported {summary['rows']} rows ({args.format}) to {args.out}; card: {args.out / 'README.md'}")
     return 0
 
 

@@ -1,0 +1,77 @@
+"""Human decisions applied to rows: a `human` verdict that overrides the stages, and an edit as a new
+row beside its original.
+
+The files curation wrote are never changed: the decisions are applied when a later step reads them
+(the next round's training mix, `--resume`, `synthloop export`, the report), so they can be undone and
+every row still shows what the stages said."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from synthloop.records import HUMAN, Record, Verdict
+from synthloop.review.decisions import Decision, DecisionLog, HumanVerdict, human_verdicts
+from synthloop.storage.shards import digest, read_records
+
+
+def apply_human(rows: list[Record], humans: dict[str, HumanVerdict], edits_to: str = "golden") -> list[Record]:
+    """`rows` with each reviewed row's human verdict, and after each accepted edit its edited row: a new
+    row (its own id; `parent_ids` the original's) with `source: human` when `edits_to` is golden. The
+    original is kept beside it, rejected as `replaced_by_edit`, so its text is never lost."""
+    out: list[Record] = []
+    for row in rows:
+        human = humans.get(row.id)
+        if human is None:
+            out.append(row)
+            continue
+        edited = human.keep and human.edit and any(human.edit[k] != getattr(row, k) for k in human.edit)
+        if edited:
+            row.add_verdict(HUMAN, False, "replaced_by_edit", None, human.detail())
+            out += [row, edited_row(row, human, edits_to)]
+        elif human.keep and row.answer is None:
+            row.add_verdict(HUMAN, False, "no_answer", None, human.detail() + "; accepted, but it has no answer")
+            out.append(row)
+        else:
+            row.add_verdict(HUMAN, human.keep, None if human.keep else human.reason, None, human.detail())
+            out.append(row)
+    return out
+
+
+def edited_row(row: Record, human: HumanVerdict, edits_to: str) -> Record:
+    original = "; ".join(f"original {k}: {' '.join(str(getattr(row, k)).split())[:300]}" for k in human.edit)
+    stages = [v for v in row.verdicts if v.stage != HUMAN]
+    return dataclasses.replace(
+        row,
+        answer=human.edit.get("answer", row.answer),
+        reasoning=human.edit.get("reasoning", row.reasoning),
+        source="human" if edits_to == "golden" else row.source,
+        parent_ids=[row.id],
+        verdicts=[*stages, Verdict(HUMAN, True, "edited", None, f"{human.detail()}; {original}")],
+        id="",  # a new content id
+    )
+
+
+def reviewed_rows(rdir: Path, humans: dict[str, HumanVerdict], edits_to: str) -> list[Record]:
+    """A round's rows as the humans left them: the curated rows and the rejected rows a human accepted,
+    decisions applied (read `.kept` for what trains)."""
+    rows = read_records(rdir / "curated")
+    if humans:
+        rows += [r for r in read_records(rdir / "rejected") if r.id in humans and humans[r.id].keep]
+    return apply_human(rows, humans, edits_to)
+
+
+def decisions_digest(decisions: list[Decision], up_to_round: int) -> str | None:
+    """What a training mix was made from, on the humans' side: the decisions on rows of rounds up to
+    `up_to_round` (None: there were none, and a run without review keeps its digests)."""
+    ids = [d.id for d in decisions if d.round <= up_to_round]
+    return digest(ids) if ids else None
+
+
+def read_decisions(run_root: Path, lines: int | None = None) -> list[Decision]:
+    """The run's decisions, the first `lines` of them when given (what an earlier mix was made from)."""
+    decisions = DecisionLog(run_root).read()
+    return decisions if lines is None else decisions[:lines]
+
+
+__all__ = ["apply_human", "decisions_digest", "human_verdicts", "read_decisions", "reviewed_rows"]
