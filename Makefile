@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # project's own range admits it, so nothing pulls a multi-GB CUDA build.
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint bench clean sandbox-tools
+.PHONY: demo test lint bench clean sandbox-tools browser-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,15 +25,24 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/synthloop run
 
-# Code verification runs in bubblewrap. As root (CI), install it when missing; elsewhere, or when apt
-# cannot, the sandbox tests that need it say so and skip, and the rest run.
-sandbox-tools:
-	@command -v bwrap >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
-		(apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1) || \
-		echo "note: could not install bubblewrap; the tests that need it will skip"
+# Code verification runs in bubblewrap; the review page is tested in Debian's chromium with chromium-driver.
+# As root (CI), install what is missing; elsewhere, or when apt cannot, the tests that need them say so and
+# skip, and the rest run.
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+define apt_tool
+	@command -v $(1) >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || \
+		$(APT_INSTALL) $(2) >/dev/null 2>&1 || \
+		(apt-get update -qq >/dev/null 2>&1 && $(APT_INSTALL) $(2) >/dev/null 2>&1) || \
+		echo "note: could not install $(2); the tests that need it will skip"
+endef
 
-test: $(VENV)/.installed-dev sandbox-tools
+sandbox-tools:
+	$(call apt_tool,bwrap,bubblewrap)
+
+browser-tools:
+	$(call apt_tool,chromedriver,chromium chromium-driver)
+
+test: $(VENV)/.installed-dev sandbox-tools browser-tools
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/python -m pytest -q
