@@ -52,6 +52,7 @@ from synthloop.prompt_rounds import (
 from synthloop.records import Message, Record
 from synthloop.registry import SKILLS, TASKS
 from synthloop.reports.html import write_report
+from synthloop.reports.story import per_skill_intervals
 from synthloop.review.apply import decisions_digest, read_decisions, reviewed_rows
 from synthloop.review.decisions import Decision, human_verdicts
 from synthloop.runners.local import Answered, generate, solution_rows
@@ -818,7 +819,7 @@ def failures_report(items: list[TaskItem], scores: list[Any]) -> dict[str, Any]:
 
 TRAIN_FIGURES = (  # what train_stats.json says that metrics.json repeats (None where a trainer does not say)
     "steps", "tokens", "tokens_per_second", "first_loss", "final_loss",
-    "trainer", "device", "dtype", "format", "lora", "trainable_parameters",
+    "trainer", "device", "dtype", "format", "lora", "trainable_parameters", "loss_curve",
 )  # fmt: skip
 CURATION_FINDINGS = (
     "pii",
@@ -843,7 +844,11 @@ def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:
         out.append(
             {
                 "round": number,
-                "eval": {"per_skill": evaluation["per_skill"], "macro": evaluation["macro"]},
+                "eval": {
+                    "per_skill": evaluation["per_skill"],
+                    "macro": evaluation["macro"],
+                    "per_skill_ci": per_skill_intervals(evaluation.get("items", [])),  # [low, high, probes], 95%
+                },
                 "counts": {
                     "generated": curated["generated"],
                     "kept": curated["kept"],

@@ -19,12 +19,16 @@ STYLE = (
 
 
 def write_report(run: RunDir) -> None:
+    from synthloop.reports.story import story
+
     manifest = read_json(run.manifest)
     rounds = read_json(run.metrics)["rounds"] if run.metrics.exists() else []
-    write_text(run.report, render(manifest, rounds))
+    write_text(run.report, render(manifest, rounds, story(run.root, manifest, rounds)))
 
 
-def render(manifest: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
+def render(manifest: dict[str, Any], rounds: list[dict[str, Any]], extra: dict[str, str] | None = None) -> str:
+    """The report; `extra` holds the sections read from the run's rows (reports/story.py), by place."""
+    extra = extra or {}
     recipe = manifest["recipe"]
     parts = [
         f"<!doctype html><meta charset='utf-8'><title>synthloop: {escape(recipe['name'])}</title>",
@@ -43,9 +47,15 @@ def render(manifest: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
         "<h2>Per-skill accuracy on the held-out probes</h2>",
         line_chart(accuracy, labels, 1.0, "accuracy"),
         accuracy_table(rounds, skills),
+        "<p>In brackets: the 95% interval (Wilson) of each accuracy, from its number of probes.</p>",
         weakness_paragraph(rounds[-1]),
+        extra.get("probes", ""),
+        extra.get("loss", ""),
+        extra.get("natural", ""),
+        extra.get("review", ""),
         "<h2>Generation budget per skill</h2><p>Round 1 is uniform; later rounds follow the weakness report.</p>",
         stacked_bars([r["allocation"] for r in rounds], labels, "share of budget"),
+        extra.get("teacher", ""),
         "<h2>Kept and rejected rows</h2>",
         stacked_bars([{"kept": r["counts"]["kept"], **r["counts"]["rejected"]} for r in rounds], labels, "rows"),
         counts_table(rounds),
@@ -53,9 +63,12 @@ def render(manifest: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
         kept_per_task_table(rounds),
         findings_table(rounds),
         mistakes_section(rounds, skills),
+        extra.get("examples", ""),
         guards_section(rounds),
         "<h2>Monitor and timings</h2>",
         monitor_table(rounds),
+        monitor_explained(rounds),
+        extra.get("recipe", ""),
     ]
     return "".join(parts)
 
@@ -69,10 +82,13 @@ def weakness_paragraph(last: dict[str, Any]) -> str:
 
 def accuracy_table(rounds: list[dict[str, Any]], skills: list[str]) -> str:
     head = "".join(f"<th>round {r['round']}</th>" for r in rounds)
-    body = "".join(
-        f"<tr><td>{escape(s)}</td>" + "".join(f"<td>{r['eval']['per_skill'][s]:.2f}</td>" for r in rounds) + "</tr>"
-        for s in skills
-    )
+
+    def cell(r: dict[str, Any], skill: str) -> str:
+        ci = r["eval"].get("per_skill_ci", {}).get(skill)
+        interval = f" <small>[{ci[0]:.2f}, {ci[1]:.2f}] n={ci[2]}</small>" if ci else ""
+        return f"<td>{r['eval']['per_skill'][skill]:.2f}{interval}</td>"
+
+    body = "".join(f"<tr><td>{escape(s)}</td>" + "".join(cell(r, s) for r in rounds) + "</tr>" for s in skills)
     macro = "".join(f"<td><b>{r['eval']['macro']:.3f}</b></td>" for r in rounds)
     return f"<table><tr><th>skill</th>{head}</tr>{body}<tr><td><b>macro</b></td>{macro}</tr></table>"
 
@@ -212,7 +228,13 @@ def shown(value: Any, spec: str = "") -> str:
     return "-" if value is None else format(value, spec) if spec else escape(str(value))
 
 
-FIGURES = {  # what each guarded figure measures, for the report's readers
+def monitor_explained(rounds: list[dict[str, Any]]) -> str:
+    shown_figures = dict.fromkeys(k for r in rounds for k in r["monitor"])
+    items = "".join(f"<li><b>{escape(k)}</b>: {escape(FIGURES[k])}</li>" for k in shown_figures if k in FIGURES)
+    return f"<p>What the figures measure:</p><ul>{items}</ul>" if items else ""
+
+
+FIGURES = {  # what each monitor figure measures, for the report's readers
     "distinct_2_questions": "unique word pairs over all word pairs of the synthetic questions",
     "distinct_3_texts": "the same with word triples of whole synthetic rows",
     "compression_ratio": "how well the synthetic rows compress together (higher: more repetition)",
@@ -221,6 +243,10 @@ FIGURES = {  # what each guarded figure measures, for the report's readers
     "vendi_score": "effective number of distinct rows in a 512-row sample (MiniLM embeddings)",
     "golden_loss": "the student's loss on golden rows held out of training (drift from real data)",
     "tail_coverage": "share of rare golden word pairs the student still writes on those rows' questions",
+    "synthetic_share_of_train": "share of the training mix that is synthetic (the rest is golden)",
+    "golden_perplexity": "exp of golden_loss: how surprised the student is by real data (rising: drifting away)",
+    "golden_loss_diverged": "the student's loss on golden rows is not a number: training diverged",
+    "drift_rows": "golden rows held out of every round's training to measure drift on",
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from synthloop.records import Verdict
 from synthloop.review.decisions import HumanVerdict
-from synthloop.review.queue import UNANSWERED, AuditSlice, doubt
+from synthloop.review.queue import CORRECTNESS_STAGES, UNANSWERED, AuditSlice, doubt
 
 
 @dataclass
@@ -53,7 +53,11 @@ def stage_agreement(
             cell = ("reject" if not keep else "keep") + "/" + ("reject" if not human.keep else "keep")
             tables.setdefault(stage, Counter())[cell] += weight
             counted[stage] += 1
-    return {stage: confusion_figures(table) | {"rows": counted[stage]} for stage, table in tables.items()}
+    return {
+        stage: confusion_figures(table) | {"rows": counted[stage]}
+        for stage, table in tables.items()
+        if stage in CORRECTNESS_STAGES or stage == "curation" or table["reject/reject"] + table["reject/keep"] > 0
+    }  # a stage that checks something else (PII, contamination) and rejected no audited row has nothing to say
 
 
 def confusion_figures(table: Counter[str]) -> dict[str, Any]:

@@ -196,6 +196,7 @@ def result_stats(result: TrainResult) -> dict[str, Any]:
         "tokens_per_second": round(result.tokens_per_second, 1),
         "first_loss": round(result.first_loss, 4),
         "final_loss": round(result.final_loss, 4),
+        "loss_curve": [list(point) for point in result.loss_curve],
     }
 
 

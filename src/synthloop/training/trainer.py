@@ -47,6 +47,7 @@ class TrainResult:
     first_loss: float
     final_loss: float
     resumed_at: int = 0  # the step a resumed round continued from (0: it ran from the start)
+    loss_curve: tuple[tuple[int, float], ...] = ()  # (step, loss) at about CURVE_POINTS steps, for the report
 
     @property
     def tokens_per_second(self) -> float:
@@ -56,6 +57,9 @@ class TrainResult:
 class Checkpoints(Protocol):
     def load(self) -> dict[str, Any] | None: ...
     def save(self, state: dict[str, Any]) -> None: ...
+
+
+CURVE_POINTS = 50  # losses read per round for the curve (each read syncs a GPU; 50 cost nothing)
 
 
 def cosine_lr(step: int, steps: int, peak: float, warmup: int) -> float:
@@ -113,9 +117,13 @@ def train(
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         state.tokens += sum(b[0].numel() for b in micro)
-        if state.step == 0 or state.step == settings.steps - 1:  # .item() syncs; only read the loss we report
-            state.last_loss = loss.item()
-            state.first_loss = state.last_loss if state.step == 0 else state.first_loss
+        last, every_point = settings.steps - 1, max(1, settings.steps // CURVE_POINTS)
+        if state.step in (0, last) or state.step % every_point == 0:  # .item() syncs: only the losses reported
+            value = loss.item()
+            state.curve.append((state.step + 1, round(value, 4)))
+            if state.step in (0, last):
+                state.last_loss = value
+                state.first_loss = value if state.step == 0 else state.first_loss
         state.step += 1
         every = settings.checkpoint_every
         if checkpoints and every and state.step % every == 0 and state.step < settings.steps:
@@ -125,7 +133,8 @@ def train(
     if settings.gradient_checkpointing:
         checkpointing(model, False)
     model.eval()
-    return TrainResult(settings.steps, state.tokens, seconds, state.first_loss, state.last_loss, resumed_at)
+    curve = tuple(state.curve)
+    return TrainResult(settings.steps, state.tokens, seconds, state.first_loss, state.last_loss, resumed_at, curve)
 
 
 def checkpointing(model: Any, on: bool) -> None:
@@ -190,9 +199,11 @@ class LoopState:
     first_loss: float = float("nan")
     last_loss: float = float("nan")
     order: list[int] | None = None
+    curve: list[tuple[int, float]] | None = None
 
     def __post_init__(self) -> None:
         self.order = self.order or []
+        self.curve = self.curve or []
 
     def snapshot(self, model: torch.nn.Module, optimizer: Any, scaler: Any) -> dict[str, Any]:
         return {
@@ -202,6 +213,7 @@ class LoopState:
             "first_loss": self.first_loss,
             "last_loss": self.last_loss,
             "order": list(self.order),
+            "curve": list(self.curve),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -224,3 +236,4 @@ class LoopState:
             torch.cuda.set_rng_state_all(saved["cuda_rng"])
         self.step, self.tokens, self.seconds = saved["step"], saved["tokens"], saved["seconds"]
         self.first_loss, self.last_loss, self.order = saved["first_loss"], saved["last_loss"], list(saved["order"])
+        self.curve = [tuple(point) for point in saved.get("curve", [])]  # a checkpoint from before curves has none

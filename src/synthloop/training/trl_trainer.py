@@ -23,7 +23,7 @@ import torch
 from transformers import TrainerCallback
 
 from synthloop.training.packing import IGNORE, Example
-from synthloop.training.trainer import TrainResult, TrainSettings
+from synthloop.training.trainer import CURVE_POINTS, TrainResult, TrainSettings
 
 INPUTS = "inputs.txt"
 
@@ -91,14 +91,19 @@ def train_trl(
     trainer.train(resume_from_checkpoint=True if resume else None)
     seconds = clock.seconds()
     model.eval()
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    logged = [(int(entry["step"]), float(entry["loss"])) for entry in trainer.state.log_history if "loss" in entry]
+    losses = [loss for _, loss in logged]
+    every = max(1, len(logged) // CURVE_POINTS)
+    last = len(logged) - 1
+    curve = tuple((step, round(loss, 4)) for i, (step, loss) in enumerate(logged) if i % every == 0 or i == last)
     return TrainResult(
         settings.steps,
         int(trainer.state.num_input_tokens_seen),
         seconds,
-        float(losses[0]) if losses else float("nan"),
-        float(losses[-1]) if losses else float("nan"),
+        losses[0] if losses else float("nan"),
+        losses[-1] if losses else float("nan"),
         resumed_at,
+        curve,
     )
 
 
