@@ -209,23 +209,6 @@ def test_too_few_audited_rows_give_no_estimate_rather_than_a_guess() -> None:
 # --- the server, over real HTTP ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def one_round(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("review") / "run"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "synthloop.cli.main", "run", str(TINY), "--run-dir", str(root), "--rounds", "1"]
-    subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=600)
-    return root
-
-
-def copy_run(source: Path, tmp_path: Path) -> Path:
-    import shutil
-
-    target = tmp_path / "run"
-    shutil.copytree(source, target)
-    return target
-
-
 class Client:
     def __init__(self, url: str, token: str):
         self.url, self.token = url.rstrip("/"), token
@@ -253,8 +236,8 @@ def start(run: Path, **kwargs: object) -> Client:
     return Client(urls[0].split("?")[0], "t0k")
 
 
-def test_the_api_needs_the_token_and_refuses_bad_decisions_losing_nothing(one_round: Path, tmp_path: Path) -> None:
-    run = copy_run(one_round, tmp_path)
+def test_the_api_needs_the_token_and_refuses_bad_decisions_losing_nothing(one_round_copy: Path) -> None:
+    run = one_round_copy
     client = start(run)
     assert client.call("/api/state", token="wrong")[0] == 401
     status, state = client.call("/api/state")
@@ -277,8 +260,8 @@ def test_the_api_needs_the_token_and_refuses_bad_decisions_losing_nothing(one_ro
     assert human_verdicts(DecisionLog(run).read()) == {}
 
 
-def test_two_reviewers_on_the_same_row_at_once_are_both_kept(one_round: Path, tmp_path: Path) -> None:
-    run = copy_run(one_round, tmp_path)
+def test_two_reviewers_on_the_same_row_at_once_are_both_kept(one_round_copy: Path) -> None:
+    run = one_round_copy
     first, second = start(run), start(run)  # two servers on one run, as two reviewers might
     row_id = first.call("/api/state")[1]["queue"][0]["id"]
     barrier = threading.Barrier(2)
@@ -323,10 +306,10 @@ def test_a_port_in_use_and_a_run_without_rounds_are_one_line(one_round: Path, tm
     assert none.stderr.count("\n") == 1
 
 
-def test_decisions_change_the_next_rounds_mix_and_not_the_finished_one(one_round: Path, tmp_path: Path) -> None:
+def test_decisions_change_the_next_rounds_mix_and_not_the_finished_one(one_round_copy: Path) -> None:
     from synthloop.storage.shards import read_marker, read_records
 
-    run = copy_run(one_round, tmp_path)
+    run = one_round_copy
     train_before = read_records(run / "rounds" / "01" / "train")
     curated = read_records(run / "rounds" / "01" / "curated")
     rejected = [r for r in read_records(run / "rounds" / "01" / "rejected") if r.answer is not None]

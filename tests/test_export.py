@@ -1,0 +1,99 @@
+"""synthloop export: a dataset that loads with `datasets`, human decisions applied, with its dataset card;
+and the report's sections that help decide what to do next."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synthloop.review.decisions import DecisionLog, new_decision
+from synthloop.storage.shards import read_records
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "synthloop.cli.main", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture
+def reviewed(one_round_copy: Path) -> dict:
+    """The one-round run with three decisions: a kept row rejected, a rejected row accepted, an edit."""
+    run = one_round_copy
+    curated = read_records(run / "rounds" / "01" / "curated")
+    rejected = [r for r in read_records(run / "rounds" / "01" / "rejected") if r.answer is not None]
+    log = DecisionLog(run)
+    log.append(new_decision(1, curated[0].id, "ann", "reject", "wrong_reasoning"))
+    log.append(new_decision(1, rejected[0].id, "ann", "accept"))
+    log.append(new_decision(1, curated[1].id, "ann", "accept", edit={"answer": "43"}))
+    return {"run": run, "curated": curated, "dropped": curated[0], "rescued": rejected[0], "edited": curated[1]}
+
+
+@pytest.mark.parametrize("fmt", ["hf", "parquet", "jsonl"])
+def test_export_loads_with_datasets_and_applies_the_decisions(reviewed: dict, tmp_path: Path, fmt: str) -> None:
+    import datasets
+
+    out = tmp_path / "out"
+    done = cli("export", str(reviewed["run"]), "--format", fmt, "--out", str(out), "--license", "cc-by-4.0")
+    assert done.returncode == 0, done.stderr
+    if fmt == "hf":
+        rows = datasets.load_from_disk(str(out))
+    elif fmt == "parquet":
+        rows = datasets.load_dataset(str(out), split="train")  # the card's header names the files
+    else:
+        rows = datasets.load_dataset("json", data_files=str(out / "data" / "train.jsonl"), split="train")
+    assert rows.num_rows == len(reviewed["curated"])  # one dropped, one rescued; the edit replaces its original
+    ids = set(rows["id"])
+    assert reviewed["dropped"].id not in ids and reviewed["rescued"].id in ids and reviewed["edited"].id not in ids
+    edited = [r for r in rows if r["human_decision"] == "edited"]
+    assert len(edited) == 1 and edited[0]["answer"] == "43" and edited[0]["source"] == "human"
+    assert edited[0]["original_answer"] == reviewed["edited"].answer
+    assert edited[0]["parent_ids"] == [reviewed["edited"].id]
+    assert edited[0]["messages"][-1]["role"] == "assistant" and "43" in edited[0]["messages"][-1]["content"]
+    card = (out / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert header["license"] == "cc-by-4.0" and header["size_categories"] == ["n<1K"]
+    assert "text-generation" in header["task_categories"]
+    for needed in ("Natural vs Synthetic", "| Availability |", "| Cost |", "| Privacy", "| Accuracy |",
+                   "| Diversity |", "| Structure |", "## Provenance", "## Curation", "## Human review",
+                   "Decontamination: against the run's held-out probes", "PII policy: redact"):  # fmt: skip
+        assert needed in card, needed
+    assert "3 rows decided (2 accepted, 1 rejected, 1 edited" in card
+
+
+def test_export_refuses_a_used_folder_and_a_run_without_rounds(one_round: Path, tmp_path: Path) -> None:
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "keep.txt").write_text("mine")
+    done = cli("export", str(one_round), "--format", "jsonl", "--out", str(used))
+    assert done.returncode == 2 and "is not an empty folder" in done.stderr
+    assert (used / "keep.txt").read_text() == "mine"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.json").write_text(json.dumps({"recipe": {}, "rounds": {}}))
+    done = cli("export", str(empty), "--format", "jsonl", "--out", str(tmp_path / "new"))
+    assert done.returncode == 2 and "nothing to export yet" in done.stderr
+    done = cli("export", str(one_round), "--format", "jsonl", "--out", str(tmp_path / "new"), "--round", "7")
+    assert done.returncode == 2 and "rounds to export: [1]" in done.stderr
+
+
+def test_the_report_tells_what_to_do_next(reviewed: dict) -> None:
+    from synthloop.reports.html import write_report
+    from synthloop.storage.rundir import RunDir
+
+    run = RunDir(reviewed["run"])
+    write_report(run)
+    page = run.report.read_text()
+    for needed in ("Teacher calls, tokens and cost", "Examples of kept and rejected rows", "wrong_answer",
+                   "The student's answers on probes", "Training loss", "<polyline", "Natural vs Synthetic",
+                   "Human review", "Cohen&#x27;s kappa", "The recipe", "What the figures measure", "n=6<"):  # fmt: skip
+        assert needed in page, needed
+    metrics = json.loads(run.metrics.read_text())["rounds"][0]
+    low, high, n = metrics["eval"]["per_skill_ci"]["addition"]
+    assert 0.0 <= low <= metrics["eval"]["per_skill"]["addition"] <= high <= 1.0 and n == 6
+    assert len(metrics["train"]["loss_curve"]) == 6  # 6 steps: every one read
