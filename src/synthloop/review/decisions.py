@@ -200,27 +200,76 @@ class HumanVerdict:
         return "; ".join(parts) + (" (reviewers disagree: kept only if all accept)" if self.conflict else "")
 
 
+class DecisionFold:
+    """Every row's current decision per reviewer, folded in one decision at a time: undos take back the
+    decision they name (one may take back only one's own), restoring that reviewer's one before."""
+
+    def __init__(self, round_: int | None = None):
+        self.round = round_
+        self.by_id: dict[str, Decision] = {}
+        self.stacks: dict[tuple[str, str], list[Decision]] = {}
+        self.reviewers: dict[str, dict[str, None]] = {}  # row id -> reviewers who decided it, in order
+
+    def add(self, d: Decision) -> None:
+        self.by_id[d.id] = d
+        if self.round is not None and d.round != self.round:
+            return
+        if d.action == "undo":
+            target = self.by_id.get(d.undoes or "")
+            if target is not None and target.reviewer == d.reviewer:
+                stack = self.stacks.get((target.row_id, target.reviewer), [])
+                if target in stack:
+                    stack.remove(target)
+            return
+        self.stacks.setdefault((d.row_id, d.reviewer), []).append(d)
+        self.reviewers.setdefault(d.row_id, {})[d.reviewer] = None
+
+    def of_row(self, row_id: str) -> dict[str, Decision]:
+        """reviewer -> current decision on `row_id`."""
+        out = {}
+        for reviewer in self.reviewers.get(row_id, {}):
+            stack = self.stacks.get((row_id, reviewer))
+            if stack:
+                out[reviewer] = stack[-1]
+        return out
+
+    def current(self) -> dict[str, dict[str, Decision]]:
+        return {row_id: by for row_id in self.reviewers if (by := self.of_row(row_id))}
+
+
 def current_decisions(decisions: list[Decision], round_: int | None = None) -> dict[str, dict[str, Decision]]:
     """row id -> reviewer -> that reviewer's current decision (undos taken back in order)."""
-    by_id = {d.id: d for d in decisions}
-    stacks: dict[tuple[str, str], list[Decision]] = {}
+    fold = DecisionFold(round_)
     for d in decisions:
-        if round_ is not None and d.round != round_:
-            continue
-        if d.action == "undo":
-            target = by_id.get(d.undoes or "")
-            if target is None or target.reviewer != d.reviewer:
-                continue  # one may take back only one's own decision
-            stack = stacks.get((target.row_id, target.reviewer), [])
-            if target in stack:
-                stack.remove(target)
-            continue
-        stacks.setdefault((d.row_id, d.reviewer), []).append(d)
-    out: dict[str, dict[str, Decision]] = {}
-    for (row_id, reviewer), stack in stacks.items():
-        if stack:
-            out.setdefault(row_id, {})[reviewer] = stack[-1]
-    return out
+        fold.add(d)
+    return fold.current()
+
+
+class LogFollower:
+    """Reads only what was appended to the log since the last look (by this or any other process) and folds
+    it in: a server stays fast however long the log grows."""
+
+    def __init__(self, log: DecisionLog, round_: int | None = None):
+        self.log, self.offset, self.lines = log, 0, 0
+        self.fold = DecisionFold(round_)
+        self.decisions: list[Decision] = []
+
+    def refresh(self) -> DecisionFold:
+        if not self.log.path.exists():
+            return self.fold
+        with self.log.path.open("rb") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # complete lines only: a torn tail was never acknowledged
+        for raw in data[:end].split(b"\n")[:-1]:
+            self.lines += 1
+            if raw.strip():
+                decision = parse_line(raw, f"{self.log.path}:{self.lines}")
+                self.decisions.append(decision)
+                self.fold.add(decision)
+        self.offset += end
+        return self.fold
 
 
 def human_verdicts(decisions: list[Decision], round_: int | None = None) -> dict[str, HumanVerdict]:

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from synthloop.review.decisions import REJECT_REASONS, Decision, ReviewError, current_decisions, new_decision
+from synthloop.review.decisions import (
+    REJECT_REASONS,
+    Decision,
+    DecisionFold,
+    LogFollower,
+    ReviewError,
+    new_decision,
+)
 from synthloop.review.rounds import ReviewRound, finished_rounds
 
 MAX_BODY = 4 * 1024 * 1024
@@ -47,6 +54,11 @@ class ReviewApp:
         self.review, self.token, self.reviewer, self.host = review, token, reviewer, host
         self.loopback = is_loopback(host)
         self.lock = threading.Lock()
+        self.follower = LogFollower(review.log, review.round)
+
+    def fold(self) -> DecisionFold:
+        with self.lock:
+            return self.follower.refresh()
 
     def state(self) -> dict[str, Any]:
         r = self.review
@@ -63,12 +75,11 @@ class ReviewApp:
 
     def decided(self) -> dict[str, list[dict[str, Any]]]:
         """row id -> every reviewer's current decision on it (for the marks in the queue)."""
-        current = current_decisions(self.review.log.read(), self.review.round)
-        return {row_id: [brief(d) for d in by.values()] for row_id, by in current.items()}
+        return {row_id: [brief(d) for d in by.values()] for row_id, by in self.fold().current().items()}
 
     def row(self, row_id: str) -> dict[str, Any]:
         row = self.review.row(row_id)
-        current = current_decisions(self.review.log.read(), self.review.round).get(row_id, {})
+        current = self.fold().of_row(row_id)
         row["decisions"] = [brief(d) for d in sorted(current.values(), key=lambda d: d.time)]
         return row
 
@@ -97,7 +108,7 @@ class ReviewApp:
 
     def undo(self, body: dict[str, Any]) -> dict[str, Any]:
         target = body.get("decision_id")
-        past = {d.id: d for d in self.review.log.read()}
+        past = self.fold().by_id
         if not isinstance(target, str) or target not in past:
             raise ReviewError("decision_id: no such decision in this run's log")
         original = past[target]
