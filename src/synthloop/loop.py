@@ -55,6 +55,7 @@ from synthloop.reports.html import write_report
 from synthloop.reports.story import per_skill_intervals
 from synthloop.review.apply import decisions_digest, read_decisions, reviewed_rows
 from synthloop.review.decisions import Decision, human_verdicts
+from synthloop.review.rounds import review_figures
 from synthloop.runners.local import Answered, generate, solution_rows
 from synthloop.scoring.context import ScoringContext
 from synthloop.scoring.item import TaskItem
@@ -878,7 +879,8 @@ def collect_metrics(run: RunDir, rounds: int) -> dict[str, Any]:
                 **({"prompt_tasks": calls} if (calls := prompt_task_calls(rdir)) else {}),
             }
         )
-    return {"rounds": out}
+    reviewed = review_figures(run.root)  # per reviewed round: agreement, the kept set's error with its interval
+    return {"rounds": out, **({"review": reviewed} if reviewed else {})}
 
 
 def setup_torch(recipe: Recipe) -> None:
