@@ -52,6 +52,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/student_family.py
 	$(BIN)/python bench/targeting.py
+	$(BIN)/python bench/review.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -49,7 +49,7 @@ def test_run_directory_contract(finished_run):
     html = (finished_run / "report.html").read_text()
     assert "Weakness report after round 3" in html
     assert (
-        html.count("<svg") == 4
+        html.count("<svg") == 5  # accuracy, budget, kept/rejected, loss, guards
         and "Collapse guards" in html
         and "http" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     )

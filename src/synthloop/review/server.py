@@ -15,6 +15,7 @@ import hmac
 import ipaddress
 import json
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -232,18 +233,18 @@ def asset(name: str) -> str:
 
 def make_server(app: ReviewApp, port: int) -> ThreadingHTTPServer:
     handler = type("ReviewHandler", (Handler,), {"app": app})
+    family = socket.AF_INET6 if ":" in app.host else socket.AF_INET
+    server_class = type("ReviewServer", (ThreadingHTTPServer,), {"address_family": family})
     try:
-        server = ThreadingHTTPServer((app.host, port), handler)
+        server = server_class((app.host, port), handler)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             raise ReviewError(
                 f"port {port} on {app.host} is in use (another review server?); pass --port N for another one, or "
                 "--port 0 for any free port"
             ) from None
-        if err.errno in (errno.EADDRNOTAVAIL, errno.EACCES, -2, -3, -5):
-            why = err.strerror or err
-            raise ReviewError(f"cannot listen on {app.host}:{port} ({why}); check --host and --port") from None
-        raise
+        why = err.strerror or err
+        raise ReviewError(f"cannot listen on {app.host}:{port} ({why}); check --host and --port") from None
     server.daemon_threads = True
     return server
 
