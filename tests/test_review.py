@@ -241,7 +241,7 @@ def test_the_api_needs_the_token_and_refuses_bad_decisions_losing_nothing(one_ro
     client = start(run)
     assert client.call("/api/state", token="wrong")[0] == 401
     status, state = client.call("/api/state")
-    assert status == 200 and state["rows"] == 400 and len(state["queue"]) == 100
+    assert status == 200 and state["rows"] == 361 and len(state["queue"]) == 100  # 400 made, 39 exact duplicates
     first = state["queue"][0]["id"]
     assert client.call(
         "/api/decide", {"row_id": first, "reviewer": "ann", "action": "accept", "edit": {"answer": ""}}
@@ -334,3 +334,149 @@ def test_decisions_change_the_next_rounds_mix_and_not_the_finished_one(one_round
     assert marker["review_decisions"] == 3 and marker["human_edited"] == 1
     again = subprocess.run([*cmd, "--rounds", "2"], capture_output=True, text=True, timeout=600)
     assert "round 2: already done, skipped" in again.stdout  # the digests agree: nothing redone
+
+
+# --- what an outside tester found, kept fixed --------------------------------------------------------
+
+
+def test_a_torn_tail_of_any_length_is_cut_and_the_next_line_is_whole(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path)
+    log.append(new_decision(1, "r1", "ann", "accept"))
+    with log.path.open("ab") as f:
+        f.write(b'{"round": 1, "reason": "' + b"x" * (3 << 20))  # 3 MiB, no newline: a crash mid-write
+    log.append(new_decision(1, "r2", "ann", "accept"))
+    assert [d.row_id for d in log.read()] == ["r1", "r2"]
+
+
+def test_a_whole_last_line_without_its_newline_is_kept(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path)
+    log.append(new_decision(1, "r1", "ann", "accept"))
+    log.append(new_decision(1, "r2", "ann", "accept"))
+    log.path.write_bytes(log.path.read_bytes().rstrip(b"\n"))  # an editor dropped the final newline
+    assert [d.row_id for d in log.read()] == ["r1", "r2"]
+    log.append(new_decision(1, "r3", "ann", "accept"))
+    assert [d.row_id for d in log.read()] == ["r1", "r2", "r3"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"action": "undo", "undoes": ["x"], "round": 1, "row_id": "r", "reviewer": "a", "id": "i", "time": "t"}',
+        '{"action": "accept", "round": true, "row_id": "r", "reviewer": "a", "id": "i", "time": "t"}',
+        '{"action": "reject", "reason": 5, "round": 1, "row_id": "r", "reviewer": "a", "id": "i", "time": "t"}',
+        '{"action": "accept", "edit": {"answer": " "}, "round": 1, "row_id": "r", "reviewer": "a", "id": "i", '
+        '"time": "t"}',
+        '{"action": "accept", "round": 1, "row_id": "r", "reviewer": "a\\ud800", "id": "i", "time": "t"}',
+        "[" * 200_000,
+        '{"batch": []}',
+    ],
+)
+def test_every_kind_of_damaged_line_is_one_error_naming_the_line(tmp_path: Path, line: str) -> None:
+    log = DecisionLog(tmp_path)
+    log.append(new_decision(1, "r1", "ann", "accept"))
+    with log.path.open("a") as f:
+        f.write(line + "\n")
+    with pytest.raises(ReviewError, match=r"decisions.jsonl:2: damaged decision"):
+        log.read()
+
+
+def test_a_bulk_decision_is_one_line(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path)
+    log.append([new_decision(1, f"r{i}", "ann", "reject", "wrong_answer") for i in range(500)])
+    assert log.path.read_bytes().count(b"\n") == 1 and len(log.read()) == 500
+
+
+def test_weights_follow_the_rows_decided_in_each_stratum() -> None:
+    from synthloop.review.agreement import stage_agreement
+    from synthloop.review.queue import AuditSlice
+
+    # kept: 900 rows, 10 sampled and decided, 1 of them wrong; rejected: 100 rows, 10 sampled, 2 decided, 1 wrong
+    kept = [f"k{i}" for i in range(10)]
+    rejected = [f"r{i}" for i in range(10)]
+    audit = AuditSlice(1, kept + rejected, {"kept/s": {"population": 900, "sampled": 10},
+                                            "rejected/s": {"population": 100, "sampled": 10}},
+                       {**{k: "kept/s" for k in kept}, **{r: "rejected/s" for r in rejected}})  # fmt: skip
+    facts = {k: RowFacts(True, "s", [Verdict("verify", True)]) for k in kept}
+    facts |= {r: RowFacts(False, "s", [Verdict("verify", False, "wrong_answer")]) for r in rejected}
+    decisions = [
+        new_decision(1, k, "h", "reject", "x") if k == "k0" else new_decision(1, k, "h", "accept") for k in kept
+    ]
+    decisions += [new_decision(1, "r0", "h", "reject", "x"), new_decision(1, "r1", "h", "accept")]
+    figures = stage_agreement(facts, audit, human_verdicts(decisions))["verify"]
+    # stage rejects & human rejects: 50; human rejects overall: 90 (kept) + 50 (rejected) = 140
+    assert figures["recall"] == pytest.approx(50 / 140)
+    assert sum(figures["weighted"].values()) == pytest.approx(1000)
+
+
+def test_an_edit_counts_as_a_correction_in_the_figures() -> None:
+    facts = {f"k{i}": RowFacts(True, "s", [Verdict("verify", True)]) for i in range(4)}
+    drawn = draw_audit_slice(1, {k: (True, "s") for k in facts}, 4, 0)
+    decisions = [new_decision(1, "k0", "h", "accept", edit={"answer": "5"})]
+    decisions += [new_decision(1, k, "h", "accept") for k in ("k1", "k2", "k3")]
+    assert kept_error_estimate(facts, drawn, human_verdicts(decisions))["human_only"]["error_rate"] == 0.25
+
+
+def test_duplicates_are_one_row_to_decide_and_one_row_to_train(one_round_copy: Path) -> None:
+    from synthloop.reports.dataset import exported_rows
+    from synthloop.review.rounds import ReviewRound
+    from synthloop.storage.shards import read_records
+
+    run = one_round_copy
+    rdir = run / "rounds" / "01"
+    curated, rejected = read_records(rdir / "curated"), read_records(rdir / "rejected")
+    ids = [r.id for r in curated + rejected]
+    twice = next(i for i in ids if ids.count(i) > 1 and i not in {r.id for r in curated})
+    review = ReviewRound(run, 1)
+    assert len(review) == len(set(ids)) and review.duplicates == len(ids) - len(set(ids))
+    assert sum(f.kept for f in review.facts.values()) == len(curated)
+    DecisionLog(run).append(new_decision(1, twice, "ann", "accept"))
+    assert [r.id for r in exported_rows(run, [1], "golden")].count(twice) == 1
+
+
+def test_the_server_refuses_a_damaged_log_before_and_after_it_starts(one_round_copy: Path) -> None:
+    run = one_round_copy
+    log = DecisionLog(run)
+    log.append(new_decision(1, "r", "ann", "accept"))
+    with log.path.open("a") as f:
+        f.write("garbage\n")
+    started = subprocess.run(
+        [sys.executable, "-m", "synthloop.cli.main", "review", str(run), "--port", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 2 and "decisions.jsonl:2: damaged decision" in started.stderr
+    log.path.write_text(log.path.read_text().replace("garbage\n", ""))
+    client = start(run)
+    row_id = client.call("/api/state")[1]["queue"][0]["id"]
+    with log.path.open("a") as f:
+        f.write("garbage\n")
+    size = log.path.stat().st_size
+    status, said = client.call("/api/decide", {"row_id": row_id, "reviewer": "ann", "action": "accept"})
+    assert status == 400 and "damaged decision" in said["error"] and log.path.stat().st_size == size
+
+
+def test_undo_refuses_what_cannot_be_undone_and_bulk_undo_is_one_line(one_round_copy: Path) -> None:
+    run = one_round_copy
+    client = start(run)
+    queue = [item["id"] for item in client.call("/api/state")[1]["queue"][:3]]
+    made = client.call("/api/decide", {"row_ids": [*queue, queue[0]], "reviewer": "ann", "action": "accept"})[1]
+    ids = [d["id"] for d in made["decisions"]]
+    assert len(ids) == 3  # a row named twice is decided once
+    assert client.call("/api/undo", {"reviewer": "ann", "decision_ids": ids})[0] == 200
+    assert human_verdicts(DecisionLog(run).read()) == {}
+    assert "undone already" in client.call("/api/undo", {"reviewer": "ann", "decision_id": ids[0]})[1]["error"]
+    undo_id = DecisionLog(run).read()[-1].id
+    assert "cannot be undone" in client.call("/api/undo", {"reviewer": "ann", "decision_id": undo_id})[1]["error"]
+    assert DecisionLog(run).path.read_text().count("\n") == 2  # the bulk and its undo: a line each
+
+
+def test_bad_text_and_unchanged_edits(one_round_copy: Path) -> None:
+    run = one_round_copy
+    client = start(run)
+    row_id = client.call("/api/state")[1]["queue"][0]["id"]
+    answer = client.call(f"/api/row/{row_id}")[1]["answer"]
+    status, said = client.call("/api/decide", {"row_id": row_id, "reviewer": "a\ud800", "action": "accept"})
+    assert status == 400 and "reviewer" in said["error"]
+    assert client.call("/api/decide", {"row_id": row_id, "reviewer": {"x": 1}, "action": "accept"})[0] == 400
+    made = client.call("/api/decide", {"row_id": row_id, "reviewer": "ann", "action": "accept",
+                                       "edit": {"answer": f" {answer} "}})[1]  # fmt: skip
+    assert made["decisions"][0]["edit"] == {}  # nothing changed: a plain accept

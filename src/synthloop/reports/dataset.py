@@ -159,6 +159,7 @@ def natural_vs_synthetic(
             "synthetic": {
                 "verified_share": round(verified / kept, 4) if kept else None,
                 "human_audited_error": {k: e for k, e in audited},
+                "reviewed_rounds": sorted(review, key=int),
             },
             "natural": {"note": "taken as correct (the reference the loop is grounded on)"},
         },

@@ -11,6 +11,7 @@ The folder is built beside DIR and moved into place whole, so a killed export le
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -91,12 +92,15 @@ def export_table(rows: list[Record], originals: dict[str, Record]) -> pa.Table:
 
 
 def check_out(out: Path) -> None:
+    """A new or empty folder under one we can write to: said before anything is read or built."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ReviewError(f"--out {out} exists and is not an empty folder; give a new or empty one")
-    for parent in out.parents:
+    for parent in out.absolute().parents:
         if parent.exists():
             if not parent.is_dir():
                 raise ReviewError(f"--out {out}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ReviewError(f"--out {out}: {parent} cannot be written to; choose another folder")
             break
 
 
@@ -134,10 +138,15 @@ def export_run(run_root: Path, out: Path, fmt: str, only_round: int | None, lice
         (tmp / "README.md").write_text(render_card(facts, license_, data_files, load))
         (tmp / "synthloop_facts.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.rmdir()  # empty (checked): replaced whole by the built folder
-    replace_dir(out, build)
+    try:
+        if out.exists():
+            out.rmdir()  # empty (checked): replaced whole by the built folder
+        replace_dir(out, build)
+    except OSError as err:
+        raise ReviewError(
+            f"could not write the dataset to {out} ({err.strerror or err}); nothing was left there: choose a folder "
+            "you can write to, new or empty"
+        ) from None
     return {"rows": table.num_rows, "rounds": rounds}
 
 
@@ -155,7 +164,7 @@ def write_data(table: pa.Table, tmp: Path, fmt: str, out: Path) -> tuple[str | N
 
         datasets.disable_progress_bars()  # one line says what was written
         datasets.Dataset(table).save_to_disk(str(tmp))
-        return None, f'from datasets import load_from_disk\nrows = load_from_disk("{out}")'
+        return None, f"from datasets import load_from_disk\nrows = load_from_disk({json.dumps(out.name)})"
     data = tmp / "data"
     data.mkdir()
     if fmt == "parquet":
@@ -163,10 +172,11 @@ def write_data(table: pa.Table, tmp: Path, fmt: str, out: Path) -> tuple[str | N
         for i in range(parts):
             chunk = table.slice(i * PARQUET_ROWS, PARQUET_ROWS)
             pq.write_table(chunk, data / f"train-{i:05d}-of-{parts:05d}.parquet", compression="zstd")
-        load = f'from datasets import load_dataset\nrows = load_dataset("parquet", data_dir="{out / "data"}")["train"]'
+        load = f'from datasets import load_dataset\nrows = load_dataset({json.dumps(out.name)}, split="train")'
         return "data/train-*.parquet", load
     with (data / "train.jsonl").open("w") as f:
         for row in table.to_pylist():
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    load = f'from datasets import load_dataset\nrows = load_dataset("json", data_files="{out / "data" / "train.jsonl"}")["train"]'  # noqa: E501
+    where = json.dumps(f"{out.name}/data/train.jsonl")
+    load = f'from datasets import load_dataset\nrows = load_dataset("json", data_files={where}, split="train")'
     return "data/train.jsonl", load

@@ -15,6 +15,7 @@ import yaml
 from synthloop.monitoring import embeddings
 from synthloop.reports.card import natural_vs_synthetic_rows, percent
 from synthloop.reports.svg import line_chart
+from synthloop.review.agreement import wilson
 from synthloop.storage.atomic import read_json
 from synthloop.storage.shards import read_records
 
@@ -22,23 +23,12 @@ EXAMPLES = 2  # rows shown per reject reason (and kept rows), from the last roun
 PROBE_EXAMPLES = 2  # right and wrong answers shown per skill
 
 
-def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a share (95% by default): honest at 20-60 probes, where the
-    normal approximation's interval leaves [0, 1] or shrinks to nothing at 0% and 100%."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def per_skill_intervals(items: list[dict[str, Any]]) -> dict[str, list[float]]:
     """skill -> [low, high, probes] of its accuracy's 95% interval."""
     scores: dict[str, list[float]] = {}
     for item in items:
         scores.setdefault(item["skill"], []).append(float(item["score"]))
-    return {skill: [*map(lambda v: round(v, 4), wilson(sum(s), len(s))), len(s)] for skill, s in scores.items()}
+    return {skill: [*(round(v, 4) for v in wilson(sum(s) / len(s), len(s))), len(s)] for skill, s in scores.items()}
 
 
 def table(head: list[str], rows: list[list[str]]) -> str:

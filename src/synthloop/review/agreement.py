@@ -36,22 +36,35 @@ def z_value(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
+def human_wrong(human: HumanVerdict) -> bool:
+    """Whether the humans found the row wrong as the teacher wrote it: rejected, or accepted only once
+    edited (an edit is a correction; the server keeps no edit that changes nothing)."""
+    return not human.keep or bool(human.edit)
+
+
+def weights(audit: AuditSlice, decided: list[str]) -> dict[str, float]:
+    """Each decided audit row's weight: the rows of its stratum it stands for (the stratum's population
+    over its rows decided so far), so that strata decided unevenly still estimate the whole round."""
+    per_stratum = Counter(audit.member[row_id] for row_id in decided)
+    return {row_id: audit.strata[audit.member[row_id]]["population"] / per_stratum[audit.member[row_id]]
+            for row_id in decided}  # fmt: skip
+
+
 def stage_agreement(
     rows: dict[str, RowFacts], audit: AuditSlice, humans: dict[str, HumanVerdict]
 ) -> dict[str, dict[str, Any]]:
     """Per stage (and `curation` as a whole), on the audited rows a human decided and the stage saw:
     the weighted confusion of its rejections against the humans', precision, recall and Cohen's kappa."""
+    decided = [row_id for row_id in audit.rows if row_id in humans and row_id in rows]
+    weight = weights(audit, decided)
     tables: dict[str, Counter[str]] = {}
     counted: Counter[str] = Counter()
-    for row_id in audit.rows:
-        human, facts = humans.get(row_id), rows.get(row_id)
-        if human is None or facts is None:
-            continue
-        weight = audit.weight(row_id)
-        decided = [(v.stage, v.keep) for v in facts.verdicts if v.stage not in (UNANSWERED, "human")]
-        for stage, keep in [*decided, ("curation", facts.kept)]:
-            cell = ("reject" if not keep else "keep") + "/" + ("reject" if not human.keep else "keep")
-            tables.setdefault(stage, Counter())[cell] += weight
+    for row_id in decided:
+        facts, wrong = rows[row_id], human_wrong(humans[row_id])
+        stages = [(v.stage, v.keep) for v in facts.verdicts if v.stage not in (UNANSWERED, "human")]
+        for stage, keep in [*stages, ("curation", facts.kept)]:
+            cell = ("reject" if not keep else "keep") + "/" + ("reject" if wrong else "keep")
+            tables.setdefault(stage, Counter())[cell] += weight[row_id]
             counted[stage] += 1
     return {
         stage: confusion_figures(table) | {"rows": counted[stage]}
@@ -116,36 +129,46 @@ def reviewer_alpha(humans: dict[str, HumanVerdict]) -> dict[str, Any]:
 def kept_error_estimate(
     rows: dict[str, RowFacts], audit: AuditSlice, humans: dict[str, HumanVerdict], confidence: float = 0.95
 ) -> dict[str, Any]:
-    """The share of the curation's kept rows that are wrong, with a `confidence` interval: prediction-powered
-    over all kept rows and the audited kept rows a human decided, and (for comparison) from the humans alone."""
+    """The share of the curation's kept rows that are wrong (rejected or corrected by the humans), with a
+    `confidence` interval: prediction-powered over all kept rows and the audited kept rows a human
+    decided (each weighted for its stratum), and, for comparison, from the humans alone (Wilson)."""
     kept_ids = [row_id for row_id, facts in rows.items() if facts.kept]
-    labelled = [row_id for row_id in audit.rows if row_id in humans and rows.get(row_id) and rows[row_id].kept]
+    labelled = [row_id for row_id in audit.rows if row_id in humans and row_id in rows and rows[row_id].kept]
     out: dict[str, Any] = {"kept_rows": len(kept_ids), "audited": len(labelled), "confidence": confidence}
     if len(labelled) < 2 or not kept_ids:
         return out | {"error_rate": None, "why": "fewer than 2 audited kept rows decided"}
     z = z_value(confidence)
+    w = weights(audit, labelled)
+    total = sum(w.values())
+    n_eff = total**2 / sum(v * v for v in w.values())  # the sample size equal weights would give
     predicted = [doubt(rows[row_id].verdicts) for row_id in kept_ids]
-    truth = [0.0 if humans[row_id].keep else 1.0 for row_id in labelled]
-    rectifier = [y - doubt(rows[row_id].verdicts) for y, row_id in zip(truth, labelled, strict=True)]
-    estimate = mean(predicted) + mean(rectifier)
-    spread = variance(rectifier)
+    truth = {row_id: 1.0 if human_wrong(humans[row_id]) else 0.0 for row_id in labelled}
+    rectifier = {row_id: truth[row_id] - doubt(rows[row_id].verdicts) for row_id in labelled}
+    correction = sum(w[k] * rectifier[k] for k in labelled) / total
+    spread = sum(w[k] ** 2 * (rectifier[k] - correction) ** 2 for k in labelled) / total**2 * n_eff / (n_eff - 1)
+    share = sum(w[k] * truth[k] for k in labelled) / total
     if spread == 0.0:  # every audited row alike: no spread to measure, so assume the widest a share allows
-        share = (sum(truth) + 2) / (len(truth) + 4)  # Agresti-Coull
-        spread = share * (1 - share)
-    se = math.sqrt(variance(predicted) / len(predicted) + spread / len(labelled))
-    classical = mean(truth)
-    classical_share = (sum(truth) + z * z / 2) / (len(truth) + z * z)
-    classical_half = z * math.sqrt(classical_share * (1 - classical_share) / (len(truth) + z * z))
+        smoothed = (share * n_eff + 2) / (n_eff + 4)
+        spread = smoothed * (1 - smoothed) / n_eff
+    estimate = mean(predicted) + correction
+    se = math.sqrt(variance(predicted) / len(predicted) + spread)
+    low, high = wilson(share, n_eff, z)
     return out | {
         "error_rate": clip(estimate),
         "low": clip(estimate - z * se),
         "high": clip(estimate + z * se),
-        "human_only": {
-            "error_rate": classical,
-            "low": clip(classical_share - classical_half),
-            "high": clip(classical_share + classical_half),
-        },
+        "human_only": {"error_rate": share, "low": low, "high": high},
     }
+
+
+def wilson(share: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a share seen in `n` rows: honest at a few dozen, where the normal
+    approximation leaves [0, 1] or shrinks to nothing at 0% and 100%."""
+    if n <= 0:
+        return 0.0, 1.0
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def mean(values: list[float]) -> float:

@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from synthloop.records import HUMAN, Record, Verdict
-from synthloop.review.decisions import Decision, DecisionLog, HumanVerdict, human_verdicts
+from synthloop.review.decisions import Decision, DecisionLog, HumanVerdict, changed_fields, human_verdicts
 from synthloop.storage.shards import digest, read_records
 
 
@@ -25,8 +25,7 @@ def apply_human(rows: list[Record], humans: dict[str, HumanVerdict], edits_to: s
         if human is None:
             out.append(row)
             continue
-        edited = human.keep and human.edit and any(human.edit[k] != getattr(row, k) for k in human.edit)
-        if edited:
+        if human.keep and changed_fields(row, human.edit):
             row.add_verdict(HUMAN, False, "replaced_by_edit", None, human.detail())
             out += [row, edited_row(row, human, edits_to)]
         elif human.keep and row.answer is None:
@@ -39,12 +38,14 @@ def apply_human(rows: list[Record], humans: dict[str, HumanVerdict], edits_to: s
 
 
 def edited_row(row: Record, human: HumanVerdict, edits_to: str) -> Record:
-    original = "; ".join(f"original {k}: {' '.join(str(getattr(row, k)).split())[:300]}" for k in human.edit)
+    edit = changed_fields(row, human.edit)
+    original = "; ".join(f"original {k}: {' '.join(str(getattr(row, k)).split())[:300]}" for k in edit)
     stages = [v for v in row.verdicts if v.stage != HUMAN]
     return dataclasses.replace(
         row,
-        answer=human.edit.get("answer", row.answer),
-        reasoning=human.edit.get("reasoning", row.reasoning),
+        answer=edit["answer"].strip() if "answer" in edit else row.answer,
+        reasoning=edit["reasoning"].strip() if "reasoning" in edit else row.reasoning,
+        error=None,  # a reviewer wrote this row's answer: a failed call is the original's story
         source="human" if edits_to == "golden" else row.source,
         parent_ids=[row.id],
         verdicts=[*stages, Verdict(HUMAN, True, "edited", None, f"{human.detail()}; {original}")],
@@ -57,7 +58,11 @@ def reviewed_rows(rdir: Path, humans: dict[str, HumanVerdict], edits_to: str) ->
     decisions applied (read `.kept` for what trains)."""
     rows = read_records(rdir / "curated")
     if humans:
-        rows += [r for r in read_records(rdir / "rejected") if r.id in humans and humans[r.id].keep]
+        seen = {r.id for r in rows}  # an exact duplicate shares its kept twin's id: that row is decided once
+        for r in read_records(rdir / "rejected"):
+            if r.id in humans and humans[r.id].keep and r.id not in seen:
+                seen.add(r.id)
+                rows.append(r)
     return apply_human(rows, humans, edits_to)
 
 

@@ -1,11 +1,12 @@
 """Human review decisions: an append-only log in the run directory, durable the moment one is made.
 
-`RUN/review/decisions.jsonl` holds one JSON object per line. A line is never rewritten: an undo is a
-new line naming the decision it takes back, and two reviewers deciding the same row both stay (the
-disagreement is shown, and counted in the agreement figures). Each append takes an exclusive lock,
-writes one line and fsyncs before the server answers, so a decision the page saw acknowledged
-survives a kill -9 of the server or a power cut; a line cut short by a crash was never acknowledged
-and is dropped on the next append."""
+`RUN/review/decisions.jsonl` holds one JSON object per line (or a batch of them made together). A line
+is never rewritten: an undo is a new line naming the decision it takes back, and two reviewers deciding
+the same row both stay (the disagreement is shown, and counted in the agreement figures). Each append
+takes an exclusive lock, writes one line and fsyncs before the server answers, so a decision the page
+saw acknowledged survives a kill -9 of the server or a power cut; a line cut short by a crash was never
+acknowledged and is dropped on the next append. Reviewer names are labels, not accounts: the server's
+token is the boundary of who may decide."""
 
 from __future__ import annotations
 
@@ -61,57 +62,90 @@ def new_decision(
     edit: dict[str, Any] | None = None,
     undoes: str | None = None,
 ) -> Decision:
-    """A decision checked field by field; a bad one raises ReviewError naming the field."""
-    reviewer = " ".join(str(reviewer or "").split())
-    if not reviewer:
-        raise ReviewError("reviewer: give a name (it is written beside every decision)")
-    if len(reviewer) > 100:
-        raise ReviewError("reviewer: at most 100 characters")
-    if action not in ACTIONS:
-        raise ReviewError(f"action: {action!r} is not one of {', '.join(ACTIONS)}")
-    if not isinstance(row_id, str) or not row_id or len(row_id) > 200:
-        raise ReviewError("row_id: give the id of a row of this round")
-    if action == "reject":
-        reason = " ".join(str(reason or "").split())
-        if not reason:
-            raise ReviewError(f"reason: a rejection needs a reason ({', '.join(REJECT_REASONS)}, or your own words)")
-        if len(reason) > MAX_TEXT:
-            raise ReviewError(f"reason: at most {MAX_TEXT} characters")
-    elif reason is not None:
-        raise ReviewError("reason: only a rejection has a reason")
-    edit = dict(edit or {})
-    if edit and action != "accept":
-        raise ReviewError("edit: only an accepted row can be edited (an edit is an accept of the rewritten row)")
-    for key, value in edit.items():
-        if key not in EDITABLE:
-            raise ReviewError(f"edit: {key!r} cannot be edited; only {' and '.join(EDITABLE)}")
-        if not isinstance(value, str):
-            raise ReviewError(f"edit.{key}: must be text")
-        if len(value) > MAX_TEXT:
-            raise ReviewError(f"edit.{key}: at most {MAX_TEXT} characters")
-    if "answer" in edit and not edit["answer"].strip():
-        raise ReviewError("edit.answer: the answer cannot be empty; reject the row instead (key r)")
-    if action == "undo" and not undoes:
-        raise ReviewError("undoes: an undo names the decision it takes back")
-    if action != "undo" and undoes:
-        raise ReviewError("undoes: only an undo names another decision")
+    """A new decision (its id and time made here), checked field by field; a bad one raises ReviewError
+    naming the field."""
+    if isinstance(reviewer, str):
+        reviewer = " ".join(reviewer.split())
+    if action == "reject" and isinstance(reason, str):
+        reason = " ".join(reason.split())
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() // 1000 % 1_000_000:06d}Z"
-    return Decision(round_, row_id, reviewer, action, reason, edit, undoes, uuid.uuid4().hex, stamp)  # type: ignore[arg-type]
+    decision = Decision(round_, row_id, reviewer, action, reason, dict(edit or {}), undoes, uuid.uuid4().hex, stamp)  # type: ignore[arg-type]
+    problem = check(decision)
+    if problem:
+        raise ReviewError(problem)
+    return decision
+
+
+def text_problem(name: str, value: Any, limit: int = MAX_TEXT, empty: bool = False) -> str | None:
+    if not isinstance(value, str):
+        return f"{name}: must be text"
+    if len(value) > limit:
+        return f"{name}: at most {limit} characters"
+    if not empty and not value.strip():
+        return f"{name}: cannot be empty"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{name}: not valid text (a lone surrogate)"
+    return None
+
+
+def check(d: Decision) -> str | None:
+    """What is wrong with a decision, or None: the same rules for one being made and one read back."""
+    if not isinstance(d.round, int) or isinstance(d.round, bool) or d.round < 1:
+        return "round: must be a round number (1 or more)"
+    if d.action not in ACTIONS:
+        return f"action: {d.action!r} is not one of {', '.join(ACTIONS)}"
+    if (problem := text_problem("reviewer", d.reviewer, 100)) is not None:
+        return "reviewer: give a name (it is written beside every decision)" if "empty" in problem else problem
+    if text_problem("row_id", d.row_id, 200) is not None:
+        return "row_id: give the id of a row of this round"
+    if text_problem("id", d.id, 200) or text_problem("time", d.time, 100):
+        return "id and time: missing"
+    if d.action == "reject":
+        if d.reason is None or (isinstance(d.reason, str) and not d.reason.strip()):
+            return f"reason: a rejection needs a reason ({', '.join(REJECT_REASONS)}, or your own words)"
+        if (problem := text_problem("reason", d.reason)) is not None:
+            return problem
+    elif d.reason is not None:
+        return "reason: only a rejection has a reason"
+    if not isinstance(d.edit, dict):
+        return "edit: give {answer, reasoning}"
+    if d.edit and d.action != "accept":
+        return "edit: only an accepted row can be edited (an edit is an accept of the rewritten row)"
+    for key, value in d.edit.items():
+        if key not in EDITABLE:
+            return f"edit: {key!r} cannot be edited; only {' and '.join(EDITABLE)}"
+        if (problem := text_problem(f"edit.{key}", value, empty=key != "answer")) is not None:
+            if "empty" in problem:
+                return "edit.answer: the answer cannot be empty; reject the row instead (key r)"
+            return problem
+    if d.action == "undo" and not (isinstance(d.undoes, str) and d.undoes):
+        return "undoes: an undo names the decision it takes back"
+    if d.action != "undo" and d.undoes is not None:
+        return "undoes: only an undo names another decision"
+    return None
 
 
 class DecisionLog:
-    """The run's decision log. Safe for several servers (and the loop reading it) at once."""
+    """The run's decision log. Safe for several servers (and the loop reading it) at once. A line holds one
+    decision, or `{"batch": [...]}`: several made together (a bulk action, a bulk undo), which one write
+    makes durable or, cut short, drops whole."""
 
     def __init__(self, run_root: Path):
         self.path = run_root / "review" / "decisions.jsonl"
 
-    def append(self, decision: Decision) -> None:
+    def append(self, decisions: Decision | list[Decision]) -> None:
+        many = decisions if isinstance(decisions, list) else [decisions]
+        if not many:
+            return
+        data = asdict(many[0]) if len(many) == 1 else {"batch": [asdict(d) for d in many]}
+        line = (json.dumps(data, ensure_ascii=False, sort_keys=True) + "\n").encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = (json.dumps(asdict(decision), ensure_ascii=False, sort_keys=True) + "\n").encode()
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            drop_torn_tail(fd)
+            end_torn_tail(fd)
             written = 0
             while written < len(line):
                 written += os.write(fd, line[written:])
@@ -128,22 +162,51 @@ class DecisionLog:
         with self.path.open("rb") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_SH)  # an append in progress finishes first
             data = f.read()
-        lines = data.split(b"\n")
-        if lines and lines[-1] != b"":
-            lines = lines[:-1]  # torn: written by a process killed mid-line, never acknowledged
-        return [parse_line(raw, f"{self.path}:{number}") for number, raw in enumerate(lines, 1) if raw.strip()]
+        return parse_lines(data, str(self.path), 0)[0]
 
 
-def drop_torn_tail(fd: int) -> None:
+def parse_lines(data: bytes, where: str, first_line: int) -> tuple[list[Decision], int]:
+    """The decisions in `data` (log bytes from the start of a line) and how many bytes they took. A last
+    line without its newline counts if it is a whole decision (a hand-edited file), else it is torn."""
+    decisions: list[Decision] = []
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the data ends with a newline
+    for number, raw in enumerate(lines, first_line + 1):
+        if raw.strip(b"\0 \t\r"):
+            decisions += parse_line(raw, f"{where}:{number}")
+    used = len(data) - len(tail)
+    if tail.strip(b"\0 \t\r"):
+        try:
+            decisions += parse_line(tail, f"{where}:{first_line + len(lines) + 1}")
+            used = len(data)
+        except ReviewError:
+            pass  # torn: written by a process killed mid-line, never acknowledged
+    return decisions, used
+
+
+def end_torn_tail(fd: int) -> None:
+    """Before an append: a last line without its newline is ended if it is a whole decision, else cut
+    off (it was never acknowledged), however long it is."""
     size = os.fstat(fd).st_size
-    if size == 0:
+    end = size
+    while end > 0:
+        start = max(0, end - (1 << 20))
+        chunk = os.pread(fd, end - start, start)
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            start += cut + 1
+            break
+        end = start
+    else:
+        start = 0
+    if start == size:
         return
-    chunk = min(size, 1 << 20)
-    tail = os.pread(fd, chunk, size - chunk)
-    if tail.endswith(b"\n"):
-        return
-    cut = tail.rfind(b"\n")
-    os.ftruncate(fd, size - chunk + cut + 1 if cut >= 0 else (0 if chunk == size else size))
+    tail = os.pread(fd, size - start, start)
+    try:
+        parse_line(tail, "tail")
+        os.write(fd, b"\n")
+    except ReviewError:
+        os.ftruncate(fd, start)
 
 
 def fsync_dir(path: Path) -> None:
@@ -154,25 +217,27 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def parse_line(raw: bytes, where: str) -> Decision:
+def parse_line(raw: bytes, where: str) -> list[Decision]:
+    """One line's decisions (a batch line holds several), each checked as a new one is."""
     try:
         data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("not an object")
-        decision = Decision(**data)
-        texts = (decision.row_id, decision.reviewer, decision.id, decision.time)
-        if decision.action not in ACTIONS or not isinstance(decision.round, int) or not decision.id:
-            raise ValueError("not a decision")
-        if not all(isinstance(t, str) for t in texts) or not isinstance(decision.edit, dict):
-            raise ValueError("a field has the wrong type")
-        if not all(k in EDITABLE and isinstance(v, str) for k, v in decision.edit.items()):
-            raise ValueError("an edit names a field that cannot be edited")
-    except (ValueError, TypeError) as err:
+        items = data.get("batch") if isinstance(data, dict) and set(data) == {"batch"} else [data]
+        if not isinstance(items, list) or not items:
+            raise ValueError("an empty or malformed batch")
+        decisions = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise ValueError("not an object")
+            decision = Decision(**item)
+            if (problem := check(decision)) is not None:
+                raise ValueError(problem)
+            decisions.append(decision)
+    except (ValueError, TypeError, RecursionError) as err:
         raise ReviewError(
             f"{where}: damaged decision ({' '.join(str(err).split())[:120]}); the log is append-only: restore the "
             "line from a backup or delete it knowingly"
         ) from None
-    return decision
+    return decisions
 
 
 @dataclass(frozen=True)
@@ -209,6 +274,7 @@ class DecisionFold:
         self.by_id: dict[str, Decision] = {}
         self.stacks: dict[tuple[str, str], list[Decision]] = {}
         self.reviewers: dict[str, dict[str, None]] = {}  # row id -> reviewers who decided it, in order
+        self.undone: set[str] = set()  # ids of decisions taken back
 
     def add(self, d: Decision) -> None:
         self.by_id[d.id] = d
@@ -216,10 +282,11 @@ class DecisionFold:
             return
         if d.action == "undo":
             target = self.by_id.get(d.undoes or "")
-            if target is not None and target.reviewer == d.reviewer:
+            if target is not None and target.reviewer == d.reviewer and target.action != "undo":
                 stack = self.stacks.get((target.row_id, target.reviewer), [])
                 if target in stack:
                     stack.remove(target)
+                    self.undone.add(target.id)
             return
         self.stacks.setdefault((d.row_id, d.reviewer), []).append(d)
         self.reviewers.setdefault(d.row_id, {})[d.reviewer] = None
@@ -255,21 +322,34 @@ class LogFollower:
         self.decisions: list[Decision] = []
 
     def refresh(self) -> DecisionFold:
+        """Fold in what was appended since the last look; a damaged line raises ReviewError (and is met
+        again on the next look: nothing after it is trusted)."""
         if not self.log.path.exists():
             return self.fold
         with self.log.path.open("rb") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_SH)
             f.seek(self.offset)
             data = f.read()
-        end = data.rfind(b"\n") + 1  # complete lines only: a torn tail was never acknowledged
-        for raw in data[:end].split(b"\n")[:-1]:
-            self.lines += 1
-            if raw.strip():
-                decision = parse_line(raw, f"{self.log.path}:{self.lines}")
-                self.decisions.append(decision)
-                self.fold.add(decision)
-        self.offset += end
+        decisions, used = parse_lines(data, str(self.log.path), self.lines)
+        for decision in decisions:
+            self.decisions.append(decision)
+            self.fold.add(decision)
+        self.lines += data[:used].count(b"\n")
+        self.offset += used
         return self.fold
+
+
+def changed_fields(row: dict[str, Any] | Any, edit: dict[str, str]) -> dict[str, str]:
+    """The part of `edit` that changes the row (`row`: a Record or a dict of its fields), whitespace aside:
+    an edit equal to the original, or a blank reasoning for a row with none, is no edit."""
+
+    def norm(value: Any) -> str:
+        return " ".join(str(value or "").split())
+
+    def field_of(key: str) -> Any:
+        return row.get(key) if isinstance(row, dict) else getattr(row, key, None)
+
+    return {key: value for key, value in edit.items() if norm(value) != norm(field_of(key))}
 
 
 def human_verdicts(decisions: list[Decision], round_: int | None = None) -> dict[str, HumanVerdict]:

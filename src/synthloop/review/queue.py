@@ -141,11 +141,16 @@ def proportional(by_skill: dict[str, list[str]], want: int) -> dict[str, int]:
 
 
 def audit_slice(
-    review_dir: Path, round_: int, population: dict[str, tuple[bool, str]], size: int | None, seed: int
+    review_dir: Path,
+    round_: int,
+    population: dict[str, tuple[bool, str]],
+    size: int | None,
+    seed: int,
+    started: bool = False,
 ) -> AuditSlice:
     """The round's audit slice: the one drawn before from these same rows, else a new one of `size` rows
     (default DEFAULT_AUDIT_SIZE), written before any reviewer sees it. Asking for another size once
-    reviewers have started would change what their decisions stand for: refused."""
+    reviewers have `started` on the round would change what their decisions stand for: refused."""
     from synthloop.review.decisions import ReviewError
 
     path = review_dir / f"audit-{round_:02d}.json"
@@ -157,12 +162,13 @@ def audit_slice(
     except (OSError, ValueError, KeyError, AttributeError):
         drawn = None
     if drawn is not None:
-        if size is not None and size != saved.get("size"):
+        if size is not None and size != saved.get("size") and started:
             raise ReviewError(
                 f"round {round_}'s audit slice was drawn with {saved.get('size')} rows ({path}); reviewers' decisions "
-                "stand for that slice: leave --audit-size out (or delete the file before anyone reviews)"
+                "stand for that slice: leave --audit-size out to keep it"
             )
-        return drawn
+        if size is None or size == saved.get("size"):
+            return drawn
     size = DEFAULT_AUDIT_SIZE if size is None else size
     drawn = draw_audit_slice(round_, population, size, seed)
     review_dir.mkdir(parents=True, exist_ok=True)

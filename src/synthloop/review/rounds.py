@@ -79,7 +79,13 @@ class ReviewRound:
         self.recipe = manifest["recipe"]
         rdir = run_root / "rounds" / f"{number:02d}"
         self.rdir = rdir
-        self.table = pa.concat_tables([read_table(rdir / "curated"), read_table(rdir / "rejected")])
+        table = pa.concat_tables([read_table(rdir / "curated"), read_table(rdir / "rejected")])
+        # An exact duplicate has its kept twin's id (content ids): each id is one row to decide, the
+        # curated one where there is one (curated/ comes first), else the first rejected copy.
+        all_ids = table.column("id").to_pylist()
+        first = {row_id: i for i, row_id in reversed(list(enumerate(all_ids)))}
+        self.duplicates = len(all_ids) - len(first)
+        self.table = table.take(sorted(first.values())) if self.duplicates else table
         ids = self.table.column("id").to_pylist()
         skills = self.table.column("skill").to_pylist()
         verdict_lists = self.table.column("verdicts").to_pylist()
@@ -101,10 +107,13 @@ class ReviewRound:
                 pressing.append((found[0], row_id))
                 self.why[row_id] = found[1]
         seed = int(self.recipe.get("seed", 0))
-        self.audit: AuditSlice = audit_slice(run_root / "review", number, population, audit_size, seed * 1000 + number)
+        self.log = DecisionLog(run_root)
+        started = any(d.round == number for d in self.log.read())  # a damaged log is said here, first
+        self.audit: AuditSlice = audit_slice(
+            run_root / "review", number, population, audit_size, seed * 1000 + number, started
+        )
         self.audited = set(self.audit.rows)
         self.queue = review_order(pressing, self.audit.rows)
-        self.log = DecisionLog(run_root)
         self._parents: dict[str, dict[str, Any]] | None = None
 
     def __len__(self) -> int:
@@ -136,6 +145,14 @@ class ReviewRound:
                 for row in table.select(["id", "kind", "question", "answer"]).to_pylist():
                     self._parents[row["id"]] = row
         return self._parents.get(parent_id, {"id": parent_id, "kind": "unknown", "question": "(not in this round)"})
+
+    def fields(self, row_id: str) -> dict[str, Any]:
+        """The row's answer and reasoning (what an edit is compared with)."""
+        i = self.index[row_id]
+        return {
+            "answer": self.table.column("answer")[i].as_py(),
+            "reasoning": self.table.column("reasoning")[i].as_py(),
+        }
 
     def can_accept(self, row_id: str, edit: dict[str, str]) -> None:
         if row_id not in self.index:

@@ -32,6 +32,7 @@ from synthloop.review.decisions import (
     DecisionFold,
     LogFollower,
     ReviewError,
+    changed_fields,
     new_decision,
 )
 from synthloop.review.rounds import ReviewRound, finished_rounds
@@ -56,6 +57,7 @@ class ReviewApp:
         self.loopback = is_loopback(host)
         self.lock = threading.Lock()
         self.follower = LogFollower(review.log, review.round)
+        self.follower.refresh()  # a damaged log stops the server before it listens
 
     def fold(self) -> DecisionFold:
         with self.lock:
@@ -85,39 +87,55 @@ class ReviewApp:
         return row
 
     def decide(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One decision, or the same one on many rows (`row_ids`): all checked, then written as one line,
+        so a bulk action is saved whole or (killed before it was acknowledged) not at all."""
         items = body.get("row_ids")
         if items is None:
             items = [body.get("row_id")]
         if not isinstance(items, list) or not items or len(items) > MAX_BULK:
             raise ReviewError(f"row_ids: give 1 to {MAX_BULK} row ids")
+        items = list(dict.fromkeys(i if isinstance(i, str) else repr(i) for i in items))  # each row once
+        edit = body.get("edit") or {}
+        if not isinstance(edit, dict):
+            raise ReviewError("edit: give {answer, reasoning}")
+        self.fold()  # a log damaged since the start is said now, before anything is added to it
         made = []
         for row_id in items:
-            edit = body.get("edit") or {}
-            if not isinstance(edit, dict):
-                raise ReviewError("edit: give {answer, reasoning}")
+            if row_id not in self.review.index:
+                raise ReviewError(f"row_id: {row_id!r} is not a row of round {self.review.round}")
+            changed = changed_fields(self.review.fields(row_id), edit) if edit else {}
             decision = new_decision(
-                self.review.round, row_id, body.get("reviewer", ""), body.get("action", ""), body.get("reason"), edit
+                self.review.round, row_id, body.get("reviewer"), body.get("action"), body.get("reason"), changed
             )
             if decision.action == "accept":
                 self.review.can_accept(row_id, decision.edit)
-            elif row_id not in self.review.index:
-                raise ReviewError(f"row_id: {row_id!r} is not a row of round {self.review.round}")
             made.append(decision)
-        for decision in made:  # every one checked before any is written: a bulk action is all or nothing
-            self.review.log.append(decision)
+        self.review.log.append(made)
         return {"decisions": [brief(d) for d in made]}
 
     def undo(self, body: dict[str, Any]) -> dict[str, Any]:
-        target = body.get("decision_id")
-        past = self.fold().by_id
-        if not isinstance(target, str) or target not in past:
-            raise ReviewError("decision_id: no such decision in this run's log")
-        original = past[target]
-        decision = new_decision(original.round, original.row_id, body.get("reviewer", ""), "undo", undoes=target)
-        if decision.reviewer != original.reviewer:
-            raise ReviewError(f"that decision is {original.reviewer}'s: one may undo only one's own")
-        self.review.log.append(decision)
-        return {"undone": brief(original)}
+        """Take back decisions (`decision_ids`, or one `decision_id`), all of them the reviewer's own and
+        still in force, in one line."""
+        targets = body.get("decision_ids", [body.get("decision_id")])
+        if not isinstance(targets, list) or not targets or len(targets) > MAX_BULK:
+            raise ReviewError(f"decision_ids: give 1 to {MAX_BULK} decision ids")
+        fold = self.fold()
+        made, undone = [], []
+        for target in dict.fromkeys(t if isinstance(t, str) else repr(t) for t in targets):
+            original = fold.by_id.get(target)
+            if original is None:
+                raise ReviewError("decision_id: no such decision in this run's log")
+            if original.action == "undo":
+                raise ReviewError("an undo cannot be undone: decide the row again instead")
+            if target in fold.undone:
+                raise ReviewError("that decision was undone already")
+            decision = new_decision(original.round, original.row_id, body.get("reviewer"), "undo", undoes=target)
+            if decision.reviewer != original.reviewer:
+                raise ReviewError(f"that decision is {original.reviewer}'s: one may undo only one's own")
+            made.append(decision)
+            undone.append(brief(original))
+        self.review.log.append(made)
+        return {"undone": undone[0], "all_undone": undone}
 
 
 def queue_entry(r: ReviewRound, row_id: str) -> dict[str, Any]:
@@ -189,7 +207,8 @@ class Handler(BaseHTTPRequestHandler):
     def host_allowed(self) -> bool:
         if not self.app.loopback:
             return True  # the token guards a server bound to a reachable address
-        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
+        host = self.headers.get("Host") or ""
+        host = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
         return host in ("127.0.0.1", "localhost", "::1", self.app.host)
 
     def token_ok(self) -> bool:
@@ -204,7 +223,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ReviewError(f"the request body must be JSON of 1 to {MAX_BODY} bytes")
         try:
             body = json.loads(self.rfile.read(length))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ReviewError("the request body is not JSON") from None
         if not isinstance(body, dict):
             raise ReviewError("the request body must be a JSON object")
@@ -268,7 +287,9 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{bound}/" + ("" if app.loopback else f"?token={app.token}")
     print(
-        f"synthloop: reviewing round {round_} of {run_root}: {len(review)} rows, {len(review.queue)} in the queue "
+        f"synthloop: reviewing round {round_} of {run_root}: {len(review)} rows"
+        + (f" ({review.duplicates} exact duplicates shown once)" if review.duplicates else "")
+        + f", {len(review.queue)} in the queue "
         f"({len(review.audit.rows)} in the audit slice); opened in {time.perf_counter() - start:.1f}s",
         flush=True,
     )

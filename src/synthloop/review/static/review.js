@@ -148,12 +148,10 @@ async function undo() {
   const ids = state.undo.pop();
   if (!ids) { say("nothing of yours to undo in this session", "error"); return; }
   let rowId = null;
-  for (const id of ids) {
-    try {
-      const result = await api("/api/undo", { reviewer: reviewer(), decision_id: id });
-      rowId = result.undone.row_id;
-    } catch (err) { say(err.message, "error"); return; }
-  }
+  try {
+    const result = await api("/api/undo", { reviewer: reviewer(), decision_ids: ids });
+    rowId = result.undone.row_id;
+  } catch (err) { state.undo.push(ids); say(err.message, "error"); return; }
   await refresh();
   const i = state.queue.findIndex((item) => item.id === rowId);
   say(`undone (${ids.length} decision${ids.length > 1 ? "s" : ""})`, "ok");
@@ -193,9 +191,13 @@ function openEditor() {
 }
 
 async function saveEdit() {
-  const edit = { answer: $("edit-answer").value, reasoning: $("edit-reasoning").value };
-  if (!edit.answer.trim()) { say("the answer cannot be empty; Esc, then r to reject the row instead", "error"); return; }
-  if (await decide([state.row.id], "accept", null, edit)) { closeOverlays(); nextUndecided(); }
+  const answer = $("edit-answer").value, reasoning = $("edit-reasoning").value;
+  if (!answer.trim()) { say("the answer cannot be empty; Esc, then r to reject the row instead", "error"); return; }
+  const same = (a, b) => (a || "").split(/\s+/).join(" ").trim() === (b || "").split(/\s+/).join(" ").trim();
+  const edit = {}; // only what changed: an unchanged row is a plain accept
+  if (!same(answer, state.row.answer)) edit.answer = answer;
+  if (!same(reasoning, state.row.reasoning)) edit.reasoning = reasoning;
+  if (await decide([state.row.id], "accept", null, Object.keys(edit).length ? edit : null)) { closeOverlays(); nextUndecided(); }
 }
 
 async function figures() {
