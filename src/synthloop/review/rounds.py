@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from synthloop.records import SCHEMA, Verdict
 from synthloop.review.agreement import RowFacts, kept_error_estimate, reviewer_alpha, stage_agreement
-from synthloop.review.decisions import DecisionLog, ReviewError, human_verdicts
+from synthloop.review.decisions import DecisionLog, LogFollower, ReviewError, human_verdicts
 from synthloop.review.queue import (
     UNANSWERED,
     AuditSlice,
@@ -108,7 +108,9 @@ class ReviewRound:
                 self.why[row_id] = found[1]
         seed = int(self.recipe.get("seed", 0))
         self.log = DecisionLog(run_root)
-        started = any(d.round == number for d in self.log.read())  # a damaged log is said here, first
+        self.follower = LogFollower(self.log, number)  # read once here; the server folds in what is added
+        self.follower.refresh()  # a damaged log is said here, before anything is served
+        started = bool(self.follower.fold.current())
         self.audit: AuditSlice = audit_slice(
             run_root / "review", number, population, audit_size, seed * 1000 + number, started
         )

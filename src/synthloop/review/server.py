@@ -30,7 +30,6 @@ from synthloop.review.decisions import (
     REJECT_REASONS,
     Decision,
     DecisionFold,
-    LogFollower,
     ReviewError,
     changed_fields,
     new_decision,
@@ -56,8 +55,7 @@ class ReviewApp:
         self.review, self.token, self.reviewer, self.host = review, token, reviewer, host
         self.loopback = is_loopback(host)
         self.lock = threading.Lock()
-        self.follower = LogFollower(review.log, review.round)
-        self.follower.refresh()  # a damaged log stops the server before it listens
+        self.follower = review.follower  # the log as the round read it when it opened
 
     def fold(self) -> DecisionFold:
         with self.lock:
@@ -77,8 +75,9 @@ class ReviewApp:
         }
 
     def decided(self) -> dict[str, list[dict[str, Any]]]:
-        """row id -> every reviewer's current decision on it (for the marks in the queue)."""
-        return {row_id: [brief(d) for d in by.values()] for row_id, by in self.fold().current().items()}
+        """Queue row id -> every reviewer's current decision on it (the marks in the queue)."""
+        fold = self.fold()
+        return {row_id: [brief(d) for d in by.values()] for row_id in self.review.queue if (by := fold.of_row(row_id))}
 
     def row(self, row_id: str) -> dict[str, Any]:
         row = self.review.row(row_id)
