@@ -93,7 +93,7 @@ from synthloop.training.preflight import check_student, student_needs
 from synthloop.weak_categories import generate_round, plan_targets, problem_requests, train_probe_items
 
 Log = Callable[[str], None]
-REVIEW_LINES = "review_decisions"  # in the training mix's marker: the lines of the decision log it read
+REVIEW_USED = "review_decisions"  # in the training mix's marker: how many of the log's decisions it used
 
 
 def stream_seed(seed: int, stream: str) -> int:
@@ -525,10 +525,10 @@ def train_inputs(loop: Loop, number: int, decisions: list[Decision]) -> str:
 
 
 def decisions_used(loop: Loop, train_dir: Path) -> list[Decision]:
-    """The decisions a finished mix was made from: the first lines of the log it read (decisions made
+    """The decisions a finished mix was made from: the log's first ones, as many as it used (decisions made
     since go to the next mix made, not back into finished rounds)."""
-    lines = read_json_or_empty(train_dir / MARKER).get(REVIEW_LINES, 0)
-    return read_decisions(loop.run.root, lines if isinstance(lines, int) and lines >= 0 else 0) if lines else []
+    used = read_json_or_empty(train_dir / MARKER).get(REVIEW_USED, 0)
+    return read_decisions(loop.run.root, used) if isinstance(used, int) and used > 0 else []
 
 
 def student_inputs(loop: Loop, number: int, rdir: Path) -> str:
@@ -645,7 +645,7 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         "golden": len(rows) - len(synthetic),
         "golden_ratio": ratio,
         "human_edited": len(human),
-        REVIEW_LINES: len(decisions),
+        REVIEW_USED: len(decisions),
         "human_decided": sum(1 for row in synthetic if row.human_verdict is not None),
         "monitor": diversity(rows, number, stream_seed(loop.recipe.seed, f"monitor-{number}"))
         | embedding_monitor(loop, number, rows),

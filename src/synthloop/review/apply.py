@@ -73,10 +73,10 @@ def decisions_digest(decisions: list[Decision], up_to_round: int) -> str | None:
     return digest(ids) if ids else None
 
 
-def read_decisions(run_root: Path, lines: int | None = None) -> list[Decision]:
-    """The run's decisions, the first `lines` of them when given (what an earlier mix was made from)."""
+def read_decisions(run_root: Path, first: int | None = None) -> list[Decision]:
+    """The run's decisions, the `first` ones when given (what an earlier mix was made from)."""
     decisions = DecisionLog(run_root).read()
-    return decisions if lines is None else decisions[:lines]
+    return decisions if first is None else decisions[:first]
 
 
 __all__ = ["apply_human", "decisions_digest", "human_verdicts", "read_decisions", "reviewed_rows"]
