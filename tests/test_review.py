@@ -3,6 +3,7 @@ decisions reaching the next round's training mix."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -480,3 +481,43 @@ def test_bad_text_and_unchanged_edits(one_round_copy: Path) -> None:
     made = client.call("/api/decide", {"row_id": row_id, "reviewer": "ann", "action": "accept",
                                        "edit": {"answer": f" {answer} "}})[1]  # fmt: skip
     assert made["decisions"][0]["edit"] == {}  # nothing changed: a plain accept
+
+
+def test_a_repeated_line_counts_once_and_can_still_be_undone() -> None:
+    reject = new_decision(1, "r1", "ann", "reject", "wrong_answer")
+    undo = new_decision(1, "r1", "ann", "undo", undoes=reject.id)
+    assert human_verdicts([reject, reject, undo]) == {}  # a line restored from a backup twice
+
+
+def test_a_cut_tail_is_kept_beside_the_log(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    log = DecisionLog(tmp_path)
+    first = new_decision(1, "r1", "ann", "accept")
+    second = new_decision(1, "r2", "ann", "accept")
+    log.path.parent.mkdir(parents=True)
+    log.path.write_bytes(b"\r".join(json.dumps(dataclasses.asdict(d)).encode() for d in (first, second)))  # CR only
+    log.append(new_decision(1, "r3", "ann", "accept"))
+    assert [d.row_id for d in log.read()] == ["r3"]
+    kept = list(log.path.parent.glob("decisions.jsonl.cut-*"))
+    assert len(kept) == 1 and b"r1" in kept[0].read_bytes() and b"r2" in kept[0].read_bytes()
+    assert "moved to" in capsys.readouterr().err
+
+
+def test_a_bulk_edit_and_an_oversize_line_are_refused(one_round_copy: Path) -> None:
+    run = one_round_copy
+    client = start(run)
+    queue = [item["id"] for item in client.call("/api/state")[1]["queue"][:2]]
+    status, said = client.call("/api/decide", {"row_ids": queue, "reviewer": "a", "action": "accept",
+                                               "edit": {"answer": "1"}})  # fmt: skip
+    assert status == 400 and "an edit is for one row" in said["error"]
+    with pytest.raises(ReviewError, match="decide fewer rows at once"):
+        DecisionLog(run).append([new_decision(1, f"r{i}", "a", "reject", "x" * 60_000) for i in range(400)])
+    assert not DecisionLog(run).path.exists()
+
+
+def test_another_audit_size_is_refused_once_the_slice_is_drawn(one_round_copy: Path) -> None:
+    from synthloop.review.rounds import ReviewRound
+
+    ReviewRound(one_round_copy, 1)
+    with pytest.raises(ReviewError, match="drawn with 100 rows"):
+        ReviewRound(one_round_copy, 1, audit_size=40)
+    assert len(ReviewRound(one_round_copy, 1).audit.rows) == 100

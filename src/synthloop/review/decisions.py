@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ Action = Literal["accept", "reject", "undo"]
 ACTIONS = ("accept", "reject", "undo")
 EDITABLE = ("answer", "reasoning")
 MAX_TEXT = 64 * 1024  # an edit or a reason longer than this is refused (a paste gone wrong)
+MAX_LINE = 16 * 1024 * 1024  # one log line (a bulk action) at most: every reader holds a line in memory
 
 
 class ReviewError(ValueError):
@@ -141,11 +143,16 @@ class DecisionLog:
             return
         data = asdict(many[0]) if len(many) == 1 else {"batch": [asdict(d) for d in many]}
         line = (json.dumps(data, ensure_ascii=False, sort_keys=True) + "\n").encode()
+        if len(line) > MAX_LINE:
+            raise ReviewError(
+                f"this action would write {len(line) >> 20} MiB to the decision log (at most {MAX_LINE >> 20} MiB at "
+                "once): decide fewer rows at once, or give a shorter reason"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            end_torn_tail(fd)
+            end_torn_tail(fd, self.path)
             written = 0
             while written < len(line):
                 written += os.write(fd, line[written:])
@@ -184,9 +191,9 @@ def parse_lines(data: bytes, where: str, first_line: int) -> tuple[list[Decision
     return decisions, used
 
 
-def end_torn_tail(fd: int) -> None:
+def end_torn_tail(fd: int, path: Path) -> None:
     """Before an append: a last line without its newline is ended if it is a whole decision, else cut
-    off (it was never acknowledged), however long it is."""
+    off (it was never acknowledged), however long it is, and kept in a file beside the log."""
     size = os.fstat(fd).st_size
     end = size
     while end > 0:
@@ -206,7 +213,24 @@ def end_torn_tail(fd: int) -> None:
         parse_line(tail, "tail")
         os.write(fd, b"\n")
     except ReviewError:
+        kept = keep_aside(path, tail)
         os.ftruncate(fd, start)
+        print(
+            f"synthloop: the decision log ended in {len(tail)} bytes that are not a whole decision (a write cut short, "
+            f"never acknowledged); moved to {kept}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def keep_aside(log: Path, tail: bytes) -> Path:
+    """Nothing is thrown away: what is cut from the log's end goes to a file beside it first."""
+    aside = log.with_name(f"{log.name}.cut-{time.time_ns()}")
+    with aside.open("wb") as f:
+        f.write(tail)
+        f.flush()
+        os.fsync(f.fileno())
+    return aside
 
 
 def fsync_dir(path: Path) -> None:
@@ -220,7 +244,9 @@ def fsync_dir(path: Path) -> None:
 def parse_line(raw: bytes, where: str) -> list[Decision]:
     """One line's decisions (a batch line holds several), each checked as a new one is."""
     try:
-        data = json.loads(raw)
+        if len(raw) > MAX_LINE:
+            raise ValueError(f"a line of {len(raw)} bytes, over {MAX_LINE}")
+        data = json.loads(raw.decode("utf-8"))
         items = data.get("batch") if isinstance(data, dict) and set(data) == {"batch"} else [data]
         if not isinstance(items, list) or not items:
             raise ValueError("an empty or malformed batch")
@@ -277,6 +303,8 @@ class DecisionFold:
         self.undone: set[str] = set()  # ids of decisions taken back
 
     def add(self, d: Decision) -> None:
+        if d.id in self.by_id:
+            return  # the same decision twice (a line restored from a backup twice): it counts once
         self.by_id[d.id] = d
         if self.round is not None and d.round != self.round:
             return

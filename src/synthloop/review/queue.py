@@ -149,8 +149,9 @@ def audit_slice(
     started: bool = False,
 ) -> AuditSlice:
     """The round's audit slice: the one drawn before from these same rows, else a new one of `size` rows
-    (default DEFAULT_AUDIT_SIZE), written before any reviewer sees it. Asking for another size once
-    reviewers have `started` on the round would change what their decisions stand for: refused."""
+    (default DEFAULT_AUDIT_SIZE), written before any reviewer sees it. Asking for another size once it is
+    drawn would change what reviewers' decisions stand for (`started`: some have decided already), or
+    pull it from under a server that has it open: refused."""
     from synthloop.review.decisions import ReviewError
 
     path = review_dir / f"audit-{round_:02d}.json"
@@ -162,13 +163,13 @@ def audit_slice(
     except (OSError, ValueError, KeyError, AttributeError):
         drawn = None
     if drawn is not None:
-        if size is not None and size != saved.get("size") and started:
+        if size is not None and size != saved.get("size"):
+            state = "reviewers have decided rows of it" if started else "a review server may have it open"
             raise ReviewError(
-                f"round {round_}'s audit slice was drawn with {saved.get('size')} rows ({path}); reviewers' decisions "
-                "stand for that slice: leave --audit-size out to keep it"
+                f"round {round_}'s audit slice was drawn with {saved.get('size')} rows ({path}) and {state}: leave "
+                "--audit-size out to keep it, or delete that file to draw another before anyone reviews"
             )
-        if size is None or size == saved.get("size"):
-            return drawn
+        return drawn
     size = DEFAULT_AUDIT_SIZE if size is None else size
     drawn = draw_audit_slice(round_, population, size, seed)
     review_dir.mkdir(parents=True, exist_ok=True)

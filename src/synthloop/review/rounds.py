@@ -7,6 +7,7 @@ opens in about a second and a row is served in microseconds."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 
 from synthloop.records import SCHEMA, Verdict
 from synthloop.review.agreement import RowFacts, kept_error_estimate, reviewer_alpha, stage_agreement
-from synthloop.review.decisions import DecisionLog, LogFollower, ReviewError, human_verdicts
+from synthloop.review.decisions import DecisionLog, LogFollower, ReviewError, changed_fields, human_verdicts
 from synthloop.review.queue import (
     UNANSWERED,
     AuditSlice,
@@ -167,8 +168,10 @@ class ReviewRound:
             )
 
     def figures(self) -> dict[str, Any]:
-        humans = human_verdicts(self.log.read(), self.round)
-        humans = {row_id: h for row_id, h in humans.items() if row_id in self.index}
+        humans = {}
+        for row_id, human in human_verdicts(self.log.read(), self.round).items():
+            if row_id in self.index:  # an edit that changes nothing (a log written by hand) is no correction
+                humans[row_id] = replace(human, edit=changed_fields(self.fields(row_id), human.edit))
         audited = [row_id for row_id in self.audit.rows if row_id in humans]
         return {
             "round": self.round,

@@ -54,7 +54,7 @@ class ReviewApp:
     def __init__(self, review: ReviewRound, token: str, reviewer: str, host: str):
         self.review, self.token, self.reviewer, self.host = review, token, reviewer, host
         self.loopback = is_loopback(host)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # a check and the write it allows happen together
         self.follower = review.follower  # the log as the round read it when it opened
 
     def fold(self) -> DecisionFold:
@@ -97,6 +97,12 @@ class ReviewApp:
         edit = body.get("edit") or {}
         if not isinstance(edit, dict):
             raise ReviewError("edit: give {answer, reasoning}")
+        if edit and len(items) > 1:
+            raise ReviewError("edit: an edit is for one row; accept or reject marked rows in bulk")
+        with self.lock:
+            return self.write_decisions(items, body, edit)
+
+    def write_decisions(self, items: list[str], body: dict[str, Any], edit: dict[str, Any]) -> dict[str, Any]:
         self.fold()  # a log damaged since the start is said now, before anything is added to it
         made = []
         for row_id in items:
@@ -118,6 +124,10 @@ class ReviewApp:
         targets = body.get("decision_ids", [body.get("decision_id")])
         if not isinstance(targets, list) or not targets or len(targets) > MAX_BULK:
             raise ReviewError(f"decision_ids: give 1 to {MAX_BULK} decision ids")
+        with self.lock:  # checked and written together (another server's undo of the same one is a no-op)
+            return self.write_undos(targets, body)
+
+    def write_undos(self, targets: list[Any], body: dict[str, Any]) -> dict[str, Any]:
         fold = self.fold()
         made, undone = [], []
         for target in dict.fromkeys(t if isinstance(t, str) else repr(t) for t in targets):
