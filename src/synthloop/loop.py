@@ -266,7 +266,8 @@ def run_round(loop: Loop, number: int, retry_failed: bool = True) -> None:
         raise EmptyOutputError(empty_round_message(number, stats, counts, rdir))
     # 4. Ground: mix the kept synthetic rows with the golden set.
     mix_counts = ground_round(loop, number, rdir)
-    loop.log(f"round {number}: training mix {mix_counts}")
+    shown = {k: v for k, v in mix_counts.items() if v or k not in ("human_edited", REVIEW_USED, "human_decided")}
+    loop.log(f"round {number}: training mix {shown}")  # the review's counts once there is a review
     # 5. Train: continue from the previous round's student.
     train_stats = train_round(loop, number, rdir)
     loop.log(f"round {number}: {trained_line(train_stats)}")

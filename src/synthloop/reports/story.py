@@ -42,7 +42,9 @@ def short(text: str | None, limit: int = 240) -> str:
     return escape(flat if len(flat) <= limit else flat[: limit - 1] + "…")
 
 
-def teacher_section(run_root: Path, rounds: list[dict[str, Any]]) -> str:
+def teacher_section(rounds: list[dict[str, Any]], per_round: list[dict[str, Any]]) -> str:
+    """Calls, tokens and cost per round (metrics.json), and the failed calls' errors (`dataset_facts`)."""
+    errors_of = {f["round"]: f["errors"] for f in per_round}
     rows = []
     failures: list[str] = []
     for r in rounds:
@@ -58,16 +60,10 @@ def teacher_section(run_root: Path, rounds: list[dict[str, Any]]) -> str:
                 f"${t['cost_usd'] or 0:.4f}",
             ]
         )
-        if t["failed"]:
-            errors: dict[str, int] = {}
-            for row in read_records(run_root / "rounds" / f"{r['round']:02d}" / "generated"):
-                if row.error:
-                    key = " ".join(row.error.split())[:200]
-                    errors[key] = errors.get(key, 0) + 1
-            failures += [
-                f"<li>round {r['round']}: {n} × <code>{escape(e)}</code></li>"
-                for e, n in sorted(errors.items(), key=lambda i: -i[1])[:5]
-            ]
+        failures += [
+            f"<li>round {r['round']}: {n} × <code>{escape(e)}</code></li>"
+            for e, n in list(errors_of.get(r["round"], {}).items())[:5]  # the most frequent first
+        ]
     head = ["round", "calls made", "cached", "failed", "prompt tokens", "completion tokens", "cost"]
     out = "<h2>Teacher calls, tokens and cost</h2>" + table(head, rows)
     if failures:
@@ -198,7 +194,7 @@ def story(run_root: Path, manifest: dict[str, Any], rounds: list[dict[str, Any]]
     last = rounds[-1]["round"]
     facts = dataset_facts(run_root, embed=embeddings.available() and embeddings.embedder.cache_info().currsize > 0)
     return {
-        "teacher": teacher_section(run_root, rounds),
+        "teacher": teacher_section(rounds, facts["per_round"]),
         "examples": examples_section(run_root, last),
         "probes": probes_section(run_root, last),
         "loss": loss_section(rounds),

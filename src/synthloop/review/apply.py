@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from synthloop.records import HUMAN, Record, Verdict
-from synthloop.review.decisions import Decision, DecisionLog, HumanVerdict, changed_fields, human_verdicts
+from synthloop.review.decisions import Decision, DecisionLog, HumanVerdict, changed_fields
 from synthloop.storage.shards import digest, read_records
 
 
@@ -77,6 +77,3 @@ def read_decisions(run_root: Path, first: int | None = None) -> list[Decision]:
     """The run's decisions, the `first` ones when given (what an earlier mix was made from)."""
     decisions = DecisionLog(run_root).read()
     return decisions if first is None else decisions[:first]
-
-
-__all__ = ["apply_human", "decisions_digest", "human_verdicts", "read_decisions", "reviewed_rows"]
