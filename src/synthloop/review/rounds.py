@@ -6,7 +6,6 @@ opens in about a second and a row is served in microseconds."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -160,8 +159,7 @@ class ReviewRound:
     def can_accept(self, row_id: str, edit: dict[str, str]) -> None:
         if row_id not in self.index:
             raise ReviewError(f"row_id: {row_id!r} is not a row of round {self.round}")
-        answer = self.table.column("answer")[self.index[row_id]].as_py()
-        if answer is None and not edit.get("answer", "").strip():
+        if self.fields(row_id)["answer"] is None and not edit.get("answer", "").strip():
             raise ReviewError(
                 "this row has no answer (the call failed or its reply could not be read): edit it to give one "
                 "(key e), or reject it"
@@ -190,7 +188,7 @@ class ReviewRound:
         }
 
 
-def review_figures(run_root: Path, audit_size: int | None = None) -> dict[str, dict[str, Any]]:
+def review_figures(run_root: Path) -> dict[str, dict[str, Any]]:
     """Every reviewed round's figures (round number as text -> figures), for metrics, report and card.
     Rounds nobody reviewed are left out; a damaged decision log raises ReviewError."""
     log = DecisionLog(run_root)
@@ -198,11 +196,7 @@ def review_figures(run_root: Path, audit_size: int | None = None) -> dict[str, d
         return {}
     reviewed = {d.round for d in log.read()}
     return {
-        str(number): ReviewRound(run_root, number, audit_size).figures()
+        str(number): ReviewRound(run_root, number).figures()
         for number in finished_rounds(run_root)
         if number in reviewed
     }
-
-
-def dumps(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, default=str).encode()
