@@ -76,3 +76,20 @@ def test_self_consistency_rejects_an_unsure_question_and_passes_a_single_sample(
     single = row("easy", "7")
     out = list(SelfConsistency(min_agreement=0.5).run([*unsure, single]))
     assert [r.reject_reason for r in out] == ["low_agreement"] * 4 + [None]
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference"),
+    [("12", "12"), ("12", "13"), ("-3", "-3"), ("0.5", "1/2"), ("2", "2.0"), ("10", "010"), ("1e3", "1000"),
+     ("3/4", "0.75"), ("0.333", "1/3"), (" 7 ", "7"), ("1,000", "1000"), ("x+1", "1+x"), ("", "4"), ("1/0", "1")],
+)  # fmt: skip
+def test_the_plain_number_fast_path_agrees_with_math_verify(answer, reference):
+    from math_verify import parse, verify
+
+    from synthloop.curation.verify_math import _as_math, plainly_equal
+
+    fast = plainly_equal(answer, reference)
+    if fast is None:
+        return  # math-verify decides these itself
+    gold, given = parse(_as_math(reference)), parse(_as_math(answer))
+    assert fast == bool(gold and given and verify(gold, given))
