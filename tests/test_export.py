@@ -11,9 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from synthloop.review.decisions import DecisionLog, new_decision
-from synthloop.storage.shards import read_records
-
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -21,40 +18,29 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture
-def reviewed(one_round_copy: Path) -> dict:
-    """The one-round run with three decisions: a kept row rejected, a rejected row accepted, an edit."""
-    run = one_round_copy
-    curated = read_records(run / "rounds" / "01" / "curated")
-    rejected = [r for r in read_records(run / "rounds" / "01" / "rejected") if r.answer is not None]
-    log = DecisionLog(run)
-    log.append(new_decision(1, curated[0].id, "ann", "reject", "wrong_reasoning"))
-    log.append(new_decision(1, rejected[0].id, "ann", "accept"))
-    log.append(new_decision(1, curated[1].id, "ann", "accept", edit={"answer": "43"}))
-    return {"run": run, "curated": curated, "dropped": curated[0], "rescued": rejected[0], "edited": curated[1]}
-
-
 @pytest.mark.parametrize("fmt", ["hf", "parquet", "jsonl"])
 def test_export_loads_with_datasets_and_applies_the_decisions(reviewed: dict, tmp_path: Path, fmt: str) -> None:
     import datasets
 
-    out = tmp_path / "out"
+    out, cache = tmp_path / "out", tmp_path / "hf-cache"  # a cache of this test's own: never an earlier export
     done = cli("export", str(reviewed["run"]), "--format", fmt, "--out", str(out), "--license", "cc-by-4.0")
     assert done.returncode == 0, done.stderr
     if fmt == "hf":
         rows = datasets.load_from_disk(str(out))
     elif fmt == "parquet":
-        rows = datasets.load_dataset(str(out), split="train")  # the card's header names the files
+        rows = datasets.load_dataset(str(out), split="train", cache_dir=str(cache))  # the card's header names the files
     else:
-        rows = datasets.load_dataset("json", data_files=str(out / "data" / "train.jsonl"), split="train")
+        rows = datasets.load_dataset(
+            "json", data_files=str(out / "data" / "train.jsonl"), split="train", cache_dir=str(cache)
+        )
     assert rows.num_rows == len(reviewed["curated"])  # one dropped, one rescued; the edit replaces its original
     ids = set(rows["id"])
     assert reviewed["dropped"].id not in ids and reviewed["rescued"].id in ids and reviewed["edited"].id not in ids
     edited = [r for r in rows if r["human_decision"] == "edited"]
-    assert len(edited) == 1 and edited[0]["answer"] == "43" and edited[0]["source"] == "human"
+    assert len(edited) == 1 and edited[0]["answer"] == "edited 42" and edited[0]["source"] == "human"
     assert edited[0]["original_answer"] == reviewed["edited"].answer
     assert edited[0]["parent_ids"] == [reviewed["edited"].id]
-    assert edited[0]["messages"][-1]["role"] == "assistant" and "43" in edited[0]["messages"][-1]["content"]
+    assert edited[0]["messages"][-1]["role"] == "assistant" and "edited 42" in edited[0]["messages"][-1]["content"]
     card = (out / "README.md").read_text()
     header = yaml.safe_load(card.split("---")[1])
     assert header["license"] == "cc-by-4.0" and header["size_categories"] == ["n<1K"]

@@ -307,17 +307,12 @@ def test_a_port_in_use_and_a_run_without_rounds_are_one_line(one_round: Path, tm
     assert none.stderr.count("\n") == 1
 
 
-def test_decisions_change_the_next_rounds_mix_and_not_the_finished_one(one_round_copy: Path) -> None:
+def test_decisions_change_the_next_rounds_mix_and_not_the_finished_one(reviewed: dict) -> None:
     from synthloop.storage.shards import read_marker, read_records
 
-    run = one_round_copy
+    run = reviewed["run"]
     train_before = read_records(run / "rounds" / "01" / "train")
-    curated = read_records(run / "rounds" / "01" / "curated")
-    rejected = [r for r in read_records(run / "rounds" / "01" / "rejected") if r.answer is not None]
-    log = DecisionLog(run)
-    log.append(new_decision(1, curated[0].id, "ann", "reject", "wrong_reasoning"))
-    log.append(new_decision(1, rejected[0].id, "ann", "accept"))
-    log.append(new_decision(1, curated[1].id, "ann", "accept", edit={"answer": "edited 42"}))
+    dropped, rescued, edited = reviewed["dropped"], reviewed["rescued"], reviewed["edited"]
     cmd = [sys.executable, "-m", "synthloop.cli.main", "run", str(TINY), "--run-dir", str(run), "--resume"]
     done = subprocess.run([*cmd, "--rounds", "2"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -325,12 +320,12 @@ def test_decisions_change_the_next_rounds_mix_and_not_the_finished_one(one_round
     assert [r.id for r in read_records(run / "rounds" / "01" / "train")] == [r.id for r in train_before]
     train = read_records(run / "rounds" / "02" / "train")
     ids = {r.id for r in train}
-    assert curated[0].id not in ids  # the tiny recipe accumulates: round 1's rows train again, minus the rejected
-    assert rejected[0].id in ids  # a row the verifier rejected, accepted by a human
-    assert curated[1].id not in ids
+    assert dropped.id not in ids  # the tiny recipe accumulates: round 1's rows train again, minus the rejected
+    assert rescued.id in ids  # a row the verifier rejected, accepted by a human
+    assert edited.id not in ids
     human = [r for r in train if r.source == "human"]
-    assert [r.answer for r in human] == ["edited 42"] and human[0].parent_ids == [curated[1].id]
-    assert human[0].human_verdict is not None and rejected[0].id in {r.id for r in train if r.human_verdict}
+    assert [r.answer for r in human] == ["edited 42"] and human[0].parent_ids == [edited.id]
+    assert human[0].human_verdict is not None and rescued.id in {r.id for r in train if r.human_verdict}
     marker = read_marker(run / "rounds" / "02" / "train")
     assert marker["review_decisions"] == 3 and marker["human_edited"] == 1
     again = subprocess.run([*cmd, "--rounds", "2"], capture_output=True, text=True, timeout=600)

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synthloop.records import Record
+from synthloop.records import SCHEMA, Record
 from synthloop.reports.card import render_card
 from synthloop.reports.dataset import dataset_facts, exported_rows
 from synthloop.review.decisions import ReviewError
@@ -29,43 +29,14 @@ from synthloop.training.format import row_conversation
 
 FORMATS = ("hf", "parquet", "jsonl")
 PARQUET_ROWS = 100_000  # rows per Parquet file
-_MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-_VERDICTS = pa.list_(
-    pa.struct(
-        [
-            ("stage", pa.string()),
-            ("keep", pa.bool_()),
-            ("reason", pa.string()),
-            ("score", pa.float64()),
-            ("detail", pa.string()),
-        ]
-    )
-)
+EXPORTED = (  # the record's own columns a dataset keeps, with the record's types (records.SCHEMA)
+    "id", "round", "source", "kind", "skill", "difficulty", "question", "reasoning", "answer", "reference_answer",
+    "messages", "teacher_backend", "teacher_model", "task", "template_version", "recipe_hash", "request_id",
+    "parent_ids", "verdicts",
+)  # fmt: skip
 EXPORT_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("round", pa.int32()),
-        ("source", pa.string()),
-        ("kind", pa.string()),
-        ("skill", pa.string()),
-        ("difficulty", pa.int32()),
-        ("question", pa.string()),
-        ("reasoning", pa.string()),
-        ("answer", pa.string()),
-        ("reference_answer", pa.string()),
-        ("messages", _MESSAGES),
-        ("teacher_backend", pa.string()),
-        ("teacher_model", pa.string()),
-        ("task", pa.string()),
-        ("template_version", pa.string()),
-        ("recipe_hash", pa.string()),
-        ("request_id", pa.string()),
-        ("parent_ids", pa.list_(pa.string())),
-        ("verdicts", _VERDICTS),
-        ("human_decision", pa.string()),
-        ("original_answer", pa.string()),
-        ("original_reasoning", pa.string()),
-    ]
+    [SCHEMA.field(name) for name in EXPORTED]
+    + [pa.field(name, pa.string()) for name in ("human_decision", "original_answer", "original_reasoning")]
 )
 
 
