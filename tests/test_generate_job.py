@@ -14,6 +14,7 @@ import yaml
 from synthloop.cli.main import main
 from synthloop.config import RecipeError
 from synthloop.generate import load_job
+from synthloop.runners import local
 from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.shards import read_records
 from synthloop.tasks.prompted import ExercisesTask, TopicsTask
@@ -65,7 +66,9 @@ STEPS = [
 ]
 
 
-def test_a_three_step_job_chains_topics_into_sections_and_exercises(tmp_path, capsys):
+@pytest.mark.parametrize("chunk", [16_384, 2], ids=["one-chunk", "chunks-of-2"])
+def test_a_three_step_job_chains_topics_into_sections_and_exercises(tmp_path, capsys, monkeypatch, chunk):
+    monkeypatch.setattr(local, "CHUNK_REQUESTS", chunk)  # answered, parsed and written 2 requests at a time
     server = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, responder=scripted)
     with serve_in_thread(server.app()) as url:
         job = write_job(tmp_path / "job.yaml", url, STEPS)

@@ -259,11 +259,16 @@ def test_kept_rows_per_task_are_in_the_log_metrics_and_report(prompted_run):
 
 
 def test_a_task_and_category_that_kept_nothing_is_marked():
-    from synthloop.prompt_rounds import kept_counts, kept_line
+    from synthloop.prompt_rounds import TaskTally, kept_line
     from synthloop.reports.html import kept_per_task_table
 
     kept = Record("exercise", "addition", "q", "synthetic", 1, answer="1", task="exercises")
-    counts = kept_counts([("write_problems", []), ("exercises", [kept])], [kept], ["addition", "logic"])
+    rejected = Record("exercise", "logic", "q2", "synthetic", 1, answer="2", task="exercises")
+    rejected.add_verdict("verify", False, "wrong_answer")
+    tally = TaskTally(["write_problems", "exercises"], ["addition", "logic"])
+    tally.add("exercises", kept)
+    tally.add("exercises", rejected)
+    counts = tally.counts()
     assert counts["kept_per_task"] == {
         "write_problems": {"addition": 0, "logic": 0},
         "exercises": {"addition": 1, "logic": 0},

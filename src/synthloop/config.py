@@ -209,7 +209,10 @@ class OracleTeacherConfig(EngineFields):
 class OpenAITeacherConfig(EngineFields):
     backend: Literal["openai"]
     model: Text = Field(description="model name the server serves (as in GET /v1/models)")
-    base_url: Text = Field(description="the server's OpenAI-compatible root, e.g. http://localhost:8000/v1")
+    base_url: Text | Annotated[list[Text], Field(min_length=1)] = Field(
+        description="the server's OpenAI-compatible root, e.g. http://localhost:8000/v1; or a list of servers of "
+        "the same model, which get the calls in turn"
+    )
     max_reply_bytes: StrictInt = Field(
         8 * 2**20, ge=1024, le=2**30, description="a reply larger than this, decompressed, is a failed call"
     )

@@ -218,20 +218,43 @@ def step_inputs(step: StepConfig, root: Path, base: Path) -> list[tuple[str, str
 
 
 def run_job(
-    job: GenerateJob, root: Path, base: Path, resume: bool = False, log=print, cache_path: Path | None = None
+    job: GenerateJob,
+    root: Path,
+    base: Path,
+    resume: bool = False,
+    log=print,
+    cache_path: Path | None = None,
+    engine: str = "local",
+    actors: int | None = None,
 ) -> dict[str, Any]:
-    """Run every step of `job` in `root` (`base`: where relative input files are found); returns metrics."""
+    """Run every step of `job` in `root` (`base`: where relative input files are found); returns metrics.
+    `engine="ray"` (Ray joined already): the calls go through `actors` Ray actors."""
     with holding_run_dir(root):  # a live job in it is named before anything is checked or paid for
-        return run_steps(job, root, base, resume, log, cache_path)
+        return run_steps(job, root, base, resume, log, cache_path, engine, actors)
 
 
-def run_steps(job: GenerateJob, root: Path, base: Path, resume: bool, log, cache_path: Path | None) -> dict[str, Any]:
+def run_steps(
+    job: GenerateJob,
+    root: Path,
+    base: Path,
+    resume: bool,
+    log,
+    cache_path: Path | None,
+    engine: str = "local",
+    actors: int | None = None,
+) -> dict[str, Any]:
     teacher = make_teacher(job.teacher, job.seed)
     check_teacher(teacher)  # unreachable server, unknown model: fail before anything is written
     manifest = open_manifest(root, "job", job.hash(), {"job": job.model_dump(mode="json", by_alias=True)}, resume)
     try:
         cache = ResponseCache(cache_path or root / "cache" / "responses.sqlite")
-        engine = Engine(teacher, engine_settings(job.teacher), cache, manifest["run_id"], Progress("teacher", log=log))
+        teacher_engine = Engine(
+            teacher, engine_settings(job.teacher), cache, manifest["run_id"], Progress("teacher", log=log)
+        )
+        if engine == "ray":
+            from synthloop.runners.ray_generate import give_to_ray
+
+            give_to_ray(teacher_engine, job.teacher, job.seed, actors, log)
         metrics: dict[str, Any] = {"steps": {}}
         rewritten: set[str] = set()
         for step in job.steps:
@@ -241,13 +264,13 @@ def run_steps(job: GenerateJob, root: Path, base: Path, resume: bool, log, cache
             task = step_task(step)
             calls = step_calls(step, task, step_inputs(step, root, base))
             by_request = {id(c.request): c for c in calls}
-            make = record_maker(job, step, task, engine, by_request)
+            make = record_maker(job, step, task, teacher_engine, by_request)
             requests = [c.request for c in calls]
             # The rows it was made from: a step whose source step changed since (even in an earlier,
             # killed process) is made again; its unchanged calls come from the cache.
             inputs = ids_digest(root / "steps" / step.from_step) if step.from_step else None
             stats = generate(
-                engine, task, requests, make, out, job.shard_size, retry_failed=resume, log=log, inputs=inputs
+                teacher_engine, task, requests, make, out, job.shard_size, retry_failed=resume, log=log, inputs=inputs
             )
             if stats.pop("written"):
                 rewritten.add(step.name)

@@ -12,8 +12,9 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,14 @@ from typing import Any
 import torch
 
 from synthloop.config import Recipe, RecipeError, StudentTeacherConfig, error_line
-from synthloop.curation.base import run_stages
 from synthloop.curation.decontaminate import Decontaminate
 from synthloop.curation.pipeline import (
     Context,
+    Tally,
     build_stages,
-    mistakes_per_category,
+    curate_stream,
+    no_rows,
     preflight,
-    reject_counts,
     stage_counts,
 )
 from synthloop.evaluation.allocate import allocate, counts_from_shares, weakness_report
@@ -41,10 +42,11 @@ from synthloop.monitoring.drift import tail_coverage
 from synthloop.monitoring.guards import apply_guards, guard_lines
 from synthloop.prompt_rounds import (
     RequireVerified,
+    TaskTally,
     candidate_digests,
-    candidate_groups,
+    candidate_dirs,
+    candidate_rows,
     first_requests,
-    kept_counts,
     kept_line,
     prompt_task_calls,
     prompted_complete,
@@ -76,12 +78,14 @@ from synthloop.storage.shards import (
     files_damage,
     ids_digest,
     is_complete,
+    iter_records,
     mark_complete,
     read_marker,
     read_records,
     reset,
     write_records,
 )
+from synthloop.storage.spill import clear_scratch
 from synthloop.teachers.base import SamplingParams, Teacher, TeacherRequest, TeacherUnavailable
 from synthloop.teachers.engine import Engine
 from synthloop.teachers.estimate import estimate
@@ -116,17 +120,34 @@ class Loop:
     log: Log
     judge: Teacher | None = None  # the curation judge's teacher, built once for every round
     drift: list[Record] = field(default_factory=list)  # golden rows held out of training: the drift figures
+    engine_kind: str = "local"  # where curation runs: this process, or Ray Data ("ray", Ray already joined)
 
 
 def run_loop(
-    recipe: Recipe, root: Path, resume: bool = False, log: Log = print, cache_path: Path | None = None
+    recipe: Recipe,
+    root: Path,
+    resume: bool = False,
+    log: Log = print,
+    cache_path: Path | None = None,
+    engine: str = "local",
+    actors: int | None = None,
 ) -> RunDir:
-    """Run (or resume) every round of `recipe` in `root`. `cache_path` shares a response cache across runs."""
+    """Run (or resume) every round of `recipe` in `root`. `cache_path` shares a response cache across runs.
+    `engine="ray"` (Ray joined already): teacher calls go through `actors` Ray actors and curation runs on
+    Ray Data."""
     with holding_run_dir(root):  # a live run in it is named before anything is checked or paid for
-        return run_rounds(recipe, root, resume, log, cache_path)
+        return run_rounds(recipe, root, resume, log, cache_path, engine, actors)
 
 
-def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: Path | None) -> RunDir:
+def run_rounds(
+    recipe: Recipe,
+    root: Path,
+    resume: bool,
+    log: Log,
+    cache_path: Path | None,
+    engine: str = "local",
+    actors: int | None = None,
+) -> RunDir:
     setup_torch(recipe)
     skills = {name: SKILLS.get(name) for name in recipe.skills}
     difficulty = {name: spec.difficulty for name, spec in recipe.skills.items()}
@@ -136,7 +157,8 @@ def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: P
     golden = load_golden(recipe, skills, difficulty, source)  # and a bad golden file, before anything is written
     teacher = make_teacher(recipe.teacher, recipe.seed)  # a missing key variable fails here
     check_teacher(teacher)  # and an unreachable server or unknown model here
-    judge = preflight(recipe.curation)  # and an unreadable eval set, a missing reward model or an unreachable judge
+    # and an unreadable eval set, a missing reward model, an unreachable judge, a stage Ray cannot run:
+    judge = preflight(recipe.curation, engine)
     read_decisions(root)  # and a damaged review log, before a round is paid for only to stop at its mix
     if recipe.monitor.embeddings == "on" and not embeddings.available():
         raise RecipeError(
@@ -162,8 +184,12 @@ def run_rounds(recipe: Recipe, root: Path, resume: bool, log: Log, cache_path: P
         cache = ResponseCache(cache_path or run.cache)
         run_id = manifest.get("run_id", manifest["recipe_hash"])
         scoring.attach(cache, run_id)  # a judge scorer's calls are cached with the run's, never paid twice
-        engine = Engine(teacher, engine_settings(recipe.teacher), cache, run_id, Progress("teacher", log=log))
-        loop = Loop(recipe, run, source, skills, difficulty, probes, golden, engine, log, judge, drift)
+        teacher_engine = Engine(teacher, engine_settings(recipe.teacher), cache, run_id, Progress("teacher", log=log))
+        if engine == "ray":
+            from synthloop.runners.ray_generate import give_to_ray
+
+            give_to_ray(teacher_engine, recipe.teacher, recipe.seed, actors, log)
+        loop = Loop(recipe, run, source, skills, difficulty, probes, golden, teacher_engine, log, judge, drift, engine)
         student.prepare_tokenizer(run.tokenizer, recipe, tokenizer_corpus(loop))
         for number in range(1, recipe.rounds + 1):
             done = manifest["rounds"].get(str(number)) == "done"
@@ -573,38 +599,56 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         return read_marker(curated)
     reset(curated)
     reset(rejected)
+    clear_scratch(rdir)  # what a killed run left
     start = time.perf_counter()
     probes = [p.question for p in loop.probes] + [r.question for r in loop.drift]  # held out: the drift rows too
-    context = Context(probes, earlier_rows(loop, number), loop.engine.cache, loop.engine.run_id, loop.judge)
-    stages = build_stages(loop.recipe.curation, context)
+    earlier = partial(earlier_rows, loop, number)
+    context = Context(probes, earlier, loop.engine.cache, loop.engine.run_id, loop.judge, rdir)
+    on_ray = loop.engine_kind == "ray"  # on Ray the dedup steps read the earlier rounds themselves, globally
+    stages = build_stages(loop.recipe.curation, replace(context, earlier=no_rows) if on_ray else context)
     if loop.recipe.curation.decontaminate is None and loop.source.kind == "dataset":
         stages.insert(0, Decontaminate({"eval": probes}))  # a user's eval split is always held out
     stages.append(RequireVerified())  # a prompt task's answer reaches training only verified
-    groups = candidate_groups(rdir, loop.recipe)  # the generated rows, then any prompt task's
-    rows = list(run_stages(stages, unanswered_rejected([row for _, group in groups for row in group])))
-    kept, dropped = [r for r in rows if r.kept], [r for r in rows if not r.kept]
+    origins: deque[str] = deque()  # the origins of rows read and not yet out: every stage keeps their order
+    tasks = TaskTally([label for label, _ in candidate_dirs(rdir, loop.recipe)], loop.source.categories())
+
+    def candidates() -> Iterator[Record]:  # the generated rows, then any prompt task's
+        for origin, row in candidate_rows(rdir, loop.recipe):
+            origins.append(origin)
+            yield row
+
+    def observe(row: Record) -> None:
+        tasks.add(origins.popleft(), row)
+
+    tally = Tally(loop.source.categories())
     size = loop.recipe.generation.shard_size
-    write_records(rejected, dropped, size)
-    write_records(curated, kept, size)
-    per_category = {category: 0 for category in loop.source.categories()}
-    for row in kept:
-        per_category[row.skill] = per_category.get(row.skill, 0) + 1
+    rows = unanswered_rejected(candidates())
+    if on_ray:
+        from synthloop.runners.ray_curate import curate_on_ray
+
+        _, dropped, stage_figures = curate_on_ray(
+            loop.recipe.curation, stages, context, rows, rdir, size, tally, observe
+        )
+    else:
+        _, dropped = curate_stream(stages, rows, rdir, size, tally, observe)
+        stage_figures = stage_counts(stages)
     counts = {
-        "generated": len(rows),
-        "kept": len(kept),
-        "kept_per_category": per_category,
-        **kept_counts(groups, kept, per_category),  # kept_per_task, unverified_per_task
-        "rejected": reject_counts(rows),
-        **mistakes_per_category(rows),
-        **stage_counts(stages),
+        "generated": tally.rows,
+        "kept": tally.kept,
+        "kept_per_category": tally.kept_per_category,
+        **tasks.counts(),  # kept_per_task, unverified_per_task
+        "rejected": tally.rejected,
+        "mistakes_per_category": tally.mistakes,
+        "mistake_examples": tally.mistake_examples,
+        **stage_figures,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    mark_complete(rejected, {"rows": len(dropped)}, inputs)
+    mark_complete(rejected, {"rows": dropped.rows}, inputs)
     mark_complete(curated, counts, inputs)  # last: the round's curation is done only when both are written
     return counts
 
 
-def unanswered_rejected(rows: list[Record]) -> list[Record]:
+def unanswered_rejected(rows: Iterable[Record]) -> Iterator[Record]:
     """A failed call or an unparsable reply has no answer to train on: rejected here with verify's
     reasons, so that a recipe with `verify` off does not train on error rows either."""
     for row in rows:
@@ -612,15 +656,16 @@ def unanswered_rejected(rows: list[Record]) -> list[Record]:
             row.add_verdict("generate", False, "teacher_error", detail=" ".join(row.error.split())[:200])
         elif row.answer is None:
             row.add_verdict("generate", False, "parse_error")
-    return rows
+        yield row
 
 
-def earlier_rows(loop: Loop, number: int) -> list[Record]:
+def earlier_rows(loop: Loop, number: int) -> Iterator[Record]:
     """Rows kept in earlier rounds (accumulate only: they are still in the training set), so that a
-    duplicate of one is rejected now."""
+    duplicate of one is rejected now; streamed, round by round."""
     if loop.recipe.grounding.strategy != "accumulate":
-        return []
-    return [row for earlier in range(1, number) for row in read_records(loop.run.round(earlier) / "curated")]
+        return
+    for earlier in range(1, number):
+        yield from iter_records(loop.run.round(earlier) / "curated")
 
 
 def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:

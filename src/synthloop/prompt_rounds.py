@@ -38,7 +38,7 @@ from synthloop.registry import TASKS
 from synthloop.runners.local import Answered, generate, task_rows
 from synthloop.scoring.item import TaskItem
 from synthloop.sources.dataset import DatasetSource
-from synthloop.storage.shards import digest, ids_digest, is_complete, read_records
+from synthloop.storage.shards import digest, ids_digest, is_complete, iter_records, read_records
 from synthloop.tasks.answer import AnswerTask
 from synthloop.tasks.prompted import EVOLUTIONS, PromptTask, TopicsTask
 from synthloop.teachers.base import SamplingParams, TeacherRequest
@@ -298,8 +298,11 @@ def candidate_dirs(rdir: Path, recipe: Recipe) -> list[tuple[str, Path]]:
     return dirs
 
 
-def candidate_groups(rdir: Path, recipe: Recipe) -> list[tuple[str, list[Record]]]:
-    return [(origin, read_records(path)) for origin, path in candidate_dirs(rdir, recipe)]
+def candidate_rows(rdir: Path, recipe: Recipe) -> Iterator[tuple[str, Record]]:
+    """(origin, row) of every row to curate, streamed shard by shard in `candidate_dirs` order."""
+    for origin, path in candidate_dirs(rdir, recipe):
+        for row in iter_records(path):
+            yield origin, row
 
 
 def candidate_digests(rdir: Path, recipe: Recipe) -> list[str]:
@@ -356,20 +359,25 @@ class RequireVerified:
             yield row
 
 
-def kept_counts(
-    groups: list[tuple[str, list[Record]]], kept: list[Record], categories: Iterable[str]
-) -> dict[str, dict[str, Any]]:
-    """`kept_per_task` ({origin: {category: kept}}, 0 where nothing was kept) and `unverified_per_task`."""
-    origin = {row.id: label for label, rows in groups for row in rows}
-    per_task: dict[str, dict[str, int]] = {label: dict.fromkeys(categories, 0) for label, _ in groups}
-    unverified: dict[str, int] = {}
-    for row in kept:
-        label = origin.get(row.id, "other")
-        per_task.setdefault(label, {})
-        per_task[label][row.skill] = per_task[label].get(row.skill, 0) + 1
+class TaskTally:
+    """`kept_per_task` ({origin: {category: kept}}, 0 where nothing was kept) and `unverified_per_task`,
+    counted as the curated rows stream past."""
+
+    def __init__(self, origins: Iterable[str], categories: Iterable[str]):
+        names = list(categories)
+        self.per_task: dict[str, dict[str, int]] = {label: dict.fromkeys(names, 0) for label in origins}
+        self.unverified: dict[str, int] = {}
+
+    def add(self, label: str, row: Record) -> None:
+        if not row.kept:
+            return
+        per = self.per_task.setdefault(label, {})
+        per[row.skill] = per.get(row.skill, 0) + 1
         if any(v.stage == UNVERIFIED for v in row.verdicts):
-            unverified[label] = unverified.get(label, 0) + 1
-    return {"kept_per_task": per_task, "unverified_per_task": unverified}
+            self.unverified[label] = self.unverified.get(label, 0) + 1
+
+    def counts(self) -> dict[str, dict[str, Any]]:
+        return {"kept_per_task": self.per_task, "unverified_per_task": self.unverified}
 
 
 def kept_line(per_task: dict[str, dict[str, int]]) -> str:

@@ -6,10 +6,16 @@ the round, teacher, task template, recipe and request that made it, and to every
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 import pyarrow as pa
+
+if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+    # Arrow's default (mimalloc) pool keeps freed pages: a stream of millions of rows, read and written a
+    # batch at a time, grew by a tenth per million rows; the system allocator stays flat (bench/scale.py).
+    pa.set_memory_pool(pa.system_memory_pool())
 
 Source = Literal["synthetic", "human", "reference"]
 """`reference`: ground-truth items written by the skills (the embedded golden set), treated as human data."""

@@ -11,13 +11,16 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from synthloop.collapse.strategies import CorpusError, StrategyError
 from synthloop.config import RecipeError, load_curation, load_recipe
 from synthloop.curation.sandbox import SandboxUnavailable
 from synthloop.registry import SKILLS, UnknownNameError
 from synthloop.review.decisions import ReviewError
+from synthloop.runners.ray_setup import RayUnavailable
 from synthloop.scoring.item import ScoringFailed
 from synthloop.skills.base import MAX_DIFFICULTY, MIN_DIFFICULTY
 from synthloop.storage.input_files import InputFileError
@@ -25,6 +28,9 @@ from synthloop.storage.rundir import EmptyOutputError, RunDirError
 from synthloop.teachers.base import TeacherUnavailable
 from synthloop.teachers.engine import BudgetExhausted
 from synthloop.training.command import TrainerFailed
+
+if TYPE_CHECKING:
+    from synthloop.records import Record
 
 USER_ERRORS = (
     RecipeError,
@@ -39,6 +45,7 @@ USER_ERRORS = (
     ScoringFailed,  # a judge scorer could not grade enough answers; --resume asks again
     TrainerFailed,  # an external trainer (student.trainer: command) failed; --resume retries the round
     ReviewError,  # synthloop review / export: no rounds, a port in use, a damaged decision log
+    RayUnavailable,  # --engine ray: Ray not installed, a cluster address that does not answer
 )
 BUDGET_STOP = 3  # exit status of a run stopped cleanly by a budget cap
 
@@ -88,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
         "--rounds", type=int, help="rounds to run instead of the recipe's (with --resume: add rounds to a finished run)"
     )
     add_engine_flags(run)
+    add_cluster_flags(run)
     run.set_defaults(handler=cmd_run)
 
     gen = sub.add_parser("generate", help="run prompt tasks (topics, textbook, exercises, ...) from a job file")
@@ -95,6 +103,7 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--run-dir", type=Path, help="where outputs go (default: runs/<name>-<time>)")
     gen.add_argument("--resume", action="store_true", help="continue a killed job in --run-dir")
     add_engine_flags(gen)
+    add_cluster_flags(gen)
     gen.set_defaults(handler=cmd_generate)
 
     skills = sub.add_parser("skills", help="list or sample the procedural skills").add_subparsers(
@@ -125,6 +134,7 @@ def parser() -> argparse.ArgumentParser:
     curate.add_argument("--recipe", help="recipe whose `curation:` section is used (default: the default recipe's)")
     curate.add_argument("--out", type=Path, required=True, help="an empty folder for curated/, rejected/, summary.json")
     curate.add_argument("--cache", type=Path, help="judge answers cache (default: OUT/cache/responses.sqlite)")
+    add_cluster_flags(curate)
     curate.set_defaults(handler=cmd_curate)
 
     audit = sub.add_parser("audit", help="measure each curation stage's precision and recall on labelled rows")
@@ -192,6 +202,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_cluster_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine", choices=("local", "ray"), default="local", help="local: this process; ray: Ray Data (extra 'ray')"
+    )
+    p.add_argument("--address", help="--engine ray: the Ray cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument(
+        "--actors", type=int, help="--engine ray: actors calling the teacher (default: one per CPU of the cluster)"
+    )
+
+
+def start_engine(args: argparse.Namespace) -> None:
+    """Join Ray now, before anything is read or written, when `--engine ray` asks for it."""
+    if (args.address or getattr(args, "actors", None)) and args.engine != "ray":
+        raise RecipeError("--address and --actors are for --engine ray")
+    if getattr(args, "actors", None) is not None and not 1 <= args.actors <= 10_000:
+        raise RecipeError(f"--actors {args.actors}: give 1 to 10000")
+    if args.engine == "ray":
+        from synthloop.runners.ray_setup import connect
+
+        connect(args.address)
+
+
 def add_engine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="print the calls, tokens and cost it would take; send nothing"
@@ -215,9 +247,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume and args.run_dir is None:
         raise RunDirError("--resume needs --run-dir (the run to continue)")
     root = args.run_dir or Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    start_engine(args)
     start = time.perf_counter()
     print(f"synthloop: running {recipe.name!r} ({recipe.rounds} rounds) in {root}", flush=True)
-    run = run_loop(recipe, root, resume=args.resume, log=lambda line: print(line, flush=True), cache_path=args.cache)
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    run = run_loop(recipe, root, args.resume, log, args.cache, args.engine, args.actors)
     print(f"synthloop: done in {time.perf_counter() - start:.0f}s; metrics: {run.metrics}; report: {run.report}")
     return 0
 
@@ -235,8 +269,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.resume and args.run_dir is None:
         raise RunDirError("--resume needs --run-dir (the job to continue)")
     root = args.run_dir or Path("runs") / f"{job.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    start_engine(args)
     print(f"synthloop: generating {job.name!r} ({len(job.steps)} steps) in {root}", flush=True)
-    metrics = run_job(job, root, base, args.resume, lambda line: print(line, flush=True), args.cache)
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    metrics = run_job(job, root, base, args.resume, log, args.cache, args.engine, args.actors)
     total = metrics["total"]
     print(
         f"synthloop: done; {total['calls']} calls this run ({total['failed']} failed), {total['tokens']:,} tokens, "
@@ -275,31 +311,27 @@ def is_sqlite(path: Path) -> bool:
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
-    from synthloop.curation.audit import read_labelled, reject_unanswered
     from synthloop.curation.pipeline import Context, curate_rows, preflight
     from synthloop.storage.lock import lock_run_dir, unlock_run_dir
     from synthloop.storage.response_cache import ResponseCache
-    from synthloop.storage.shards import read_records
 
     curation = load_curation(args.recipe)
     check_curate_paths(args.rows, args.out)
-    if args.rows.is_dir():
-        rows = read_records(args.rows)
-        for row in rows:
-            reject_unanswered(row, f"{args.rows} row {row.id}")
-    else:
-        rows = [item.record for item in read_labelled(args.rows, "rows", keep_oversize=True, require_answer=True)]
-    if not rows:
-        raise InputFileError(f"{args.rows}: no rows (a folder must hold part-*.parquet shards)")
-    if not any(r.answer and r.answer.strip() for r in rows):
-        raise InputFileError(f"{args.rows}: no row has an 'answer'; curate needs rows with question and answer")
-    judge = preflight(curation)
+    rows = CurateInput(args.rows)
+    judge = preflight(curation, args.engine)
+    start_engine(args)
+    created = not args.out.exists()
     lock_run_dir(args.out)  # one writer: a run, job or curate using this folder is named and refused
     try:
         cache = ResponseCache(args.cache or args.out / "cache" / "responses.sqlite")
-        summary = curate_rows(curation, rows, args.out, Context(cache=cache, run_id="curate", judge=judge))
-    finally:
+        context = Context(cache=cache, run_id="curate", judge=judge)
+        summary = curate_rows(curation, rows, args.out, context, engine=args.engine)
+        rows.check()
+    except BaseException:
         unlock_run_dir(args.out)
+        remove_partial_curation(args.out, created)
+        raise
+    unlock_run_dir(args.out)
     for warning in summary["warnings"]:
         print(f"synthloop: warning: {warning}")
     print(
@@ -307,6 +339,52 @@ def cmd_curate(args: argparse.Namespace) -> int:
         f"written to {args.out}"
     )
     return 0
+
+
+def remove_partial_curation(out: Path, created: bool) -> None:
+    """A curation cut short (a bad line, Ctrl-C) leaves no half of itself: the folder goes if it made it,
+    else what it wrote there (the judge's cache stays: its answers were paid for)."""
+    import shutil
+
+    from synthloop.storage.shards import reset
+
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for name in ("curated", "rejected", "summary.json"):
+        reset(out / name)
+
+
+class CurateInput:
+    """The rows `curate` reads (JSONL, Parquet or a folder of shards), streamed: a file of any size is
+    read a batch at a time. A bad line raises when it is reached; `check()` afterwards refuses an input
+    with no rows or no answer at all."""
+
+    def __init__(self, path: Path):
+        from synthloop.curation.audit import labelled_rows
+        from synthloop.storage.input_files import iter_rows
+
+        self.path = path
+        self.rows = self.answered = 0
+        self.source = None if path.is_dir() else labelled_rows(iter_rows(path, "rows"), require_answer=True)
+
+    def __iter__(self) -> Iterator[Record]:
+        from synthloop.curation.audit import reject_unanswered
+        from synthloop.storage.shards import iter_records
+
+        records = (item.record for item in self.source) if self.source is not None else iter_records(self.path)
+        for row in records:
+            if self.source is None:
+                reject_unanswered(row, f"{self.path} row {row.id}")
+            self.rows += 1
+            self.answered += bool(row.answer and row.answer.strip())
+            yield row
+
+    def check(self) -> None:
+        if not self.rows:
+            raise InputFileError(f"{self.path}: no rows (a folder must hold part-*.parquet shards)")
+        if not self.answered:
+            raise InputFileError(f"{self.path}: no row has an 'answer'; curate needs rows with question and answer")
 
 
 def check_curate_paths(rows: Path, out: Path) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,12 +126,16 @@ def read_labelled(
     field over the size cap comes back as a rejected record (reason `oversize_field`); with
     `require_answer`, so does a row without an answer (`missing_answer`), which no stage could judge
     and no student should learn from."""
-    out = []
-    for row, where in read_rows(path, what, keep_oversize):
+    return list(labelled_rows(read_rows(path, what, keep_oversize), require_answer))
+
+
+def labelled_rows(rows: Iterable[tuple[dict[str, Any], str]], require_answer: bool = False) -> Iterator[Labelled]:
+    """`read_labelled` one row at a time, from rows as `read_rows` or `iter_rows` gives them."""
+    for row, where in rows:
         if OVERSIZE in row:
             record = Record(kind="solution", skill="", question="", source="synthetic", round=0)
             record.add_verdict("input", False, "oversize_field", None, f"{where}: {row[OVERSIZE]}")
-            out.append(Labelled(record, None, {}))
+            yield Labelled(record, None, {})
             continue
         record = Record(
             kind=optional_text(row, "kind", where) or "solution",
@@ -148,14 +153,11 @@ def read_labelled(
         stage_labels = row.get("labels") or {}
         if not isinstance(stage_labels, dict):
             raise InputFileError(f"{where}: 'labels' must map stage names to keep/drop")
-        out.append(
-            Labelled(
-                record,
-                None if label is None else label_value(label, where),
-                {stage: label_value(value, where) for stage, value in stage_labels.items()},
-            )
+        yield Labelled(
+            record,
+            None if label is None else label_value(label, where),
+            {stage: label_value(value, where) for stage, value in stage_labels.items()},
         )
-    return out
 
 
 def optional_text(row: dict[str, Any], key: str, where: str) -> str | None:

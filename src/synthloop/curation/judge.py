@@ -13,12 +13,13 @@ back); if that fails too, the row gets a verdict saying so (`judge_unparsed`, re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any, Literal
 
-from synthloop.curation.base import question_key
+from synthloop.curation.base import BatchStage
+from synthloop.curation.groups import Decision, GroupedStage, Member
 from synthloop.records import Message, Record
 from synthloop.tasks.base import parse_json, repair_request
 from synthloop.teachers.base import SamplingParams, TeacherRequest, TeacherResponse, TeacherUnavailable
@@ -133,10 +134,12 @@ def shown(text: str, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-class LLMJudge:
-    """Pointwise judge: a score of 1-10 per row; rows below `threshold` are rejected."""
+class LLMJudge(BatchStage):
+    """Pointwise judge: a score of 1-10 per row; rows below `threshold` are rejected. A batch's calls
+    run concurrently (as many at once as the judge's teacher settings allow)."""
 
     name = "judge"
+    batch_rows = 4096
 
     def __init__(
         self,
@@ -150,14 +153,11 @@ class LLMJudge:
         self.on_unparsed, self.max_tokens = on_unparsed, max_tokens
         self.abstained = 0  # replies that gave no score (kept or rejected per on_unparsed): never unseen
 
-    def run(self, records: Iterable[Record]) -> Iterator[Record]:
-        rows = list(records)
-        judged = [r for r in rows if r.kept]
-        requests = [score_request(self.rubric, r.question, written_answer(r), self.max_tokens) for r in judged]
-        for record, reply in zip(judged, ask(self.engine, requests), strict=True):
+    def judge_batch(self, rows: list[Record]) -> None:
+        requests = [score_request(self.rubric, r.question, written_answer(r), self.max_tokens) for r in rows]
+        for record, reply in zip(rows, ask(self.engine, requests), strict=True):
             self.abstained += reply.value is None and not reply.failed_call
             record.add_verdict(self.name, *self.verdict(reply))
-        yield from rows
 
     def verdict(self, reply: Reply) -> tuple[bool, str | None, float | None, str]:
         if reply.failed_call:
@@ -210,51 +210,47 @@ def compare_pairs(
     return [pair_outcome(replies[2 * i], replies[2 * i + 1]) for i in range(len(pairs))]
 
 
-class PairwiseJudge:
+class PairwiseJudge(GroupedStage):
     """Rows answering the same question compete pairwise (every pair, both orders). A row's score is its
     share of comparisons won (a tie or a pair whose two orders disagree counts half); rows below the best
-    score of their question are rejected (`lost_pairwise`). A question with one row is kept, with that said."""
+    score of their question are rejected (`lost_pairwise`). A question with one row is kept, with that said.
+    The pairs of a batch of questions are judged concurrently."""
 
     name = "judge_pairwise"
+    batch_members = 512
 
     def __init__(self, engine: Engine, rubric: str = DEFAULT_RUBRIC, max_tokens: int = 256):
         self.engine, self.rubric, self.max_tokens = engine, rubric, max_tokens
         self.pairs = self.orders_agreed = 0  # over every run: how often the judge ignored position
         self.abstained = 0  # questions with one answer: nothing to compare, kept unjudged
 
-    def run(self, records: Iterable[Record]) -> Iterator[Record]:
-        rows = list(records)
-        groups: dict[str, list[Record]] = {}
-        for record in rows:
-            if record.kept:
-                groups.setdefault(question_key(record.question), []).append(record)
-        index = [(g, i, j) for g in groups.values() if len(g) > 1 for i, j in combinations(range(len(g)), 2)]
-        triples = [(g[0].question, written_answer(g[i]), written_answer(g[j])) for g, i, j in index]
+    def member(self, record: Record, position: int) -> Member | None:
+        return Member(position, record.id, record.question, written_answer(record)) if record.kept else None
+
+    def decide(self, groups: list[list[Member]]) -> list[list[Decision]]:
+        index = [(g, i, j) for g in groups if len(g) > 1 for i, j in combinations(range(len(g)), 2)]
+        triples = [(g[0].question, g[i].text, g[j].text) for g, i, j in index]
         outcomes = compare_pairs(self.engine, self.rubric, triples, self.max_tokens)
-        points: dict[str, float] = {}
-        agreed: dict[str, int] = {}
+        points: dict[int, float] = {}  # by position
+        agreed: dict[int, int] = {}
         for (group, i, j), outcome in zip(index, outcomes, strict=True):
             self.pairs += 1
             self.orders_agreed += outcome.orders_agree
-            for side, row in ((0, group[i]), (1, group[j])):
+            for side, m in ((0, group[i]), (1, group[j])):
                 won = 0.5 if outcome.winner is None else float(outcome.winner == side)
-                points[row.id] = points.get(row.id, 0.0) + won
-                agreed[row.id] = agreed.get(row.id, 0) + outcome.orders_agree
-        for group in groups.values():
-            self.decide(group, points, agreed)
-        yield from rows
+                points[m.position] = points.get(m.position, 0.0) + won
+                agreed[m.position] = agreed.get(m.position, 0) + outcome.orders_agree
+        return [self.ranked(group, points, agreed) for group in groups]
 
-    def decide(self, group: list[Record], points: dict[str, float], agreed: dict[str, int]) -> None:
+    def ranked(self, group: list[Member], points: dict[int, float], agreed: dict[int, int]) -> list[Decision]:
         if len(group) == 1:
             self.abstained += 1
-            group[0].add_verdict(self.name, True, None, None, "one answer: nothing to compare")
-            return
+            return [Decision(True, None, None, "one answer: nothing to compare")]
         games = len(group) - 1
-        best = max(points[r.id] for r in group)
-        for row in group:
-            score = points[row.id] / games
-            detail = f"won {points[row.id]:g} of {games} comparisons; both orders agreed on {agreed[row.id]}"
-            if points[row.id] < best:
-                row.add_verdict(self.name, False, "lost_pairwise", score, detail)
-            else:
-                row.add_verdict(self.name, True, None, score, detail)
+        best = max(points[m.position] for m in group)
+        out = []
+        for m in group:
+            won = points[m.position]
+            detail = f"won {won:g} of {games} comparisons; both orders agreed on {agreed[m.position]}"
+            out.append(Decision(won >= best, None if won >= best else "lost_pairwise", won / games, detail))
+        return out

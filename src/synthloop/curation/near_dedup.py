@@ -1,19 +1,27 @@
 """Near-duplicate removal with MinHash-LSH: signatures from `rensa`, candidates from LSH bands, and
 every candidate confirmed by the exact Jaccard of the two shingle sets, so a row is only ever rejected
 for a document it really overlaps. Greedy in arrival order: a document is a duplicate when it matches
-a document already kept (earlier rounds included); otherwise it is kept and indexed."""
+a document already kept (earlier rounds included); otherwise it is kept and indexed.
+
+The index of kept documents (band keys and shingle sets) stays in memory up to `memory_mb`; beyond
+that it moves to an SQLite file on disk, so a stream of any length is deduplicated against all of it
+with memory bounded by the budget and one batch."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import rensa
 
+from synthloop.curation.base import BatchStage, batched
 from synthloop.curation.dedup import Match, record_matches
 from synthloop.curation.text import TextField, record_text, words
 from synthloop.records import Record
+from synthloop.storage.spill import Scratch
 
 _FNV = np.uint64(0x100000001B3)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -69,22 +77,30 @@ def _ranges(counts: np.ndarray) -> np.ndarray:
 class MinHashIndex:
     """Documents are added in batches; each is matched against every kept document before it."""
 
-    def __init__(self, threshold: float = 0.8, ngram: int = 3, num_perm: int = 128, seed: int = 0):
+    def __init__(
+        self,
+        threshold: float = 0.8,
+        ngram: int = 3,
+        num_perm: int = 128,
+        seed: int = 0,
+        memory_mb: float = 64,
+        scratch_root: Path | None = None,
+    ):
         if not 0 < threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         self.threshold, self.ngram, self.seed = threshold, ngram, seed
         self.bands, self.rows = lsh_shape(threshold, num_perm)
         self.num_perm = num_perm
         self.size = 0  # documents seen so far; indices continue across calls to add
-        self.kept_keys = np.zeros(0, dtype=np.uint64)  # band keys of kept documents, flat
-        self.kept_docs = np.zeros(0, dtype=np.int64)  # the document of each key
-        self.batches: list[tuple[int, np.ndarray, np.ndarray]] = []  # (first index, hashes, offsets)
+        self.kept = KeptDocuments(memory_mb, scratch_root)
+        self.batch: tuple[int, np.ndarray, np.ndarray] = (0, np.zeros(0, np.uint64), np.zeros(1, np.int64))
 
-    def add(self, texts: list[str]) -> list[Match]:
-        """Match each text against everything kept so far (this batch included), in order."""
+    def add(self, texts: list[str], ids: list[str] | None = None) -> list[Match]:
+        """Match each text against everything kept so far (this batch included), in order. `ids` (one per
+        text) are kept with the kept documents, for `id_of`."""
         base = self.size
         hashes, offsets = shingle_hashes(texts, self.ngram)
-        self.batches.append((base, hashes, offsets))
+        self.batch = (base, hashes, offsets)
         self.size += len(texts)
         empty = offsets[1:] == offsets[:-1]
         keys = self.band_keys(hashes, offsets)
@@ -104,10 +120,14 @@ class MinHashIndex:
             if best is not None:
                 kept[doc - base] = False
                 out[doc - base] = best
-        indexed = kept & ~empty
-        self.kept_keys = np.concatenate((self.kept_keys, keys[indexed].ravel()))
-        self.kept_docs = np.concatenate((self.kept_docs, np.repeat(np.flatnonzero(indexed) + base, self.bands)))
+        indexed = np.flatnonzero(kept & ~empty)
+        shingles = [hashes[offsets[i] : offsets[i + 1]] for i in indexed.tolist()]
+        doc_ids = [ids[i] for i in indexed.tolist()] if ids is not None else [""] * len(indexed)
+        self.kept.add(keys[indexed], indexed + base, shingles, doc_ids)
         return out
+
+    def id_of(self, doc: int) -> str:
+        return self.kept.id_of(doc)
 
     def band_keys(self, hashes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """One 64-bit key per (document, band); a band index is folded in so bands never collide."""
@@ -127,8 +147,10 @@ class MinHashIndex:
         """For each new document sharing a band key with an earlier one: those earlier documents.
         Empty texts are left out: they are never compared nor indexed."""
         live = np.flatnonzero(~empty)
-        all_keys = np.concatenate((self.kept_keys, keys[live].ravel()))
-        all_docs = np.concatenate((self.kept_docs, np.repeat(live + base, self.bands)))
+        new_keys = keys[live].ravel()
+        kept_keys, kept_docs = self.kept.matching(new_keys)
+        all_keys = np.concatenate((kept_keys, new_keys))
+        all_docs = np.concatenate((kept_docs, np.repeat(live + base, self.bands)))
         order = np.argsort(all_keys, kind="stable")  # stable: within a key, documents stay in order
         sorted_keys, sorted_docs = all_keys[order], all_docs[order]
         same_as_next = sorted_keys[1:] == sorted_keys[:-1]
@@ -145,11 +167,85 @@ class MinHashIndex:
         return earlier
 
     def shingle_set(self, doc: int) -> set[int]:
-        for first, hashes, offsets in reversed(self.batches):
-            if doc >= first:
-                local = doc - first
-                return set(hashes[offsets[local] : offsets[local + 1]].tolist())
-        raise IndexError(doc)
+        first, hashes, offsets = self.batch
+        if doc >= first:
+            local = doc - first
+            return set(hashes[offsets[local] : offsets[local + 1]].tolist())
+        return set(self.kept.shingles(doc).tolist())
+
+
+class KeptDocuments:
+    """The band keys, shingle sets and row ids of kept documents. The newest are held in memory; when
+    they pass `memory_mb` they are moved to an SQLite file, where they are looked up by key."""
+
+    def __init__(self, memory_mb: float, scratch_root: Path | None):
+        self.budget = int(memory_mb * (1 << 20))
+        self.scratch_root = scratch_root
+        self.db: sqlite3.Connection | None = None
+        self.keys: list[np.ndarray] = []  # per batch, flat: (kept documents x bands)
+        self.docs: list[np.ndarray] = []  # the document of each key
+        self.sets: dict[int, np.ndarray] = {}
+        self.ids: dict[int, str] = {}
+        self.bytes = 0
+
+    def add(self, keys: np.ndarray, docs: np.ndarray, shingles: list[np.ndarray], ids: list[str]) -> None:
+        bands = keys.shape[1] if keys.ndim == 2 else 0
+        self.keys.append(keys.ravel())
+        self.docs.append(np.repeat(docs, bands))
+        for doc, hashes, row_id in zip(docs.tolist(), shingles, ids, strict=True):
+            self.sets[doc], self.ids[doc] = hashes, row_id
+            self.bytes += hashes.nbytes + 16 * bands + len(row_id) + 100
+        if self.bytes > self.budget:
+            self.spill()
+
+    def matching(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(key, document) of every kept document with one of `keys`."""
+        held_keys = np.concatenate([np.zeros(0, np.uint64), *self.keys])
+        held_docs = np.concatenate([np.zeros(0, np.int64), *self.docs])
+        self.keys, self.docs = [held_keys], [held_docs]  # concatenated once per batch, not per lookup
+        if self.db is None:
+            return held_keys, held_docs
+        wanted = np.unique(keys).view(np.int64).tolist()
+        found: list[tuple[int, int]] = []
+        for start in range(0, len(wanted), SQL_VARIABLES):
+            chunk = wanted[start : start + SQL_VARIABLES]
+            chunk += chunk[-1:] * (SQL_VARIABLES - len(chunk))  # one statement text (one prepared statement)
+            marks = ",".join("?" * len(chunk))
+            found += self.db.execute(f"SELECT key, doc FROM bands WHERE key IN ({marks})", chunk).fetchall()
+        disk_keys = np.array([k for k, _ in found], dtype=np.int64).view(np.uint64)
+        disk_docs = np.array([d for _, d in found], dtype=np.int64)
+        return np.concatenate((disk_keys, held_keys)), np.concatenate((disk_docs, held_docs))
+
+    def shingles(self, doc: int) -> np.ndarray:
+        if doc in self.sets:
+            return self.sets[doc]
+        assert self.db is not None
+        (blob,) = self.db.execute("SELECT shingles FROM docs WHERE doc = ?", (doc,)).fetchone()
+        return np.frombuffer(blob, dtype=np.uint64)
+
+    def id_of(self, doc: int) -> str:
+        if doc in self.ids:
+            return self.ids[doc]
+        assert self.db is not None
+        return self.db.execute("SELECT id FROM docs WHERE doc = ?", (doc,)).fetchone()[0]
+
+    def spill(self) -> None:
+        if self.db is None:
+            self.scratch = Scratch(self.scratch_root)
+            self.db = self.scratch.database("near_dedup")
+            self.db.execute("CREATE TABLE bands (key INTEGER, doc INTEGER, PRIMARY KEY (key, doc)) WITHOUT ROWID")
+            self.db.execute("CREATE TABLE docs (doc INTEGER PRIMARY KEY, id TEXT, shingles BLOB)")
+        keys = np.concatenate([np.zeros(0, np.uint64), *self.keys]).view(np.int64)
+        docs = np.concatenate([np.zeros(0, np.int64), *self.docs])
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR IGNORE INTO bands VALUES (?, ?)", zip(keys.tolist(), docs.tolist(), strict=True))
+        rows = ((doc, self.ids[doc], hashes.tobytes()) for doc, hashes in self.sets.items())
+        self.db.executemany("INSERT INTO docs VALUES (?, ?, ?)", rows)
+        self.db.execute("COMMIT")
+        self.keys, self.docs, self.sets, self.ids, self.bytes = [], [], {}, {}, 0
+
+
+SQL_VARIABLES = 999  # parameters per SQLite statement (the smallest limit any SQLite build has)
 
 
 def _link(earlier: dict[int, set[int]], docs: list[int], base: int) -> None:
@@ -158,12 +254,13 @@ def _link(earlier: dict[int, set[int]], docs: list[int], base: int) -> None:
             earlier.setdefault(doc, set()).update(d for d in docs[:i] if d != doc)
 
 
-class NearDedup:
+class NearDedup(BatchStage):
     """Rejects a row as `near_duplicate` when its text's word-shingle Jaccard with a kept row is at
-    least `threshold`. The kept row's id becomes the parent; the kept row's verdict says how many it
-    stands for."""
+    least `threshold`. The kept row's id becomes the parent (a stream is decided a batch at a time, so
+    the kept row cannot know how many later rows it stands for: count its children instead)."""
 
     name = "near_dedup"
+    batch_rows = 4096
 
     def __init__(
         self,
@@ -172,17 +269,15 @@ class NearDedup:
         num_perm: int = 128,
         field: TextField = "question",
         earlier: Iterable[tuple[str, str]] = (),
+        memory_mb: float = 64,
+        scratch_root: Path | None = None,
     ):
-        self.index = MinHashIndex(threshold, ngram, num_perm)
+        self.index = MinHashIndex(threshold, ngram, num_perm, memory_mb=memory_mb, scratch_root=scratch_root)
         self.field = field
-        earlier = list(earlier)  # (id, text) of rows kept before this stage ran: earlier rounds
-        self.ids = [row_id for row_id, _ in earlier]
-        self.index.add([text for _, text in earlier])
+        for batch in batched(earlier, self.batch_rows):  # (id, text) of rows kept in earlier rounds
+            self.index.add([text for _, text in batch], [row_id for row_id, _ in batch])
 
-    def run(self, records: Iterable[Record]) -> Iterator[Record]:
-        rows = list(records)
-        live = [r for r in rows if r.kept]
-        self.ids += [r.id for r in live]
-        matches = self.index.add([record_text(r, self.field) for r in live])
-        record_matches(self.name, "near_duplicate", "Jaccard", live, matches, self.ids)
-        yield from rows
+    def judge_batch(self, rows: list[Record]) -> None:
+        first = self.index.size
+        matches = self.index.add([record_text(r, self.field) for r in rows], [r.id for r in rows])
+        record_matches(self.name, "near_duplicate", "Jaccard", rows, matches, first, self.index.id_of, False)

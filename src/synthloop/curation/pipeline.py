@@ -7,12 +7,13 @@ see rows that survived the rest (a stage never looks at a row another stage reje
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from synthloop.config import CurationConfig
-from synthloop.curation.base import Stage, question_key, run_stages
+from synthloop.config import CurationConfig, RecipeError
+from synthloop.curation.base import Stage, run_stages
 from synthloop.curation.decontaminate import Decontaminate, load_eval_set
 from synthloop.curation.dedup import ExactDedup
 from synthloop.curation.judge import LLMJudge, PairwiseJudge, judge_unavailable
@@ -27,19 +28,27 @@ from synthloop.curation.verify_code import VerifyCode
 from synthloop.records import Record
 from synthloop.storage.input_files import InputFileError
 from synthloop.storage.response_cache import ResponseCache
+from synthloop.storage.shards import ShardWriter, mark_complete, reset
+from synthloop.storage.spill import clear_scratch
 from synthloop.teachers.base import Teacher, TeacherUnavailable
+
+
+def no_rows() -> Iterable[Record]:
+    return ()
 
 
 @dataclass
 class Context:
     """What the stages need besides their settings: held-out probe questions (always decontaminated
-    against), rows kept earlier (deduplicated against), where judge calls are cached, and the judge."""
+    against), rows kept earlier (deduplicated against: each dedup stage reads them once, as a stream),
+    where judge calls are cached, the judge, and where stages keep scratch files."""
 
     probes: list[str] = field(default_factory=list)
-    earlier: list[Record] = field(default_factory=list)
+    earlier: Callable[[], Iterable[Record]] = no_rows
     cache: ResponseCache | None = None
     run_id: str = ""
     judge: Teacher | None = None  # the judge's teacher when already built (see `preflight`)
+    scratch: Path | None = None  # the run's folder; the system's temporary folder when None
 
 
 def build_stages(cfg: CurationConfig, context: Context) -> list[Stage]:
@@ -52,6 +61,7 @@ def build_stages(cfg: CurationConfig, context: Context) -> list[Stage]:
         stages.append(VerifyCode(limits, c.workers, c.isolation))
     if cfg.self_consistency:
         stages.append(SelfConsistency(cfg.self_consistency.min_agreement))
+        stages[-1].scratch_root = context.scratch
     if cfg.pii:
         stages.append(RedactPII(drop=cfg.pii.action == "drop"))
     if cfg.quality:
@@ -71,6 +81,8 @@ def build_stages(cfg: CurationConfig, context: Context) -> list[Stage]:
         stages.append(RewardModel(r.path, r.threshold, r.batch_size, r.max_length, r.device))
     if cfg.judge:
         stages.append(judge_stage(cfg, context))
+        if isinstance(stages[-1], PairwiseJudge):
+            stages[-1].scratch_root = context.scratch
     return stages
 
 
@@ -80,13 +92,18 @@ def curation_warnings(cfg: CurationConfig) -> list[str]:
     return [notice] if notice else []
 
 
-def preflight(cfg: CurationConfig) -> Teacher | None:
+def preflight(cfg: CurationConfig, engine: str = "local") -> Teacher | None:
     """Fail before a run generates anything (and pays for it) if a stage could not be built later: a
     code sandbox whose isolation does not work here, an eval set that cannot be read, a reward model
     folder without a model, a missing extra, a judge that cannot be reached. Returns the judge's
     teacher, checked, so that every round reuses it (a local judge model is loaded once)."""
     from synthloop.teachers.factory import check_teacher, make_teacher
 
+    if engine == "ray" and cfg.dedup and cfg.dedup.semantic:
+        raise RecipeError(
+            "curation.dedup.semantic is not run with --engine ray (it needs every embedding at once); "
+            "turn it off for the Ray run, or use --engine local"
+        )
     if cfg.code:
         require_isolation(cfg.code.isolation)
     if cfg.decontaminate:
@@ -121,21 +138,17 @@ def dedup_stages(cfg: CurationConfig, context: Context) -> list[Stage]:
     assert d is not None
     stages: list[Stage] = []
     if d.exact:
-        earlier: dict[str, str] = {}
-        for row in context.earlier:
-            earlier.setdefault(question_key(row.question), row.id)
-        stages.append(ExactDedup(earlier))
+        stages.append(ExactDedup(((r.question, r.id) for r in context.earlier()), context.scratch))
     if d.near:
         n = d.near
-        earlier_texts = [(row.id, record_text(row, n.field)) for row in context.earlier]
-        stages.append(NearDedup(n.threshold, n.ngram, n.num_perm, n.field, earlier_texts))
+        earlier_texts = ((r.id, record_text(r, n.field)) for r in context.earlier())
+        stages.append(NearDedup(n.threshold, n.ngram, n.num_perm, n.field, earlier_texts, scratch_root=context.scratch))
     if d.semantic:
         from synthloop.curation.semantic_dedup import SemanticDedup  # needs the 'semantic' extra
 
         s = d.semantic
-        stages.append(
-            SemanticDedup(s.threshold, s.field, earlier=[(r.id, record_text(r, s.field)) for r in context.earlier])
-        )
+        earlier_texts = ((r.id, record_text(r, s.field)) for r in context.earlier())
+        stages.append(SemanticDedup(s.threshold, s.field, earlier=earlier_texts))
     return stages
 
 
@@ -171,62 +184,104 @@ def stage_counts(stages: list[Stage]) -> dict[str, Any]:
     return out
 
 
-def reject_counts(rows: list[Record]) -> dict[str, int]:
-    """Rejected rows per reason (the first rejecting stage's)."""
-    reasons: dict[str, int] = {}
-    for row in rows:
-        if not row.kept:
-            reason = row.reject_reason or "rejected"
-            reasons[reason] = reasons.get(reason, 0) + 1
-    return reasons
-
-
 TEACHER_MISTAKES = ("wrong_answer", "parse_error")  # the teacher's own errors, as verification found them
 
 
-def mistakes_per_category(rows: list[Record], examples: int = 3) -> dict[str, Any]:
-    """Rows rejected for the teacher's mistakes (a wrong or missing final answer), per category and
-    reason, and the first few of each category as examples: question, the teacher's answer, the reference."""
-    counts: dict[str, dict[str, int]] = {}
-    shown: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        if row.kept or row.reject_reason not in TEACHER_MISTAKES:
-            continue
-        per = counts.setdefault(row.skill, {})
-        per[row.reject_reason] = per.get(row.reject_reason, 0) + 1
-        if len(shown.setdefault(row.skill, [])) < examples:
+class Tally:
+    """What curation counts as the rows stream past: rows, kept rows per category, rejected rows per
+    reason (the first rejecting stage's), and the teacher's own mistakes (a wrong or missing final
+    answer) per category and reason with the first few of each category as examples."""
+
+    def __init__(self, categories: Iterable[str] = (), examples: int = 3):
+        self.rows = self.kept = 0
+        self.kept_per_category = dict.fromkeys(categories, 0)
+        self.rejected: dict[str, int] = {}
+        self.mistakes: dict[str, dict[str, int]] = {}
+        self.mistake_examples: dict[str, list[dict[str, Any]]] = {}
+        self.examples = examples
+
+    def add(self, row: Record) -> None:
+        self.rows += 1
+        if row.kept:
+            self.kept += 1
+            self.kept_per_category[row.skill] = self.kept_per_category.get(row.skill, 0) + 1
+            return
+        reason = row.reject_reason or "rejected"
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        if reason not in TEACHER_MISTAKES:
+            return
+        per = self.mistakes.setdefault(row.skill, {})
+        per[reason] = per.get(reason, 0) + 1
+        shown = self.mistake_examples.setdefault(row.skill, [])
+        if len(shown) < self.examples:
             wrote = row.answer if row.answer is not None else " ".join((row.raw_output or "").split())[-80:]
-            shown[row.skill].append(
+            shown.append(
                 {
                     "question": row.question[:300],
                     "teacher": (wrote or "")[:120],
                     "reference": row.reference_answer,
-                    "reason": row.reject_reason,
+                    "reason": reason,
                 }
             )
-    return {"mistakes_per_category": counts, "mistake_examples": shown}
+
+
+def curate_stream(
+    stages: list[Stage],
+    rows: Iterable[Record],
+    out: Path,
+    shard_size: int,
+    tally: Tally,
+    observe: Callable[[Record], None] | None = None,
+) -> tuple[ShardWriter, ShardWriter]:
+    """Run `rows` through `stages` into `out/curated` and `out/rejected`, shard by shard as they fill:
+    memory is bounded by the shard size and the stages' batches, not by the number of rows. Every
+    stage keeps its rows' order, so the n-th row out is the n-th row in. `observe` sees each row out."""
+    kept, rejected = ShardWriter(out / "curated", shard_size), ShardWriter(out / "rejected", shard_size)
+    for row in run_stages(stages, rows):
+        tally.add(row)
+        if observe is not None:
+            observe(row)
+        (kept if row.kept else rejected).append(row)
+    kept.close()
+    rejected.close()
+    clear_scratch(out)  # the stages' scratch files: their state is not needed once the stream is through
+    return kept, rejected
 
 
 def curate_rows(
-    cfg: CurationConfig, rows: list[Record], out: Path, context: Context, shard_size: int = 1000
+    cfg: CurationConfig,
+    rows: Iterable[Record],
+    out: Path,
+    context: Context,
+    shard_size: int = 1000,
+    engine: str = "local",
 ) -> dict[str, Any]:
-    """Curate `rows` with `cfg` into `out/curated` and `out/rejected` (Parquet shards) and `out/summary.json`."""
+    """Curate `rows` (a stream) with `cfg` into `out/curated` and `out/rejected` (Parquet shards) and
+    `out/summary.json`, in this process or (`engine="ray"`, Ray already joined) on Ray Data."""
     from synthloop.storage.atomic import write_json
-    from synthloop.storage.shards import mark_complete, reset, write_records
 
-    stages = build_stages(cfg, context)
-    start = time.perf_counter()
-    curated = list(run_stages(stages, rows))
-    kept, dropped = [r for r in curated if r.kept], [r for r in curated if not r.kept]
-    for name, part in (("curated", kept), ("rejected", dropped)):
+    for name in ("curated", "rejected"):
         reset(out / name)
-        write_records(out / name, part, shard_size)
-        mark_complete(out / name, {"rows": len(part)})
+    clear_scratch(out)  # what a killed run left
+    context = replace(context, scratch=context.scratch or out)
+    # on Ray the dedup stages read earlier rows themselves, globally: the driver's stages need none
+    stages = build_stages(cfg, replace(context, earlier=no_rows) if engine == "ray" else context)
+    start = time.perf_counter()
+    tally = Tally()
+    if engine == "ray":
+        from synthloop.runners.ray_curate import curate_on_ray
+
+        kept, rejected, counts = curate_on_ray(cfg, stages, context, rows, out, shard_size, tally)
+    else:
+        kept, rejected = curate_stream(stages, rows, out, shard_size, tally)
+        counts = stage_counts(stages)
+    mark_complete(out / "curated", {"rows": kept.rows})
+    mark_complete(out / "rejected", {"rows": rejected.rows})
     summary = {
-        "rows": len(curated),
-        "kept": len(kept),
-        "rejected": reject_counts(curated),
-        **stage_counts(stages),
+        "rows": tally.rows,
+        "kept": tally.kept,
+        "rejected": tally.rejected,
+        **counts,
         "stages": [stage.name for stage in stages],
         "seconds": round(time.perf_counter() - start, 3),
         "warnings": curation_warnings(cfg),

@@ -9,11 +9,11 @@ cut, so an enormous row is scored on its beginning instead of exhausting memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
 
+from synthloop.curation.base import BatchStage
 from synthloop.curation.judge import written_answer
 from synthloop.records import Record
 from synthloop.storage.input_files import InputFileError
@@ -32,7 +32,7 @@ def check_model_folder(path: str | Path) -> None:
         raise RewardModelError(f"{path}: no config.json; give the folder of a saved sequence-classification model")
 
 
-class RewardModel:
+class RewardModel(BatchStage):
     name = "reward"
 
     def __init__(
@@ -84,15 +84,12 @@ class RewardModel:
     def _shape(self) -> dict:
         return {"max_length": self.max_length, "padding": True, "return_tensors": "pt"}
 
-    def run(self, records: Iterable[Record]) -> Iterator[Record]:
-        rows = list(records)
-        scored = [r for r in rows if r.kept]
-        for record, score in zip(scored, self.scores([(r.question, written_answer(r)) for r in scored]), strict=True):
+    def judge_batch(self, rows: list[Record]) -> None:
+        for record, score in zip(rows, self.scores([(r.question, written_answer(r)) for r in rows]), strict=True):
             if score < self.threshold:
                 record.add_verdict(self.name, False, "low_reward", score, f"{score:.3f} < {self.threshold}")
             else:
                 record.add_verdict(self.name, True, None, score)
-        yield from rows
 
 
 def positive_label(id2label: dict[int, str], num_labels: int) -> int | None:

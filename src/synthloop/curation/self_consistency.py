@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
 
-from synthloop.curation.base import question_key
+from synthloop.curation.groups import Decision, GroupedStage, Member
 from synthloop.records import Record
 from synthloop.skills.answers import normalize_text, parse_number
 
@@ -33,39 +32,35 @@ def answer_key(answer: str) -> str:
     return normalize_text(answer)
 
 
-class SelfConsistency:
+class SelfConsistency(GroupedStage):
     name = "self_consistency"
 
     def __init__(self, min_agreement: float = 0.5):
         self.min_agreement = min_agreement
         self.abstained = 0  # questions with one sample: kept unvoted, counted so it is never unseen
 
-    def run(self, records: Iterable[Record]) -> Iterator[Record]:
-        rows = list(records)
-        groups: dict[str, list[Record]] = {}
-        for record in rows:
-            if record.kept and record.answer is not None:
-                groups.setdefault(question_key(record.question), []).append(record)
-        for group in groups.values():
-            self.vote(group)
-        yield from rows
+    def member(self, record: Record, position: int) -> Member | None:
+        if not record.kept or record.answer is None:
+            return None
+        return Member(position, record.id, record.question, record.answer)
 
-    def vote(self, group: list[Record]) -> None:
+    def decide(self, groups: list[list[Member]]) -> list[list[Decision]]:
+        return [self.vote(group) for group in groups]
+
+    def vote(self, group: list[Member]) -> list[Decision]:
         if len(group) == 1:
             self.abstained += 1
-            group[0].add_verdict(self.name, True, None, None, "one sample: no vote")
-            return
-        votes = Counter(answer_key(r.answer or "") for r in group)
-        (winner, count), *_ = votes.most_common(1)
+            return [Decision(True, None, None, "one sample: no vote")]
+        keys = [answer_key(m.text) for m in group]
+        (winner, count), *_ = Counter(keys).most_common(1)
         agreement = count / len(group)
         detail = f"{count} of {len(group)} samples agree"
-        majority = next(r.answer for r in group if answer_key(r.answer or "") == winner)
-        for record in group:
-            if agreement < self.min_agreement:
-                record.add_verdict(self.name, False, "low_agreement", agreement, detail)
-            elif answer_key(record.answer or "") != winner:
-                record.add_verdict(self.name, False, "disagrees_with_majority", agreement, detail)
-            else:
-                if record.reference_answer is None:  # a written problem: the verified majority is its reference
-                    record.reference_answer = majority
-                record.add_verdict(self.name, True, None, agreement, detail)
+        majority = group[keys.index(winner)].text  # a written problem's reference: the verified majority
+        if agreement < self.min_agreement:
+            return [Decision(False, "low_agreement", agreement, detail) for _ in group]
+        return [
+            Decision(True, None, agreement, detail, majority)
+            if key == winner
+            else Decision(False, "disagrees_with_majority", agreement, detail)
+            for key in keys
+        ]

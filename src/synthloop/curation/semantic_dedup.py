@@ -96,5 +96,5 @@ class SemanticDedup:
         vectors = self.embedder.encode(texts)
         vectors[[not text.strip() for text in texts]] = 0.0  # an empty text is similar to nothing
         matches = greedy_semantic_matches(vectors, self.threshold, len(self.earlier))
-        record_matches(self.name, "semantic_duplicate", "cosine", live, matches, ids)
+        record_matches(self.name, "semantic_duplicate", "cosine", live, matches, len(self.earlier), ids.__getitem__)
         yield from rows

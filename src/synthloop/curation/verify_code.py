@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from synthloop.curation.base import BatchStage
 from synthloop.curation.code_harness import SHADOWED
 from synthloop.curation.sandbox import (
     Box,
@@ -85,16 +85,16 @@ def run_tests(
     return SandboxResult(False, reason, result.exit_code, result.stdout, stderr, result.seconds, isolation)
 
 
-class VerifyCode:
+class VerifyCode(BatchStage):
     name = "verify_code"
+    batch_rows = 256  # test runs in flight at once are `workers`; a batch keeps them busy
 
     def __init__(self, limits: SandboxLimits | None = None, workers: int = 4, isolation: Isolation = "bwrap"):
         self.limits, self.workers, self.isolation = limits or SandboxLimits(), workers, isolation
         self.abstained = 0  # rows with code but no tests
 
-    def run(self, records: Iterable[Record]) -> Iterator[Record]:
-        rows = list(records)
-        todo = [r for r in rows if r.kept and r.answer and r.reference_answer]
+    def judge_batch(self, rows: list[Record]) -> None:
+        todo = [r for r in rows if r.answer and r.reference_answer]
         with ThreadPoolExecutor(self.workers) as pool:
             results = pool.map(self.check, todo)
             for record, result in zip(todo, results, strict=True):
@@ -103,13 +103,12 @@ class VerifyCode:
                 else:
                     last = (result.stderr.strip().splitlines() or [""])[-1][:300]
                     record.add_verdict(self.name, False, f"tests_{result.reason}", 0.0, last or result.reason)
-        run = {id(r) for r in todo}
+        tested = {id(r) for r in todo}
         for record in rows:
-            if record.kept and id(record) not in run:
+            if id(record) not in tested:
                 reason = "teacher_error" if record.error else "no_code" if not record.answer else None
                 self.abstained += reason is None
                 record.add_verdict(self.name, reason is None, reason, None, None if reason else "no tests: abstained")
-        yield from rows
 
     def check(self, record: Record) -> SandboxResult:
         return run_tests(record.answer or "", record.reference_answer or "", self.limits, self.isolation)

@@ -8,13 +8,13 @@ complete, only once every request is answered or kept as failed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synthloop.records import Record
-from synthloop.storage.shards import MARKER, is_complete, mark_complete, read_marker, reset, write_records
+from synthloop.storage.shards import MARKER, ShardWriter, is_complete, mark_complete, read_marker, reset
 from synthloop.tasks.base import Parsed, Task, repair_request
 from synthloop.teachers.base import TeacherRequest, TeacherResponse
 from synthloop.teachers.engine import BudgetExhausted, Engine, EngineReport
@@ -38,6 +38,7 @@ class Answered:
 
 
 MakeRecords = Callable[[Answered], list[Record]]
+CHUNK_REQUESTS = 16_384  # requests answered, parsed and written at a time: a round's memory is one chunk's
 
 
 def run_engine(engine: Engine, requests: Sequence[TeacherRequest]) -> tuple[list[TeacherResponse | None], EngineReport]:
@@ -122,8 +123,14 @@ def generate(
             return stats | {"written": False}
         log(f"resume: {failed} calls failed last time in {out_dir}; trying them again")
     reset(out_dir)
+    writer = ShardWriter(out_dir, shard_size)
+    stats: dict[str, Any] = {}
     try:
-        answered, stats = answer_and_parse(engine, task, requests)
+        for answered, chunk_stats in answered_chunks(engine, task, requests):
+            for entry in answered:
+                for row in make_records(entry):
+                    writer.append(row)
+            stats = summed(stats, chunk_stats)
     except BudgetExhausted as err:
         if not damaged:
             raise
@@ -131,11 +138,38 @@ def generate(
             f"{out_dir} was damaged and the response cache no longer holds all its answers, so redoing it "
             f"needs new calls, but {err}"
         ) from None
-    rows = [row for entry in answered for row in make_records(entry)]
-    write_records(out_dir, rows, shard_size)
-    stats |= {"requests": len(requests), "rows": len(rows), "seconds": stats["calls"]["seconds"]}
+    rows = writer.close()
+    stats |= {"requests": len(requests), "rows": rows, "seconds": stats["calls"]["seconds"]}
     mark_complete(out_dir, stats, inputs)
     return stats | {"written": True}
+
+
+def answered_chunks(
+    engine: Engine, task: Task, requests: Sequence[TeacherRequest]
+) -> Iterator[tuple[list[Answered], dict[str, Any]]]:
+    """The requests answered and parsed a chunk at a time, in order: in this process, or by Ray actors
+    when the engine was given to Ray (`engine.on_ray`)."""
+    if engine.on_ray is not None:
+        from synthloop.runners.ray_generate import answer_on_ray
+
+        yield from answer_on_ray(engine.on_ray, task, requests)
+        return
+    for start in range(0, max(1, len(requests)), CHUNK_REQUESTS):
+        yield answer_and_parse(engine, task, requests[start : start + CHUNK_REQUESTS])
+
+
+def summed(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """Two chunks' stats as one: numbers added, counts by key merged, anything else the latest."""
+    out = dict(total)
+    for key, value in part.items():
+        before = out.get(key)
+        if isinstance(value, dict):
+            out[key] = summed(before or {}, value)
+        elif isinstance(value, int | float) and not isinstance(value, bool) and isinstance(before, int | float):
+            out[key] = before + value
+        elif value is not None or key not in out:
+            out[key] = value
+    return out
 
 
 def usage_fields(answered: Answered, first: bool) -> dict[str, Any]:

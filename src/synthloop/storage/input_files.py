@@ -26,15 +26,7 @@ def read_rows(path: str | Path, what: str, keep_oversize: bool = False) -> list[
     line, or with `keep_oversize` returned as a stand-in `{OVERSIZE: why}` so the caller can reject it
     with a reason."""
     path = Path(path)
-    if not path.is_file():
-        problem = "is not a regular file" if path.exists() else "not found"  # a fifo or device: never opened
-        raise InputFileError(f"{what} {problem}: {path}")
-    if path.suffix == ".parquet":
-        rows = read_parquet_rows(path, what)
-    elif path.suffix in (".jsonl", ".json"):
-        rows = read_jsonl_rows(path, what)
-    else:
-        raise InputFileError(f"{what} {path}: use a .jsonl or .parquet file")
+    rows = list(iter_rows(path, what))
     oversize = [(row, where) for row, where in rows if OVERSIZE in row]
     if oversize and not keep_oversize:
         print(
@@ -48,24 +40,40 @@ def read_rows(path: str | Path, what: str, keep_oversize: bool = False) -> list[
     return rows
 
 
+def iter_rows(path: Path, what: str) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each row with where it came from, read as it is needed (a file of any size is read with the
+    memory of one batch); a row with a field over `MAX_FIELD_BYTES` comes as a stand-in `{OVERSIZE: why}`.
+    The path is checked now; a bad line raises when it is reached."""
+    if not path.is_file():
+        problem = "is not a regular file" if path.exists() else "not found"  # a fifo or device: never opened
+        raise InputFileError(f"{what} {problem}: {path}")
+    if path.suffix == ".parquet":
+        return parquet_rows(path, what)
+    if path.suffix in (".jsonl", ".json"):
+        return jsonl_rows(path, what)
+    raise InputFileError(f"{what} {path}: use a .jsonl or .parquet file")
+
+
 def read_jsonl_rows(path: Path, what: str) -> list[tuple[dict[str, Any], str]]:
+    return list(jsonl_rows(path, what))
+
+
+def jsonl_rows(path: Path, what: str) -> Iterator[tuple[dict[str, Any], str]]:
     """Lines split on b"\\n" only (U+2028, U+2029 and NEL are valid inside JSON strings), each read with
     a bounded readline."""
-    rows = []
     try:
         with open(path, "rb") as handle:
             for number, line in enumerate(bounded_lines(handle), start=1):
                 where = f"{path} line {number}"
                 if isinstance(line, int):
-                    rows.append(({OVERSIZE: f"a line of {line} bytes"}, where))
+                    yield {OVERSIZE: f"a line of {line} bytes"}, where
                     continue
                 if number == 1:
                     line = line.removeprefix(BOM)  # editors on Windows write one; it is not part of the row
                 if line.strip():
-                    rows.append((parse_line(line, f"cannot read {what} {where}"), where))
+                    yield parse_line(line, f"cannot read {what} {where}"), where
     except OSError as err:
         raise InputFileError(f"cannot read {what} {path}: {err}") from None
-    return rows
 
 
 def read_text_lines(path: Path, what: str) -> list[tuple[str, str]]:
@@ -140,22 +148,23 @@ def value_size(value: Any, where: str) -> int:
     return 8  # a number, true, false or null
 
 
-def read_parquet_rows(path: Path, what: str) -> list[tuple[dict[str, Any], str]]:
+def parquet_rows(path: Path, what: str) -> Iterator[tuple[dict[str, Any], str]]:
     """Read in batches of each row group; the text in every cell (nested lists, maps and structs
     included) is measured in Arrow, and only the rows under the cap become Python objects."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows: list[tuple[dict[str, Any], str]] = []
+    done = 0
     try:
         with pq.ParquetFile(path) as parquet:
             for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-                rows += batch_rows(batch, path, len(rows))
+                rows = batch_rows(batch, path, done)
+                done += len(rows)
+                yield from rows
     except (OSError, pa.ArrowException) as err:
         raise InputFileError(f"cannot read {what} {path}: {err}") from None
     except UnicodeDecodeError:  # Parquet does not check that its text columns hold UTF-8
-        raise InputFileError(f"cannot read {what} {path}: text that is not UTF-8 in rows {len(rows) + 1} on") from None
-    return rows
+        raise InputFileError(f"cannot read {what} {path}: text that is not UTF-8 in rows {done + 1} on") from None
 
 
 PARQUET_BATCH_ROWS = 1024  # rows decoded at a time: an oversize cell is held at most with its batch

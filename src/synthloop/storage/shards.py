@@ -17,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from synthloop.records import Record, from_table, to_table
@@ -43,10 +45,42 @@ def write_shard(path: Path, records: list[Record]) -> None:
 
 def read_records(directory: Path) -> list[Record]:
     """All records of a shard directory, in shard order."""
-    records: list[Record] = []
+    return list(iter_records(directory))
+
+
+def iter_records(directory: Path, batch_rows: int = 1024) -> Iterator[Record]:
+    """The records of a shard directory in shard order, `batch_rows` at a time: a directory of any size
+    is read with the memory of one batch."""
     for path in sorted(directory.glob("part-*.parquet")):
-        records.extend(from_table(pq.read_table(path)))
-    return records
+        with pq.ParquetFile(path) as parquet:
+            for batch in parquet.iter_batches(batch_size=batch_rows):
+                yield from from_table(pa.Table.from_batches([batch]))
+
+
+class ShardWriter:
+    """Records appended one at a time and written as shards of `shard_size` rows as each fills; `close`
+    writes the last (or one empty shard when there was no record) and returns how many were written."""
+
+    def __init__(self, directory: Path, shard_size: int):
+        self.directory, self.shard_size = directory, shard_size
+        self.buffer: list[Record] = []
+        self.shards = self.rows = 0
+
+    def append(self, record: Record) -> None:
+        self.buffer.append(record)
+        self.rows += 1
+        if len(self.buffer) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        write_shard(shard_path(self.directory, self.shards), self.buffer)
+        self.shards += 1
+        self.buffer = []
+
+    def close(self) -> int:
+        if self.buffer or not self.shards:
+            self.flush()
+        return self.rows
 
 
 def write_records(directory: Path, records: list[Record], shard_size: int) -> None:
@@ -90,16 +124,18 @@ def ids_digest(directory: Path) -> str:
     return recorded if recorded is not None else digest(row_ids(directory))
 
 
-def row_ids(directory: Path) -> list[str]:
-    return [
-        i
-        for path in sorted(directory.glob("part-*.parquet"))
-        for i in pq.read_table(path, columns=["id"])["id"].to_pylist()
-    ]
+def row_ids(directory: Path) -> Iterator[str]:
+    """The ids of a directory's rows in order, read one shard's id column at a time."""
+    for path in sorted(directory.glob("part-*.parquet")):
+        yield from pq.read_table(path, columns=["id"])["id"].to_pylist()
 
 
-def digest(parts: list[str]) -> str:
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+def digest(parts: Iterable[str]) -> str:
+    """SHA-256 of the parts joined by newlines, computed as they come (millions of ids, no joined copy)."""
+    hashed = hashlib.sha256()
+    for index, part in enumerate(parts):
+        hashed.update(b"\n" + part.encode() if index else part.encode())
+    return hashed.hexdigest()
 
 
 def shard_digests(directory: Path) -> dict[str, dict[str, Any]]:

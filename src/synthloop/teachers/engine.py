@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from synthloop.storage.response_cache import ResponseCache, Spent
 from synthloop.teachers.base import Teacher, TeacherError, TeacherRequest, TeacherResponse, TeacherUnavailable
@@ -93,6 +94,7 @@ class Engine:
     ):
         self.teacher, self.settings, self.cache, self.run_id = teacher, settings, cache, run_id
         self.progress = progress
+        self.on_ray: Any = None  # a RayTeachers when the calls go through Ray actors (--engine ray)
         self.limits = RateLimits(settings.requests_per_minute, settings.tokens_per_minute)
         self.resume_at = 0.0  # monotonic time before which no call starts (a server's Retry-After)
         self.reserved_tokens = 0

@@ -14,6 +14,7 @@ from synthloop.config import (
 from synthloop.registry import TEACHERS
 from synthloop.teachers.base import Teacher
 from synthloop.teachers.engine import EngineSettings, Prices
+from synthloop.teachers.openai_http import SpreadTeacher
 
 
 def make_teacher(cfg: EngineFields, seed: int = 0) -> Teacher:
@@ -25,16 +26,21 @@ def make_teacher(cfg: EngineFields, seed: int = 0) -> Teacher:
     if isinstance(cfg, OracleTeacherConfig):
         return backend(model=cfg.model, noise=cfg.noise, seed=seed)
     if isinstance(cfg, OpenAITeacherConfig):
-        return backend(
-            model=cfg.model,
-            base_url=cfg.base_url,
-            api_key_env=cfg.api_key_env,
-            endpoint=cfg.endpoint,
-            structured_output=cfg.structured_output,
-            concurrency=cfg.concurrency,
-            extra_body=cfg.extra_body,
-            max_reply_bytes=cfg.max_reply_bytes,
-        )
+        urls = [cfg.base_url] if isinstance(cfg.base_url, str) else cfg.base_url
+        servers = [
+            backend(
+                model=cfg.model,
+                base_url=url,
+                api_key_env=cfg.api_key_env,
+                endpoint=cfg.endpoint,
+                structured_output=cfg.structured_output,
+                concurrency=cfg.concurrency,
+                extra_body=cfg.extra_body,
+                max_reply_bytes=cfg.max_reply_bytes,
+            )
+            for url in urls
+        ]
+        return servers[0] if len(servers) == 1 else SpreadTeacher(servers)
     if isinstance(cfg, TransformersTeacherConfig):
         return backend(model=cfg.model, device=cfg.device, batch_size=cfg.batch_size, dtype=cfg.dtype)
     raise TypeError(f"no factory for teacher config {type(cfg).__name__}")

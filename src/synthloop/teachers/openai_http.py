@@ -291,3 +291,35 @@ def parse_retry_after(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+class SpreadTeacher(Teacher):
+    """One model served by several OpenAI-compatible servers (`base_url` as a list): calls go to them in
+    turn, so each gets an equal share; every server is checked before a run."""
+
+    backend = "openai"
+
+    def __init__(self, servers: list[OpenAITeacher]):
+        if not servers:
+            raise ValueError("SpreadTeacher needs at least one server")
+        self.servers = servers
+        self.model, self.base_url = servers[0].model, servers[0].base_url
+        self.secrets = servers[0].secrets
+        self.calls = 0
+
+    @property
+    def supports_response_schema(self) -> bool:
+        return self.servers[0].supports_response_schema
+
+    async def check(self) -> None:
+        for server in self.servers:
+            await server.check()
+
+    async def complete(self, request: TeacherRequest) -> TeacherResponse:
+        server = self.servers[self.calls % len(self.servers)]
+        self.calls += 1
+        return await server.complete(request)
+
+    async def aclose(self) -> None:
+        for server in self.servers:
+            await server.aclose()

@@ -1,0 +1,611 @@
+"""Curation on Ray Data: the same stages, verdicts and kept rows as the local engine, with the work
+spread over a Ray cluster's CPUs.
+
+The input is put once into Ray's object store, in shards of 20,000 rows with each row's position in
+the stream (every node reads them; the store spills to disk when full). Then the stages, in the
+recipe's order:
+- row stages (verify, code tests, PII, quality, decontamination, reward model, pointwise judge) run as
+  `map_batches` over the shards; each worker builds its stages once;
+- exact dedup groups the live rows' question hashes globally, and the first row of each group by
+  position keeps it;
+- near dedup emits every live row's LSH band keys, groups them globally into candidate pairs, confirms
+  each pair by the exact Jaccard of the two shingle sets, and decides greedily by position over the
+  confirmed pairs (what the local index decides row by row: a row is a duplicate of the most similar
+  earlier row that was itself kept);
+- self-consistency and pairwise judging group rows by question globally; each group is decided whole
+  and the decisions are joined back by position.
+The driver reads the result in position order and writes curated/ and rejected/ exactly as the local
+engine does. Ray retries a task whose worker died: a shard is redone whole, and nothing is duplicated
+because every step is keyed by position.
+
+Semantic dedup needs every embedding at once and is not run on Ray (the recipe is refused)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from synthloop.config import CurationConfig
+from synthloop.curation.base import Stage, key_hash, question_key, run_stages
+from synthloop.curation.dedup import ExactDedup
+from synthloop.curation.groups import GroupedStage, Member
+from synthloop.curation.near_dedup import MinHashIndex, NearDedup, shingle_hashes
+from synthloop.curation.pipeline import Context, Tally, build_stages, stage_counts
+from synthloop.records import HUMAN, Record, from_table, to_table
+from synthloop.runners.local import summed
+from synthloop.storage.shards import ShardWriter
+
+POSITION = "_position"
+INPUT_SHARD_ROWS = 20_000  # rows per input shard written for Ray (its unit of work and of retry)
+BATCH_ROWS = 1024  # rows per map_batches call
+
+# Stages a worker builds from the recipe (they hold a model or a connection); the rest are shipped as they are.
+BUILT_IN_WORKER = {"reward": "reward_model", "judge": "judge", "judge_pairwise": "judge"}
+
+
+class RayCurationUnsupported(ValueError):
+    pass
+
+
+_MADE: dict[tuple[str, tuple[int, ...]], list[Stage]] = {}  # per worker process: stages made once, reused
+
+
+@dataclass
+class WorkerStages:
+    """What a worker needs to make a list of stages: stages that pickle travel as they are; a stage that
+    holds a model or a connection (reward model, judge) is built in the worker from the recipe. Ray runs
+    each batch as a task; a worker process makes a run's stages once (`stages_for`) and keeps them."""
+
+    cfg: CurationConfig
+    cache_path: str | None
+    run_id: str
+    shipped: dict[int, Stage] = field(default_factory=dict)  # by index in the full stage list
+    built: dict[int, str] = field(default_factory=dict)  # index -> stage name
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)  # this curation's, in the worker's cache
+
+    def make(self, indices: list[int]) -> list[Stage]:
+        stages: list[Stage] = []
+        for index in indices:
+            if index in self.shipped:
+                stages.append(self.shipped[index])
+            else:
+                stages.append(self.build(self.built[index]))
+        return stages
+
+    def build(self, name: str) -> Stage:
+        from synthloop.storage.response_cache import ResponseCache
+
+        section = BUILT_IN_WORKER[name]
+        only = self.cfg.model_copy(update={f: None for f in type(self.cfg).model_fields if f != section})
+        cache = ResponseCache(Path(self.cache_path)) if self.cache_path else None
+        (stage,) = build_stages(only, Context(cache=cache, run_id=self.run_id))
+        return stage
+
+
+def stages_for(maker: Any, indices: list[int]) -> list[Stage]:
+    """The stages at `indices`, made once per worker process. `maker` is [token, object ref of the
+    WorkerStages] (a ref inside a list is not fetched by Ray until it is needed here)."""
+    import ray
+
+    token, ref = maker
+    key = (token, tuple(indices))
+    if key not in _MADE:
+        _MADE[key] = ray.get(ref).make(indices)
+    return _MADE[key]
+
+
+def stage_step(stage: Stage) -> str:
+    """How a stage runs on Ray: per row (in batches), as exact or near dedup, or by question group."""
+    if isinstance(stage, ExactDedup):
+        return "exact"
+    if isinstance(stage, NearDedup):
+        return "near"
+    if isinstance(stage, GroupedStage):
+        return "group"
+    if stage.name == "semantic_dedup":
+        raise RayCurationUnsupported(
+            "curation.dedup.semantic is not run with --engine ray (it needs every embedding at once); "
+            "turn it off for the Ray run, or use --engine local"
+        )
+    return "row"
+
+
+def plan_steps(stages: list[Stage]) -> list[tuple[str, list[int]]]:
+    """Consecutive row stages run together in one map_batches; each cross-row stage is a step alone."""
+    steps: list[tuple[str, list[int]]] = []
+    for index, stage in enumerate(stages):
+        kind = stage_step(stage)
+        if kind == "row" and steps and steps[-1][0] == "row":
+            steps[-1][1].append(index)
+        else:
+            steps.append((kind, [index]))
+    return steps
+
+
+def worker_stages(cfg: CurationConfig, stages: list[Stage], context: Context) -> WorkerStages:
+    out = WorkerStages(cfg, str(context.cache.path) if context.cache else None, context.run_id)
+    for index, stage in enumerate(stages):
+        if stage.name in BUILT_IN_WORKER:
+            out.built[index] = stage.name
+        elif stage_step(stage) in ("row", "group"):
+            out.shipped[index] = stage
+    return out
+
+
+# ---- the data: Arrow tables of records with their position ----------------------------------------
+
+
+def records_of(table: pa.Table) -> tuple[list[Record], pa.Array]:
+    positions = table.column(POSITION)
+    return from_table(table.drop_columns([c for c in table.column_names if c.startswith("_")])), positions
+
+
+def table_of(records: list[Record], positions: Any, extra: pa.Table) -> pa.Table:
+    """Records back to Arrow, with their positions and the columns carried through (`extra`)."""
+    table = to_table(records).append_column(POSITION, pa.array(positions, pa.int64()))
+    for name in extra.column_names:
+        table = table.append_column(name, extra.column(name))
+    return table
+
+
+def counts_column(table: pa.Table, name: str, counts: dict[str, Any]) -> pa.Table:
+    values = [json.dumps(counts)] + [None] * (table.num_rows - 1) if table.num_rows else []
+    return table.append_column(name, pa.array(values, pa.string()))
+
+
+def carried(table: pa.Table) -> pa.Table:
+    """The internal columns a batch carries besides the record and its position (earlier steps' counts)."""
+    names = [c for c in table.column_names if c.startswith("_counts")]
+    return table.select(names)
+
+
+def difference(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """What counts grew by between two snapshots (numbers and nested counts)."""
+    out: dict[str, Any] = {}
+    for key, value in after.items():
+        earlier = before.get(key)
+        if isinstance(value, dict):
+            out[key] = difference(value, earlier or {})
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = value - (earlier or 0)
+        else:
+            out[key] = value
+    return out
+
+
+def row_step(table: pa.Table, maker: Any, indices: list[int], column: str, pending: list[Rejections]) -> pa.Table:
+    """The decisions of cross-row stages before (`pending`), then row stages, applied to a batch, with what
+    the stages counted on it."""
+    stages = stages_for(maker, indices)
+    records, positions = records_of(table)
+    for decided in pending:
+        decided.apply(records, positions.to_numpy())
+    before = stage_counts(stages)
+    records = list(run_stages(stages, records))
+    out = table_of(records, positions, carried(table))
+    return counts_column(out, column, difference(stage_counts(stages), before))
+
+
+# ---- exact dedup ---------------------------------------------------------------------------------
+
+
+def live_rows(table: pa.Table, pending: list[Rejections] = ()) -> np.ndarray:
+    """Which rows of a batch every stage so far kept, read from the Arrow verdicts (no record is built),
+    the decisions not yet applied (`pending`) included."""
+    verdicts = table.column("verdicts").combine_chunks()
+    flat = verdicts.flatten()
+    if HUMAN in flat.field("stage").to_pylist():  # a reviewer's verdict overrides: read the records
+        return np.array([r.kept for r in records_of(table)[0]], dtype=bool)
+    keep = flat.field("keep").to_numpy(zero_copy_only=False).astype(bool)
+    parents = pc.list_parent_indices(verdicts).to_numpy()
+    live = np.ones(table.num_rows, dtype=bool)
+    live[parents[~keep]] = False
+    positions = table.column(POSITION).to_numpy()
+    for decided in pending:
+        live &= ~decided.rejects(positions)
+    return live
+
+
+def texts(table: pa.Table, rows: np.ndarray, field: str) -> list[str]:
+    """`record_text` of the given rows, from the columns."""
+    take = pa.array(rows, pa.int64())
+    columns = {name: table.column(name).take(take).to_pylist() for name in ("question", "reasoning", "answer")}
+    if field == "question":
+        return columns["question"]
+    if field == "answer":
+        return [a or "" for a in columns["answer"]]
+    return ["\n".join(p for p in parts if p) for parts in zip(*columns.values(), strict=True)]
+
+
+def question_keys(table: pa.Table, pending: list[Rejections] = ()) -> pa.Table:
+    rows = np.flatnonzero(live_rows(table, pending))
+    take = pa.array(rows, pa.int64())
+    return pa.table(
+        {
+            "key": pa.array([key_hash(question_key(q)) for q in texts(table, rows, "question")], pa.int64()),
+            POSITION: table.column(POSITION).take(take),
+            "id": table.column("id").take(take),
+        }
+    )
+
+
+def later_of_key(group: pa.Table) -> pa.Table:
+    """For one question key: every row after the first (by position), with the first one's id."""
+    order = np.argsort(group.column(POSITION).to_numpy(), kind="stable")
+    first = group.column("id")[int(order[0])].as_py()
+    later = group.column(POSITION).to_numpy()[order[1:]]
+    return pa.table({POSITION: pa.array(later, pa.int64()), "parent": pa.array([first] * len(later), pa.string())})
+
+
+class Rejections:
+    """A cross-row stage's decisions: the rows at `positions` are rejected by `stage` (duplicates of
+    `parents`); every other live row is kept by it."""
+
+    def __init__(self, stage: str, reason: str, rejections: dict[str, np.ndarray]):
+        self.stage, self.reason = stage, reason
+        order = np.argsort(rejections[POSITION], kind="stable")
+        self.positions = rejections[POSITION][order]
+        self.parents = rejections["parent"][order]
+        self.scores = rejections["score"][order] if "score" in rejections else None
+
+    def rejects(self, positions: np.ndarray) -> np.ndarray:
+        where = np.minimum(np.searchsorted(self.positions, positions), max(len(self.positions) - 1, 0))
+        return self.positions[where] == positions if len(self.positions) else np.zeros(len(positions), bool)
+
+    def apply(self, records: list[Record], positions: np.ndarray) -> None:
+        where = np.searchsorted(self.positions, positions)
+        for i, record in enumerate(records):
+            if not record.kept:
+                continue
+            k = int(where[i])
+            if k < len(self.positions) and self.positions[k] == positions[i]:
+                parent = str(self.parents[k])
+                if self.scores is None:
+                    record.add_verdict(self.stage, False, self.reason)
+                else:
+                    score = float(self.scores[k])
+                    record.add_verdict(self.stage, False, self.reason, score, f"Jaccard {score:.2f} with {parent}")
+                record.parent_ids.append(parent)
+            else:
+                record.add_verdict(self.stage, True)
+
+
+def apply_pending(table: pa.Table, pending: list[Rejections]) -> pa.Table:
+    records, positions = records_of(table)
+    for decided in pending:
+        decided.apply(records, positions.to_numpy())
+    return table_of(records, positions, carried(table))
+
+
+# ---- near dedup ----------------------------------------------------------------------------------
+
+
+class NearFeatures:
+    """Each live row's shingle hashes and LSH band keys (rows with no words are never compared)."""
+
+    def __init__(self, stage: NearDedup, pending: list[Rejections]):
+        index = stage.index
+        self.settings, self.field = (index.threshold, index.ngram, index.num_perm, index.seed), stage.field
+        self.pending = pending
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        rows = np.flatnonzero(live_rows(table, self.pending))
+        index = MinHashIndex(*self.settings)  # its shingling and band keys; nothing is indexed in a worker
+        take = pa.array(rows, pa.int64())
+        positions = table.column(POSITION).take(take).to_numpy()
+        return near_features(
+            index, texts(table, rows, self.field), positions, table.column("id").take(take).to_pylist()
+        )
+
+
+def near_features(index: MinHashIndex, texts: list[str], positions: list[int], ids: list[str]) -> pa.Table:
+    hashes, offsets = shingle_hashes(texts, index.ngram)
+    keys = index.band_keys(hashes, offsets)
+    live = np.flatnonzero(offsets[1:] != offsets[:-1])
+    return pa.table(
+        {
+            POSITION: pa.array(np.asarray(positions, np.int64)[live], pa.int64()),
+            "id": pa.array([ids[i] for i in live.tolist()], pa.string()),
+            "shingles": pa.array([hashes[offsets[i] : offsets[i + 1]] for i in live.tolist()], pa.list_(pa.uint64())),
+            "keys": pa.array([keys[i] for i in live.tolist()], pa.list_(pa.uint64())),
+        }
+    )
+
+
+def band_rows(table: pa.Table) -> pa.Table:
+    keys = table.column("keys")
+    counts = np.diff(keys.combine_chunks().offsets.to_numpy()) if table.num_rows else np.zeros(0, np.int64)
+    flat = keys.combine_chunks().flatten() if table.num_rows else pa.array([], pa.uint64())
+    return pa.table({"key": flat, POSITION: pa.array(np.repeat(table.column(POSITION).to_numpy(), counts), pa.int64())})
+
+
+def pairs_in_band(group: pa.Table) -> pa.Table:
+    docs = np.unique(group.column(POSITION).to_numpy())
+    first, second = np.triu_indices(len(docs), k=1)
+    return pa.table({"a": pa.array(docs[first], pa.int64()), "b": pa.array(docs[second], pa.int64())})
+
+
+def pair_similarity(table: pa.Table) -> pa.Table:
+    mine, theirs = table.column("shingles_a").to_pylist(), table.column("shingles_b").to_pylist()
+    similarity = [len(set(x) & set(y)) / len(set(x) | set(y)) for x, y in zip(mine, theirs, strict=True)]
+    return pa.table({"a": table.column("a"), "b": table.column("b"), "id_a": table.column("id_a"),
+                     "similarity": pa.array(similarity, pa.float64())})  # fmt: skip
+
+
+def greedy_near(pairs: dict[str, np.ndarray], threshold: float) -> dict[str, np.ndarray]:
+    """What the local index decides, from every confirmed pair: in order of position, a row is a
+    duplicate of its most similar earlier row that is still kept (the lowest position on a tie)."""
+    keep = pairs["similarity"] >= threshold
+    a, b, sim, ids = pairs["a"][keep], pairs["b"][keep], pairs["similarity"][keep], pairs["id_a"][keep]
+    order = np.lexsort((a, b)).tolist()  # by row, then by the earlier row
+    rejected: dict[int, tuple[str, float]] = {}
+    k = 0
+    while k < len(order):
+        doc, best = int(b[order[k]]), None
+        while k < len(order) and int(b[order[k]]) == doc:
+            i = order[k]
+            if int(a[i]) not in rejected and (best is None or sim[i] > best[1]):
+                best = (str(ids[i]), float(sim[i]))
+            k += 1
+        if best is not None:
+            rejected[doc] = best
+    positions = np.array(sorted(rejected), np.int64)
+    return {
+        POSITION: positions,
+        "parent": np.array([rejected[p][0] for p in positions.tolist()], dtype=object),
+        "score": np.array([rejected[p][1] for p in positions.tolist()], np.float64),
+    }
+
+
+# ---- grouped stages ------------------------------------------------------------------------------
+
+
+def group_members(table: pa.Table, maker: Any, index: int) -> pa.Table:
+    """The rows a grouped stage decides, with their question's hash."""
+    (stage,) = stages_for(maker, [index])
+    records, positions = records_of(table)
+    members = [m for i, r in enumerate(records) if (m := stage.member(r, positions[i].as_py())) is not None]
+    return pa.table(
+        {
+            "key": pa.array([key_hash(question_key(m.question)) for m in members], pa.int64()),
+            POSITION: pa.array([m.position for m in members], pa.int64()),
+            "id": pa.array([m.id for m in members], pa.string()),
+            "question": pa.array([m.question for m in members], pa.string()),
+            "text": pa.array([m.text for m in members], pa.string()),
+        }
+    )
+
+
+def decide_group(group: pa.Table, maker: Any, index: int, column: str) -> pa.Table:
+    """One question's group decided whole, in position order."""
+    (stage,) = stages_for(maker, [index])
+    order = np.argsort(group.column(POSITION).to_numpy(), kind="stable").tolist()
+    rows = group.to_pylist()
+    members = [Member(rows[i][POSITION], rows[i]["id"], rows[i]["question"], rows[i]["text"]) for i in order]
+    before = stage_counts([stage])
+    (decisions,) = stage.decide([members])
+    table = pa.table(
+        {
+            POSITION: pa.array([m.position for m in members], pa.int64()),
+            "_keep": pa.array([d.keep for d in decisions], pa.bool_()),
+            "_reason": pa.array([d.reason for d in decisions], pa.string()),
+            "_score": pa.array([d.score for d in decisions], pa.float64()),
+            "_detail": pa.array([d.detail for d in decisions], pa.string()),
+            "_reference": pa.array([d.reference for d in decisions], pa.string()),
+        }
+    )
+    return counts_column(table, column, difference(stage_counts([stage]), before))
+
+
+class ApplyGroupDecisions:
+    def __init__(self, stage: str):
+        self.stage = stage
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        records, positions = records_of(table)
+        keep, reason = table.column("_keep").to_pylist(), table.column("_reason").to_pylist()
+        score, detail = table.column("_score").to_pylist(), table.column("_detail").to_pylist()
+        reference = table.column("_reference").to_pylist()
+        for i, record in enumerate(records):
+            if keep[i] is None:
+                continue
+            if reference[i] is not None and record.reference_answer is None:
+                record.reference_answer = reference[i]
+            record.add_verdict(self.stage, bool(keep[i]), reason[i], score[i], detail[i])
+        rest = table.select([c for c in table.column_names if c.startswith("_counts")])
+        return table_of(records, positions, rest)
+
+
+# ---- the driver ----------------------------------------------------------------------------------
+
+
+def stage_input(rows: Iterable[Record], first_position: int = 0) -> list[Any]:
+    """`rows` as Arrow tables of `INPUT_SHARD_ROWS` with their positions, put in Ray's object store (which
+    spills to disk when full): every node of a cluster reads them, and the driver keeps only references."""
+    import ray
+
+    refs: list[Any] = []
+    batch: list[Record] = []
+    position = first_position
+    for row in itertools.chain(rows, [None]):
+        if row is not None:
+            batch.append(row)
+        if batch and (row is None or len(batch) >= INPUT_SHARD_ROWS):
+            positions = pa.array(range(position, position + len(batch)), pa.int64())
+            refs.append(ray.put(to_table(batch).append_column(POSITION, positions)))
+            position += len(batch)
+            batch = []
+    return refs
+
+
+def to_numpy(ds: Any, columns: list[str]) -> dict[str, np.ndarray]:
+    """A small dataset (decisions) gathered on the driver as arrays."""
+    parts = [batch for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None)]
+    table = pa.concat_tables(parts) if parts else None
+    out: dict[str, np.ndarray] = {}
+    for name in columns:
+        if table is None or name not in table.column_names:
+            out[name] = np.zeros(0, np.int64)
+        else:
+            column = table.column(name)
+            out[name] = column.to_numpy() if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) \
+                else np.array(column.to_pylist(), dtype=object)  # fmt: skip
+    return out
+
+
+def parallelism() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def curate_on_ray(
+    cfg: CurationConfig,
+    stages: list[Stage],
+    context: Context,
+    rows: Iterable[Record],
+    out: Path,
+    shard_size: int,
+    tally: Tally,
+    observe: Callable[[Record], None] | None = None,
+) -> tuple[ShardWriter, ShardWriter, dict[str, Any]]:
+    """`curate_stream` on Ray: the same rows written to `out/curated` and `out/rejected`, in the same
+    order, with the same verdicts; returns the writers and the stages' counts."""
+    import ray
+
+    steps = plan_steps(stages)
+    maker = [uuid.uuid4().hex, ray.put(worker_stages(cfg, stages, context))]  # fetched by workers when needed
+    shards = stage_input(rows)
+    if not shards:
+        kept, rejected = ShardWriter(out / "curated", shard_size), ShardWriter(out / "rejected", shard_size)
+        kept.close()
+        rejected.close()
+        return kept, rejected, stage_counts(stages)
+    cpus = parallelism()
+    batches = {"batch_format": "pyarrow", "batch_size": BATCH_ROWS}
+    ds = ray.data.from_arrow_refs(shards)
+    pending: list[Rejections] = []  # dedup decisions, applied by the next step that builds records
+    joined = False
+    for number, (kind, indices) in enumerate(steps):
+        column = f"_counts_{number}"
+        stage = stages[indices[0]]
+        if kind == "row":
+            on_head = head_node_if_judged([stages[i] for i in indices])
+            ds = ds.map_batches(row_step, fn_args=(maker, indices, column, pending), **batches, **on_head)
+            pending = []
+        elif kind == "exact":
+            ds = ds.materialize()  # read twice: for the keys, then for the rows
+            keys = ds.map_batches(question_keys, fn_args=(pending,), **batches)
+            if (earlier := earlier_table(context, question_keys)) is not None:
+                keys = keys.union(earlier)
+            later = keys.groupby("key", num_partitions=cpus).map_groups(later_of_key, batch_format="pyarrow")
+            pending = [*pending, Rejections(stage.name, "duplicate", to_numpy(later, [POSITION, "parent"]))]
+        elif kind == "near":
+            ds = ds.materialize()
+            rejections = near_rejections(ds, stage, context, cpus, pending)
+            pending = [*pending, Rejections(stage.name, "near_duplicate", rejections)]
+        else:
+            if pending:
+                ds = ds.map_batches(apply_pending, fn_args=(pending,), **batches)
+                pending = []
+            ds = ds.materialize()
+            members = ds.map_batches(group_members, fn_args=(maker, indices[0]), **batches)
+            decided = members.groupby("key", num_partitions=cpus).map_groups(
+                decide_group, fn_args=(maker, indices[0], column), batch_format="pyarrow",
+                **head_node_if_judged([stage]),
+            )  # fmt: skip
+            ds = ds.join(decided, "left_outer", cpus, on=(POSITION,))
+            ds = ds.map_batches(ApplyGroupDecisions(stage.name), **batches)
+            joined = True
+    if joined:
+        ds = ds.sort(POSITION)
+    return write_in_order(ds, stages, out, shard_size, tally, observe, pending)
+
+
+HEAD_NODE = {"resources": {"node:__internal_head__": 0.001}}  # Ray's resource of the head node
+
+
+def head_node_if_judged(stages: list[Stage]) -> dict[str, Any]:
+    """A judge's calls go to the run's response cache, an SQLite file on the head node's disk (SQLite
+    must not be shared over a network file system): the steps that call one run there."""
+    return HEAD_NODE if any(s.name in ("judge", "judge_pairwise") for s in stages) else {}
+
+
+def earlier_table(context: Context, transform: Callable[[pa.Table], pa.Table]) -> Any:
+    """Rows kept in earlier rounds, at negative positions (before every row of this round), transformed."""
+    import ray
+
+    earlier = list(context.earlier())
+    if not earlier:
+        return None
+    refs = stage_input(earlier, -len(earlier))
+    return ray.data.from_arrow_refs(refs).map_batches(transform, batch_format="pyarrow", batch_size=BATCH_ROWS)
+
+
+def near_rejections(
+    ds: Any, stage: NearDedup, context: Context, cpus: int, pending: list[Rejections]
+) -> dict[str, np.ndarray]:
+    index = stage.index
+    features = ds.map_batches(NearFeatures(stage, pending), batch_format="pyarrow", batch_size=BATCH_ROWS)
+    earlier = earlier_table(context, NearFeatures(stage, []))
+    if earlier is not None:
+        features = features.union(earlier)
+    features = features.materialize()
+    pairs = (
+        features.map_batches(band_rows, batch_format="pyarrow")
+        .groupby("key", num_partitions=cpus)
+        .map_groups(pairs_in_band, batch_format="pyarrow")
+        .groupby(["a", "b"], num_partitions=cpus)
+        .count()
+        .drop_columns(["count()"])
+    )
+    side_a = features.select_columns([POSITION, "id", "shingles"]).rename_columns(
+        {POSITION: "a", "id": "id_a", "shingles": "shingles_a"}
+    )
+    side_b = features.select_columns([POSITION, "shingles"]).rename_columns({POSITION: "b", "shingles": "shingles_b"})
+    confirmed = (
+        pairs.join(side_a, "inner", cpus, on=("a",))
+        .join(side_b, "inner", cpus, on=("b",))
+        .map_batches(pair_similarity, batch_format="pyarrow")
+    )
+    return greedy_near(to_numpy(confirmed, ["a", "b", "id_a", "similarity"]), index.threshold)
+
+
+def write_in_order(
+    ds: Any,
+    stages: list[Stage],
+    out: Path,
+    shard_size: int,
+    tally: Tally,
+    observe: Callable[[Record], None] | None,
+    pending: list[Rejections],
+) -> tuple[ShardWriter, ShardWriter, dict[str, Any]]:
+    kept, rejected = ShardWriter(out / "curated", shard_size), ShardWriter(out / "rejected", shard_size)
+    counts: dict[str, Any] = {}
+    for table in ds.iter_batches(batch_format="pyarrow", batch_size=BATCH_ROWS):
+        for name in table.column_names:
+            if name.startswith("_counts"):
+                for value in table.column(name).to_pylist():
+                    if value is not None:
+                        counts = summed(counts, json.loads(value))
+        records, positions = records_of(table)
+        for decided in pending:
+            decided.apply(records, positions.to_numpy())
+        for row in records:
+            tally.add(row)
+            if observe is not None:
+                observe(row)
+            (kept if row.kept else rejected).append(row)
+    kept.close()
+    rejected.close()
+    base = stage_counts([s for s in stages if stage_step(s) in ("exact", "near")])
+    return kept, rejected, summed(base, counts)

@@ -1,0 +1,280 @@
+"""`--engine ray` on a real local Ray instance with 2 CPUs: the same rows, verdicts and kept ids as the
+local engine; a worker killed in the middle of a shard is retried with nothing lost or duplicated; Ray
+missing or a cluster that does not answer is an error that says what to do."""
+
+import builtins
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from synthloop.config import load_curation
+from synthloop.curation.pipeline import Context, curate_rows
+from synthloop.records import Record
+from synthloop.runners.ray_setup import RayUnavailable, import_ray
+from synthloop.storage.shards import read_records
+
+ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed")
+pytestmark = pytest.mark.slow
+
+RECIPE = """
+curation:
+  verify: true
+  self_consistency: {min_agreement: 0.5}
+  pii: {action: redact}
+  quality: {preset: reasoning, rules: {min_words: 3}}
+  decontaminate: null
+  dedup: {exact: true, near: {threshold: 0.7, field: question}}
+"""
+WORDS = [
+    "the",
+    "a",
+    "river",
+    "train",
+    "apple",
+    "seven",
+    "blue",
+    "quickly",
+    "counts",
+    "numbers",
+    "along",
+    "between",
+    "under",
+    "over",
+    "red",
+]
+
+
+def dataset(seed: int = 0) -> list[Record]:
+    """Questions asked 1-4 times (self-consistency), near-duplicate rewordings, wrong answers, an e-mail,
+    shuffled so that a question's samples lie far apart."""
+    rng = random.Random(seed)
+    rows = []
+    for q in range(150):
+        words = [rng.choice(WORDS) for _ in range(14)]
+        question = f"Problem {q}: " + " ".join(words) + f" how many is {q} plus {q}?"
+        right = str(2 * q)
+        reference = right if q % 2 else None  # without one, verify abstains and self-consistency votes
+        for _ in range(rng.randint(1, 4)):
+            answer = right if rng.random() < 0.75 else str(2 * q + 1)
+            rows.append(Record("solution", "s", question, "synthetic", 1, reasoning=f"Add {q} and {q}.",
+                               answer=answer, reference_answer=reference))  # fmt: skip
+        if q % 7 == 0:  # a rewording: one word changed
+            near = question.replace(words[3], "zebra", 1)
+            rows.append(Record("solution", "s", near, "synthetic", 1, reasoning=f"Mail me at x{q}@example.com.",
+                               answer=right, reference_answer=right))  # fmt: skip
+    rng.shuffle(rows)
+    return rows
+
+
+def earlier() -> list[Record]:
+    old = dataset(0)[:5]
+    return [Record("solution", "s", r.question, "synthetic", 0, answer=r.reference_answer) for r in old]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    from synthloop.runners.ray_setup import connect
+
+    connect(None, num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+def curated(tmp_path, engine: str, stages_extra=None) -> tuple[list[Record], list[Record], dict]:
+    cfg_path = tmp_path / "r.yaml"
+    cfg_path.write_text(RECIPE)
+    out = tmp_path / engine
+    context = Context(earlier=earlier)
+    summary = curate_rows(load_curation(str(cfg_path)), dataset(), out, context, shard_size=100, engine=engine)
+    return read_records(out / "curated"), read_records(out / "rejected"), summary
+
+
+def same_rows(a: list[Record], b: list[Record]) -> bool:
+    return [(r.id, r.verdicts, r.parent_ids, r.reference_answer, r.reasoning) for r in a] == [
+        (r.id, r.verdicts, r.parent_ids, r.reference_answer, r.reasoning) for r in b
+    ]
+
+
+def test_ray_keeps_the_same_rows_with_the_same_verdicts_as_local(tmp_path, local_ray):
+    assert ray.cluster_resources().get("CPU") == 2
+    kept_local, rejected_local, summary_local = curated(tmp_path, "local")
+    kept_ray, rejected_ray, summary_ray = curated(tmp_path, "ray")
+    reasons = {r.reject_reason for r in rejected_local}
+    assert {"duplicate", "near_duplicate", "wrong_answer", "disagrees_with_majority"} <= reasons, reasons
+    assert any(r.parent_ids == [e.id] for r in rejected_local for e in earlier()), "earlier rounds count"
+    assert same_rows(kept_local, kept_ray) and same_rows(rejected_local, rejected_ray)
+    summary_local.pop("seconds"), summary_ray.pop("seconds")
+    assert json.dumps(summary_local, sort_keys=True) == json.dumps(summary_ray, sort_keys=True)
+
+
+def test_a_worker_killed_mid_shard_is_retried_and_nothing_is_lost_or_doubled(tmp_path, local_ray):
+    from synthloop.curation.pipeline import Tally, build_stages
+    from synthloop.runners.ray_curate import curate_on_ray
+    from synthloop.testing.faults import KillWorkerOnce
+
+    rows = dataset()
+    cfg_path = tmp_path / "r.yaml"
+    cfg_path.write_text(RECIPE)
+    cfg = load_curation(str(cfg_path))
+    expected = curate_rows(cfg, dataset(), tmp_path / "local", Context(), shard_size=100)
+    marker = tmp_path / "killed"
+    stages = [KillWorkerOnce(rows[len(rows) // 2].question, marker), *build_stages(cfg, Context())]
+    kept, rejected, _ = curate_on_ray(cfg, stages, Context(), dataset(), tmp_path / "ray", 100, Tally())
+    assert marker.exists(), "a worker was killed"
+    assert kept.rows == expected["kept"] and kept.rows + rejected.rows == len(rows)
+    kept_rows = read_records(tmp_path / "ray" / "curated")
+    assert len({r.id for r in kept_rows}) == len(kept_rows), "no row twice"
+    assert same_rows(read_records(tmp_path / "local" / "curated"), kept_rows)
+
+
+def test_an_unreachable_cluster_fails_at_once_and_writes_nothing(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"question": "What is 1 + 1?", "answer": "2"}) + "\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    command = [sys.executable, "-m", "synthloop.cli.main", "curate", str(rows), "--out", str(tmp_path / "out"),
+               "--engine", "ray"]  # fmt: skip
+    start = time.monotonic()
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in done.stderr and "ray start --head" in done.stderr
+    assert time.monotonic() - start < 60 and not (tmp_path / "out").exists()
+
+
+def test_without_ray_the_error_names_the_extra(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(RayUnavailable, match=r"pip install 'synthloop\[ray\]'"):
+        import_ray()
+
+
+def test_a_loop_on_ray_curates_every_round_as_the_local_loop(tmp_path, local_ray):
+    from pathlib import Path
+
+    from synthloop.cli.main import main
+    from synthloop.storage.shards import read_marker
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text((Path(__file__).parent / "tiny_recipe.yaml").read_text().replace("rounds: 3", "rounds: 2"))
+    for engine in ("local", "ray"):
+        assert main(["run", str(recipe), "--run-dir", str(tmp_path / engine), "--engine", engine]) == 0
+    for number in ("01", "02"):  # round 2 deduplicates against round 1 (accumulate)
+        local, on_ray = tmp_path / "local" / "rounds" / number, tmp_path / "ray" / "rounds" / number
+        for part in ("curated", "rejected"):
+            assert same_rows(read_records(local / part), read_records(on_ray / part)), (number, part)
+        local_counts, ray_counts = ({k: v for k, v in read_marker(d / "curated").items() if k != "seconds"}
+                                    for d in (local, on_ray))  # fmt: skip
+        assert local_counts == ray_counts
+
+
+def book_job(tmp_path, url, topics: int):
+    import yaml
+
+    job = {
+        "name": "book",
+        "teacher": {"backend": "openai", "model": "simulated", "base_url": f"{url}/v1", "concurrency": 4,
+                    "backoff_base_s": 0.01},
+        "steps": [{"name": "book", "task": "textbook", "inputs": [f"topic number {i}" for i in range(topics)]}],
+    }  # fmt: skip
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    return path
+
+
+def test_generation_on_ray_actors_writes_the_rows_the_local_engine_writes(tmp_path, local_ray):
+    from synthloop.cli.main import main
+    from synthloop.testing import serve_in_thread
+    from synthloop.testing.simulated_server import SimulatedServer
+
+    server = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, output_tokens=12)
+    with serve_in_thread(server.app()) as url:
+        job = book_job(tmp_path, url, 300)
+        assert main(["generate", str(job), "--run-dir", str(tmp_path / "local")]) == 0
+        assert main(["generate", str(job), "--run-dir", str(tmp_path / "ray"), "--engine", "ray", "--actors", "3"]) == 0
+    local, on_ray = (read_records(tmp_path / run / "steps" / "book") for run in ("local", "ray"))
+    assert len(local) == 300 and [r.id for r in local] == [r.id for r in on_ray]
+    assert [r.answer for r in local] == [r.answer for r in on_ray]
+
+
+def test_a_teacher_actor_killed_mid_batch_is_restarted_and_no_row_is_lost_or_doubled(tmp_path, local_ray):
+    import signal
+    import threading
+    from pathlib import Path
+
+    from synthloop.cli.main import main
+    from synthloop.testing import serve_in_thread
+    from synthloop.testing.simulated_server import SimulatedServer
+
+    server = SimulatedServer(max_concurrent=0, seconds_per_token=0.02, output_tokens=10)  # 0.2 s a call
+    killed: list[int] = []
+
+    def kill_an_actor() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sum(server.received.values()) < 12:
+            time.sleep(0.05)
+        for proc in Path("/proc").iterdir():  # Ray names an actor's process after its class
+            try:
+                title = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if proc.name.isdigit() and b"TeacherCalls" in title:
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed.append(int(proc.name))
+                return
+
+    with serve_in_thread(server.app()) as url:
+        job = book_job(tmp_path, url, 80)
+        killer = threading.Thread(target=kill_an_actor)
+        killer.start()
+        assert main(["generate", str(job), "--run-dir", str(tmp_path / "ray"), "--engine", "ray", "--actors", "2"]) == 0
+        killer.join()
+    assert killed, "an actor was killed mid-run"
+    rows = read_records(tmp_path / "ray" / "steps" / "book")
+    assert sorted(r.skill for r in rows) == sorted(f"topic number {i}" for i in range(80)), "each input once"
+    assert all(r.error is None for r in rows)
+
+
+@pytest.mark.parametrize("mode", ["pointwise", "pairwise"])
+def test_a_judge_on_ray_gives_the_verdicts_it_gives_locally(tmp_path, local_ray, mode):
+    from synthloop.testing import serve_in_thread
+    from synthloop.testing.judges import reference_judge
+    from synthloop.testing.simulated_server import SimulatedServer
+
+    rows = dataset()[:80]
+    references = {r.question: str(2 * int(r.question.split(":")[0].split()[1])) for r in rows}
+    server = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, responder=reference_judge(references, 0.2))
+    with serve_in_thread(server.app()) as url:
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text(
+            "curation:\n  decontaminate: null\n  quality: null\n  dedup: null\n"
+            f"  judge: {{mode: {mode}, teacher: {{backend: openai, model: simulated, base_url: '{url}/v1'}}}}\n"
+        )
+        cfg = load_curation(str(recipe))
+        outs = {}
+        for engine in ("local", "ray"):
+            from synthloop.storage.response_cache import ResponseCache
+
+            context = Context(cache=ResponseCache(tmp_path / engine / "cache.sqlite"), run_id="r")
+            outs[engine] = curate_rows(cfg, [r for r in dataset()[:80]], tmp_path / engine, context, engine=engine)
+    for part in ("curated", "rejected"):
+        assert same_rows(read_records(tmp_path / "local" / part), read_records(tmp_path / "ray" / part))
+    judged = read_records(tmp_path / "ray" / "rejected")
+    assert any(r.reject_reason in ("low_judge_score", "lost_pairwise") for r in judged), "the judge rejected some"
+    for out in outs.values():
+        out.pop("seconds")
+    assert outs["local"] == outs["ray"]

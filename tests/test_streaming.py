@@ -1,0 +1,151 @@
+"""Curation as a stream: rows are written while later ones are still unread, cross-row stages keep
+their state on disk past a budget, and the verdicts are those of deciding everything in memory."""
+
+import json
+import random
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+
+from synthloop.cli.main import main
+from synthloop.config import load_curation
+from synthloop.curation import groups
+from synthloop.curation.base import question_key
+from synthloop.curation.dedup import ExactDedup
+from synthloop.curation.near_dedup import MinHashIndex, NearDedup
+from synthloop.curation.pipeline import Context, curate_rows
+from synthloop.curation.self_consistency import SelfConsistency, answer_key
+from synthloop.records import Record
+from synthloop.storage import spill
+from synthloop.storage.shards import iter_records, read_records
+
+
+def row(question: str, answer: str | None = "1", reference: str | None = None) -> Record:
+    return Record("solution", "s", question, "synthetic", 1, answer=answer, reference_answer=reference)
+
+
+def test_curation_writes_shards_before_the_input_ends(tmp_path):
+    """The proof of streaming: by the time row 5,000 is read, shards of the first rows are on disk."""
+    seen_on_disk: list[int] = []
+
+    def rows():
+        for i in range(6000):
+            if i == 5000:
+                seen_on_disk.append(len(list((tmp_path / "curated").glob("part-*.parquet"))))
+            yield row(f"What is {i} + 1?", str(i + 1), str(i + 1))
+
+    cfg = load_curation(None)
+    summary = curate_rows(cfg, rows(), tmp_path, Context(), shard_size=1000)
+    assert seen_on_disk[0] >= 3, "shards are written as they fill, not at the end"
+    assert summary["rows"] == 6000 and summary["kept"] == 6000
+    assert sum(1 for _ in iter_records(tmp_path / "curated")) == 6000
+    assert not list(tmp_path.glob(".scratch-*")), "scratch files are removed when the stream is through"
+
+
+def test_near_dedup_spilled_to_disk_decides_as_in_memory(tmp_path):
+    rng = random.Random(3)
+    vocab = [f"w{i}" for i in range(200)]
+    docs = []
+    for _ in range(300):
+        base = [rng.choice(vocab) for _ in range(30)]
+        docs.append(" ".join(base))
+        for _ in range(rng.randint(0, 2)):
+            edited = list(base)
+            edited[rng.randrange(30)] = rng.choice(vocab)
+            docs.append(" ".join(edited))
+    rng.shuffle(docs)
+    ids = [f"id{i}" for i in range(len(docs))]
+
+    def matches(index: MinHashIndex) -> list[tuple[int, float]]:
+        out = []
+        for start in range(0, len(docs), 64):
+            out += [
+                (m.representative, m.similarity) for m in index.add(docs[start : start + 64], ids[start : start + 64])
+            ]
+        return out
+
+    in_memory = MinHashIndex()
+    on_disk = MinHashIndex(memory_mb=0.001, scratch_root=tmp_path)  # spills after every batch
+    expected = matches(in_memory)
+    assert matches(on_disk) == expected and on_disk.kept.db is not None
+    assert sum(r != i for i, (r, _) in enumerate(expected)) > 50, "the corpus has near-duplicates across batches"
+    rejected = [(i, r) for i, (r, _) in enumerate(expected) if r != i]
+    assert all(on_disk.id_of(r) == ids[r] for _, r in rejected)
+
+    stage = NearDedup(earlier=[("old", docs[0])], memory_mb=0.001, scratch_root=tmp_path)
+    stage.batch_rows = 50
+    out = list(stage.run([row(d) for d in docs]))
+    assert out[0].parent_ids == ["old"] and not out[0].kept
+
+
+def test_exact_dedup_across_batches_and_earlier_rounds(tmp_path):
+    stage = ExactDedup([("What is 2?", "earlier-id")], scratch_root=tmp_path)
+    stage.batch_rows = 3
+    questions = ["What is 1?", "what is  1?", "What is 2?", "Q3", "Q4", "Q5", "q3", "Q6"]
+    out = list(stage.run([row(q) for q in questions]))
+    assert [r.kept for r in out] == [True, False, False, True, True, True, False, True]
+    assert out[1].parent_ids == [out[0].id] and out[2].parent_ids == ["earlier-id"]
+    assert out[6].parent_ids == [out[3].id], "a duplicate two batches later still finds its kept row"
+
+
+def in_memory_votes(rows: list[Record], min_agreement: float) -> list[tuple[bool, str | None]]:
+    """Self-consistency as plainly as it can be written, whole round in memory."""
+    by_question: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_question.setdefault(question_key(r.question), []).append(i)
+    out: list[tuple[bool, str | None]] = [(True, None)] * len(rows)
+    for members in by_question.values():
+        keys = [answer_key(rows[i].answer or "") for i in members]
+        winner, count = Counter(keys).most_common(1)[0]
+        for i, key in zip(members, keys, strict=True):
+            if len(members) > 1 and count / len(members) < min_agreement:
+                out[i] = (False, "low_agreement")
+            elif len(members) > 1 and key != winner:
+                out[i] = (False, "disagrees_with_majority")
+    return out
+
+
+def test_self_consistency_spilled_and_shuffled_votes_as_in_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(spill, "IN_MEMORY_ROWS", 7)  # rows go to Parquet after 7
+    monkeypatch.setattr(groups, "WRITE_BATCH", 5)
+    rng = random.Random(0)
+    rows = [
+        row(f"Question {q}", str(rng.choice([q, q, q + 1, q + 2]))) for q in range(60) for _ in range(rng.randint(1, 5))
+    ]
+    rng.shuffle(rows)  # a question's samples far apart in the stream
+    stage = SelfConsistency(0.6)
+    stage.scratch_root, stage.batch_members = tmp_path, 4
+    out = list(stage.run(rows))
+    assert [r.id for r in out] == [r.id for r in rows], "the order of the rows is kept"
+    assert [(r.kept, r.reject_reason) for r in out] == in_memory_votes(rows, 0.6)
+    voted = [r for r in out if r.kept and r.verdicts[-1].detail != "one sample: no vote"]
+    assert voted and all(r.reference_answer is not None for r in voted), "the majority becomes the reference"
+    assert not list(tmp_path.iterdir()), "scratch removed"
+
+
+def test_curate_cli_streams_a_file_and_a_bad_line_leaves_nothing(tmp_path, capsys):
+    path = tmp_path / "rows.jsonl"
+    lines = [json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1), "reference_answer": str(i + 1)})
+             for i in range(2500)]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["curate", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert len(read_records(tmp_path / "out" / "curated")) == 2500
+    assert pq.ParquetFile(tmp_path / "out" / "curated" / "part-00002.parquet").metadata.num_rows == 500
+
+    path.write_text("\n".join([*lines[:2000], "{not json", *lines[2000:]]) + "\n")
+    assert main(["curate", str(path), "--out", str(tmp_path / "out2")]) == 2
+    assert f"{path} line 2001" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists(), "a curation cut short by a bad line leaves no half of itself"
+
+
+@pytest.mark.parametrize("stage_rows", [1, 3000])
+def test_row_spill_gives_rows_back_in_order(tmp_path, stage_rows, monkeypatch):
+    monkeypatch.setattr(spill, "IN_MEMORY_ROWS", 1000)
+    scratch = spill.Scratch(tmp_path)
+    rows = spill.RowSpill(scratch)
+    for i in range(stage_rows):
+        rows.append(row(f"q{i}"))
+    assert [r.question for r in rows] == [f"q{i}" for i in range(stage_rows)]
+    scratch.close()
+    assert not list(tmp_path.iterdir())
