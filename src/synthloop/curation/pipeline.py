@@ -200,6 +200,13 @@ class Tally:
         self.mistake_examples: dict[str, list[dict[str, Any]]] = {}
         self.examples = examples
 
+    def add_kept(self, skills: list[str]) -> None:
+        """Kept rows counted by their categories alone (what a kept row adds)."""
+        self.rows += len(skills)
+        self.kept += len(skills)
+        for skill in skills:
+            self.kept_per_category[skill] = self.kept_per_category.get(skill, 0) + 1
+
     def add(self, row: Record) -> None:
         self.rows += 1
         if row.kept:

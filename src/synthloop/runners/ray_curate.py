@@ -40,9 +40,9 @@ from synthloop.curation.dedup import ExactDedup
 from synthloop.curation.groups import GroupedStage, Member
 from synthloop.curation.near_dedup import MinHashIndex, NearDedup, shingle_hashes
 from synthloop.curation.pipeline import Context, Tally, build_stages, stage_counts
-from synthloop.records import HUMAN, Record, from_table, to_table
+from synthloop.records import HUMAN, SCHEMA, Record, from_table, to_table
 from synthloop.runners.local import summed
-from synthloop.storage.shards import ShardWriter
+from synthloop.storage.shards import ShardWriter, TableShardWriter
 
 POSITION = "_position"
 INPUT_SHARD_ROWS = 20_000  # rows per input shard written for Ray (its unit of work and of retry)
@@ -526,9 +526,11 @@ def curate_on_ray(
             ds = ds.join(decided, "left_outer", cpus, on=(POSITION,))
             ds = ds.map_batches(ApplyGroupDecisions(stage.name), **batches)
             joined = True
+    if pending:
+        ds = ds.map_batches(apply_pending, fn_args=(pending,), **batches)
     if joined:
         ds = ds.sort(POSITION)
-    return write_in_order(ds, stages, out, shard_size, tally, observe, pending)
+    return write_in_order(ds, stages, out, shard_size, tally, observe)
 
 
 HEAD_NODE = {"resources": {"node:__internal_head__": 0.001}}  # Ray's resource of the head node
@@ -587,9 +589,10 @@ def write_in_order(
     shard_size: int,
     tally: Tally,
     observe: Callable[[Record], None] | None,
-    pending: list[Rejections],
-) -> tuple[ShardWriter, ShardWriter, dict[str, Any]]:
-    kept, rejected = ShardWriter(out / "curated", shard_size), ShardWriter(out / "rejected", shard_size)
+) -> tuple[TableShardWriter, TableShardWriter, dict[str, Any]]:
+    """The curated rows, in position order, split into curated/ and rejected/ as Arrow tables; only the
+    rejected rows (and every row when `observe` wants them) become records, for the counts."""
+    kept, rejected = TableShardWriter(out / "curated", shard_size), TableShardWriter(out / "rejected", shard_size)
     counts: dict[str, Any] = {}
     for table in ds.iter_batches(batch_format="pyarrow", batch_size=BATCH_ROWS):
         for name in table.column_names:
@@ -597,14 +600,18 @@ def write_in_order(
                 for value in table.column(name).to_pylist():
                     if value is not None:
                         counts = summed(counts, json.loads(value))
-        records, positions = records_of(table)
-        for decided in pending:
-            decided.apply(records, positions.to_numpy())
-        for row in records:
-            tally.add(row)
-            if observe is not None:
+        live = live_rows(table)
+        rows = table.select(SCHEMA.names).cast(SCHEMA)
+        if observe is not None:
+            for row in from_table(rows):
+                tally.add(row)
                 observe(row)
-            (kept if row.kept else rejected).append(row)
+        else:
+            tally.add_kept(rows.filter(pa.array(live)).column("skill").to_pylist())
+            for row in from_table(rows.filter(pa.array(~live))):
+                tally.add(row)
+        kept.append(rows.filter(pa.array(live)))
+        rejected.append(rows.filter(pa.array(~live)))
     kept.close()
     rejected.close()
     base = stage_counts([s for s in stages if stage_step(s) in ("exact", "near")])

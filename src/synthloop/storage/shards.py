@@ -39,7 +39,10 @@ def shard_path(directory: Path, shard: int) -> Path:
 
 
 def write_shard(path: Path, records: list[Record]) -> None:
-    table = to_table(records)
+    write_table_shard(path, to_table(records))
+
+
+def write_table_shard(path: Path, table: pa.Table) -> None:
     atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
@@ -87,6 +90,37 @@ def write_records(directory: Path, records: list[Record], shard_size: int) -> No
     """Write `records` as shards of at most `shard_size` rows (one empty shard for no records)."""
     for shard, start in enumerate(range(0, max(1, len(records)), shard_size)):
         write_shard(shard_path(directory, shard), records[start : start + shard_size])
+
+
+class TableShardWriter:
+    """`ShardWriter` for Arrow tables of records (the record schema): the same shards, row for row."""
+
+    def __init__(self, directory: Path, shard_size: int):
+        self.directory, self.shard_size = directory, shard_size
+        self.buffer: list[pa.Table] = []
+        self.buffered = self.shards = self.rows = 0
+
+    def append(self, table: pa.Table) -> None:
+        self.buffer.append(table)
+        self.buffered += table.num_rows
+        self.rows += table.num_rows
+        while self.buffered >= self.shard_size:
+            whole = pa.concat_tables(self.buffer)
+            self.write(whole.slice(0, self.shard_size))
+            rest = whole.slice(self.shard_size)
+            self.buffer, self.buffered = [rest], rest.num_rows
+
+    def write(self, table: pa.Table) -> None:
+        table = table.combine_chunks()
+        atomic_write(
+            shard_path(self.directory, self.shards), lambda tmp: pq.write_table(table, tmp, compression="zstd")
+        )
+        self.shards += 1
+
+    def close(self) -> int:
+        if self.buffered or not self.shards:
+            self.write(pa.concat_tables(self.buffer) if self.buffer else to_table([]))
+        return self.rows
 
 
 def is_complete(directory: Path, inputs: str | None = None) -> bool:
