@@ -278,3 +278,35 @@ def test_a_judge_on_ray_gives_the_verdicts_it_gives_locally(tmp_path, local_ray,
     for out in outs.values():
         out.pop("seconds")
     assert outs["local"] == outs["ray"]
+
+
+def test_an_address_that_answers_but_is_not_ray_fails_at_once():
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from synthloop.runners.ray_setup import check_reachable
+
+    web = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RayUnavailable, match="not as a Ray cluster"):
+            check_reachable(f"127.0.0.1:{web.server_port}")
+    finally:
+        web.shutdown()
+    with pytest.raises(RayUnavailable, match="Ray Client addresses"):
+        check_reachable("ray://head:10001")
+    with pytest.raises(RayUnavailable, match="not HOST:PORT"):
+        check_reachable("head:notaport")
+
+
+def test_actors_never_pass_the_recipes_calls_in_flight(local_ray):
+    from synthloop.config import OpenAITeacherConfig
+    from synthloop.runners.ray_generate import give_to_ray
+    from synthloop.teachers.engine import Engine, EngineSettings
+    from synthloop.teachers.factory import make_teacher
+
+    cfg = OpenAITeacherConfig(backend="openai", model="m", base_url="http://127.0.0.1:1/v1", concurrency=3)
+    engine = Engine(make_teacher(cfg), EngineSettings(concurrency=3))
+    said: list[str] = []
+    give_to_ray(engine, cfg, 0, 8, said.append)
+    assert engine.on_ray.actors == 3 and "3 used" in said[0]

@@ -149,3 +149,45 @@ def test_row_spill_gives_rows_back_in_order(tmp_path, stage_rows, monkeypatch):
     assert [r.question for r in rows] == [f"q{i}" for i in range(stage_rows)]
     scratch.close()
     assert not list(tmp_path.iterdir())
+
+
+def test_a_folder_of_bad_shards_is_an_error_naming_the_shard(tmp_path, capsys):
+    import pyarrow as pa
+
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    pq.write_table(pa.table({"question": ["q"], "answer": ["1"]}), folder / "part-00000.parquet")
+    assert main(["curate", str(folder), "--out", str(tmp_path / "out")]) == 2
+    assert "part-00000.parquet is not a synthloop shard" in capsys.readouterr().err
+    (folder / "part-00000.parquet").write_bytes(b"PAR1 not really")
+    assert main(["curate", str(folder), "--out", str(tmp_path / "out")]) == 2
+    assert "cannot read the shard" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_terminated_curation_leaves_nothing_and_a_killed_one_is_redone(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "rows.jsonl"
+    lines = [json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1), "reference_answer": str(i + 1)})
+             for i in range(200_000)]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "synthloop.cli.main", "curate", str(path), "--out", str(out)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list((out / "curated").glob("part-*.parquet")):
+            time.sleep(0.05)
+        os.kill(proc.pid, sig)
+        proc.wait()
+        if sig == signal.SIGTERM:
+            assert not out.exists(), "SIGTERM cleans up as Ctrl-C does"
+    assert (out / "curated").exists(), "kill -9 leaves its shards"
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0 and "unfinished curation" in done.stderr, done.stderr
+    assert json.loads((out / "summary.json").read_text())["rows"] == 200_000
+    assert not list(out.glob(".scratch-*"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -214,7 +215,7 @@ def add_cluster_flags(p: argparse.ArgumentParser) -> None:
 
 def start_engine(args: argparse.Namespace) -> None:
     """Join Ray now, before anything is read or written, when `--engine ray` asks for it."""
-    if (args.address or getattr(args, "actors", None)) and args.engine != "ray":
+    if (args.address or getattr(args, "actors", None) is not None) and args.engine != "ray":
         raise RecipeError("--address and --actors are for --engine ray")
     if getattr(args, "actors", None) is not None and not 1 <= args.actors <= 10_000:
         raise RecipeError(f"--actors {args.actors}: give 1 to 10000")
@@ -321,6 +322,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     judge = preflight(curation, args.engine)
     start_engine(args)
     created = not args.out.exists()
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # a terminated curation cleans up as Ctrl-C's does
     lock_run_dir(args.out)  # one writer: a run, job or curate using this folder is named and refused
     try:
         cache = ResponseCache(args.cache or args.out / "cache" / "responses.sqlite")
@@ -341,6 +343,10 @@ def cmd_curate(args: argparse.Namespace) -> int:
     return 0
 
 
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def remove_partial_curation(out: Path, created: bool) -> None:
     """A curation cut short (a bad line, Ctrl-C) leaves no half of itself: the folder goes if it made it,
     else what it wrote there (the judge's cache stays: its answers were paid for)."""
@@ -353,6 +359,29 @@ def remove_partial_curation(out: Path, created: bool) -> None:
         return
     for name in ("curated", "rejected", "summary.json"):
         reset(out / name)
+
+
+def shard_records(folder: Path) -> Iterator[Record]:
+    """The records of a folder of synthloop shards, each shard checked first: a shard that is not
+    Parquet, or Parquet without the record's columns (a file of your own rows: give the file itself),
+    is an error naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from synthloop.records import SCHEMA, from_table
+
+    for path in sorted(folder.glob("part-*.parquet")):
+        try:
+            with pq.ParquetFile(path) as parquet:
+                if missing := [name for name in SCHEMA.names if name not in parquet.schema_arrow.names]:
+                    raise InputFileError(
+                        f"{path} is not a synthloop shard (no {', '.join(missing[:4])} column); to curate your own "
+                        "rows, give the JSONL or Parquet file itself"
+                    )
+                for batch in parquet.iter_batches(batch_size=1024, columns=SCHEMA.names):
+                    yield from from_table(pa.Table.from_batches([batch]).cast(SCHEMA))
+        except (OSError, pa.ArrowException) as err:
+            raise InputFileError(f"cannot read the shard {path}: {' '.join(str(err).split())[:200]}") from None
 
 
 class CurateInput:
@@ -370,9 +399,8 @@ class CurateInput:
 
     def __iter__(self) -> Iterator[Record]:
         from synthloop.curation.audit import reject_unanswered
-        from synthloop.storage.shards import iter_records
 
-        records = (item.record for item in self.source) if self.source is not None else iter_records(self.path)
+        records = (item.record for item in self.source) if self.source is not None else shard_records(self.path)
         for row in records:
             if self.source is None:
                 reject_unanswered(row, f"{self.path} row {row.id}")
@@ -392,7 +420,9 @@ def check_curate_paths(rows: Path, out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputFileError(f"--out {out} is a file; give a folder (it will hold curated/, rejected/, summary.json)")
     if out.is_dir() and (earlier := [n for n in ("curated", "rejected", "summary.json") if (out / n).exists()]):
-        raise InputFileError(f"--out {out} already holds {', '.join(earlier)}; choose an empty folder")
+        if "summary.json" in earlier:  # written last: a folder without it holds a curation cut short
+            raise InputFileError(f"--out {out} already holds {', '.join(earlier)}; choose an empty folder")
+        print(f"synthloop: {out} holds an unfinished curation (killed?); it is removed and done again", file=sys.stderr)
     source, target = rows.resolve(), out.resolve()
     if source == target or target in source.parents or source in target.parents:
         raise InputFileError(f"--out {out} and the rows {rows} overlap; choose a folder apart from the input")

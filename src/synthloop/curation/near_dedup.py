@@ -3,7 +3,7 @@ every candidate confirmed by the exact Jaccard of the two shingle sets, so a row
 for a document it really overlaps. Greedy in arrival order: a document is a duplicate when it matches
 a document already kept (earlier rounds included); otherwise it is kept and indexed.
 
-The index of kept documents (band keys and shingle sets) stays in memory up to `memory_mb`; beyond
+The index of kept documents (band keys and shingle sets) stays in memory up to `memory_mb` (32 MB); beyond
 that it moves to an SQLite file on disk, so a stream of any length is deduplicated against all of it
 with memory bounded by the budget and one batch."""
 
@@ -83,7 +83,7 @@ class MinHashIndex:
         ngram: int = 3,
         num_perm: int = 128,
         seed: int = 0,
-        memory_mb: float = 64,
+        memory_mb: float = 32,
         scratch_root: Path | None = None,
     ):
         if not 0 < threshold <= 1:
@@ -194,7 +194,7 @@ class KeptDocuments:
         self.docs.append(np.repeat(docs, bands))
         for doc, hashes, row_id in zip(docs.tolist(), shingles, ids, strict=True):
             self.sets[doc], self.ids[doc] = hashes, row_id
-            self.bytes += hashes.nbytes + 16 * bands + len(row_id) + 100
+            self.bytes += hashes.nbytes + 16 * bands + len(row_id) + DOC_OVERHEAD_BYTES
         if self.bytes > self.budget:
             self.spill()
 
@@ -238,7 +238,11 @@ class KeptDocuments:
         keys = np.concatenate([np.zeros(0, np.uint64), *self.keys]).view(np.int64)
         docs = np.concatenate([np.zeros(0, np.int64), *self.docs])
         self.db.execute("BEGIN")
-        self.db.executemany("INSERT OR IGNORE INTO bands VALUES (?, ?)", zip(keys.tolist(), docs.tolist(), strict=True))
+        for start in range(0, len(keys), SPILL_ROWS):  # a slice at a time: never every key as Python ints
+            part = zip(
+                keys[start : start + SPILL_ROWS].tolist(), docs[start : start + SPILL_ROWS].tolist(), strict=True
+            )
+            self.db.executemany("INSERT OR IGNORE INTO bands VALUES (?, ?)", part)
         rows = ((doc, self.ids[doc], hashes.tobytes()) for doc, hashes in self.sets.items())
         self.db.executemany("INSERT INTO docs VALUES (?, ?, ?)", rows)
         self.db.execute("COMMIT")
@@ -246,6 +250,8 @@ class KeptDocuments:
 
 
 SQL_VARIABLES = 999  # parameters per SQLite statement (the smallest limit any SQLite build has)
+SPILL_ROWS = 65_536  # band keys moved to SQLite per statement
+DOC_OVERHEAD_BYTES = 400  # a kept document's Python objects besides its arrays (dict entries, array headers, id)
 
 
 def _link(earlier: dict[int, set[int]], docs: list[int], base: int) -> None:
@@ -269,7 +275,7 @@ class NearDedup(BatchStage):
         num_perm: int = 128,
         field: TextField = "question",
         earlier: Iterable[tuple[str, str]] = (),
-        memory_mb: float = 64,
+        memory_mb: float = 32,
         scratch_root: Path | None = None,
     ):
         self.index = MinHashIndex(threshold, ngram, num_perm, memory_mb=memory_mb, scratch_root=scratch_root)

@@ -48,6 +48,10 @@ def give_to_ray(engine: Any, cfg: EngineFields, seed: int, actors: int | None, l
         log(f"teacher: {cfg.backend} runs in this process (a local model is not copied to Ray actors)")
         return
     count = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    in_flight = engine.settings.concurrency
+    if count > in_flight:  # an actor has at least one call in flight: more would pass the recipe's total
+        log(f"teacher: {count} actors asked, {in_flight} used (teacher.concurrency is {in_flight})")
+        count = in_flight
     cache = str(engine.cache.path) if engine.cache else None
     engine.on_ray = RayTeachers(cfg, seed, count, cache, engine.run_id)
 
