@@ -53,6 +53,8 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/student_family.py
 	$(BIN)/python bench/targeting.py
 	$(BIN)/python bench/review.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/ray_scale.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
