@@ -122,7 +122,7 @@ def answer_on_ray(
         fn_constructor_args=(teachers, task),
         batch_size=size,
         batch_format="pyarrow",
-        concurrency=teachers.actors,
+        concurrency=min(teachers.actors, len(blocks)),  # no actor started for a batch that is not there
         num_cpus=0.25,  # the actors wait on the network: several share a CPU
         # on the head node, with the run's response cache (SQLite, which must not be shared over a
         # network file system); they only wait on the network, so one node holds many
