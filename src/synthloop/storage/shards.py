@@ -161,7 +161,8 @@ def ids_digest(directory: Path) -> str:
 def row_ids(directory: Path) -> Iterator[str]:
     """The ids of a directory's rows in order, read one shard's id column at a time."""
     for path in sorted(directory.glob("part-*.parquet")):
-        yield from pq.read_table(path, columns=["id"])["id"].to_pylist()
+        with pq.ParquetFile(path) as parquet:  # not pq.read_table: its per-call state grew RSS by 58 kB a shard
+            yield from parquet.read(columns=["id"])["id"].to_pylist()
 
 
 def digest(parts: Iterable[str]) -> str:
