@@ -14,7 +14,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,9 @@ from synthloop.curation.decontaminate import Decontaminate
 from synthloop.curation.pipeline import (
     Context,
     Tally,
-    build_stages,
-    curate_stream,
-    no_rows,
+    curate_on,
+    engine_stages,
     preflight,
-    stage_counts,
 )
 from synthloop.evaluation.allocate import allocate, counts_from_shares, weakness_report
 from synthloop.evaluation.evaluate import score_report
@@ -604,8 +602,7 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     probes = [p.question for p in loop.probes] + [r.question for r in loop.drift]  # held out: the drift rows too
     earlier = partial(earlier_rows, loop, number)
     context = Context(probes, earlier, loop.engine.cache, loop.engine.run_id, loop.judge, rdir)
-    on_ray = loop.engine_kind == "ray"  # on Ray the dedup steps read the earlier rounds themselves, globally
-    stages = build_stages(loop.recipe.curation, replace(context, earlier=no_rows) if on_ray else context)
+    stages = engine_stages(loop.engine_kind, loop.recipe.curation, context)
     if loop.recipe.curation.decontaminate is None and loop.source.kind == "dataset":
         stages.insert(0, Decontaminate({"eval": probes}))  # a user's eval split is always held out
     stages.append(RequireVerified())  # a prompt task's answer reaches training only verified
@@ -623,15 +620,8 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     tally = Tally(loop.source.categories())
     size = loop.recipe.generation.shard_size
     rows = unanswered_rejected(candidates())
-    if on_ray:
-        from synthloop.runners.ray_curate import curate_on_ray
-
-        _, dropped, stage_figures = curate_on_ray(
-            loop.recipe.curation, stages, context, rows, rdir, size, tally, observe
-        )
-    else:
-        _, dropped = curate_stream(stages, rows, rdir, size, tally, observe)
-        stage_figures = stage_counts(stages)
+    cfg = loop.recipe.curation
+    _, dropped, stage_figures = curate_on(loop.engine_kind, cfg, stages, context, rows, rdir, size, tally, observe)
     counts = {
         "generated": tally.rows,
         "kept": tally.kept,

@@ -255,6 +255,33 @@ def curate_stream(
     return kept, rejected
 
 
+def engine_stages(engine: str, cfg: CurationConfig, context: Context) -> list[Stage]:
+    """`build_stages` for an engine: on Ray the dedup steps read the earlier rows themselves, globally,
+    so the driver's stages are built without them."""
+    return build_stages(cfg, replace(context, earlier=no_rows) if engine == "ray" else context)
+
+
+def curate_on(
+    engine: str,
+    cfg: CurationConfig,
+    stages: list[Stage],
+    context: Context,
+    rows: Iterable[Record],
+    out: Path,
+    shard_size: int,
+    tally: Tally,
+    observe: Callable[[Record], None] | None = None,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """`curate_stream` in this process, or on Ray Data (`engine="ray"`, Ray joined): the two writers and
+    the stages' counts."""
+    if engine == "ray":
+        from synthloop.runners.ray_curate import curate_on_ray
+
+        return curate_on_ray(cfg, stages, context, rows, out, shard_size, tally, observe)
+    kept, rejected = curate_stream(stages, rows, out, shard_size, tally, observe)
+    return kept, rejected, stage_counts(stages)
+
+
 def curate_rows(
     cfg: CurationConfig,
     rows: Iterable[Record],
@@ -271,17 +298,10 @@ def curate_rows(
         reset(out / name)
     clear_scratch(out)  # what a killed run left
     context = replace(context, scratch=context.scratch or out)
-    # on Ray the dedup stages read earlier rows themselves, globally: the driver's stages need none
-    stages = build_stages(cfg, replace(context, earlier=no_rows) if engine == "ray" else context)
+    stages = engine_stages(engine, cfg, context)
     start = time.perf_counter()
     tally = Tally()
-    if engine == "ray":
-        from synthloop.runners.ray_curate import curate_on_ray
-
-        kept, rejected, counts = curate_on_ray(cfg, stages, context, rows, out, shard_size, tally)
-    else:
-        kept, rejected = curate_stream(stages, rows, out, shard_size, tally)
-        counts = stage_counts(stages)
+    kept, rejected, counts = curate_on(engine, cfg, stages, context, rows, out, shard_size, tally)
     mark_complete(out / "curated", {"rows": kept.rows})
     mark_complete(out / "rejected", {"rows": rejected.rows})
     summary = {

@@ -15,11 +15,16 @@ _PUNCTUATION = str.maketrans(dict.fromkeys(string.punctuation + "“”‘’«�
 
 
 def record_text(record: Record, field: TextField) -> str:
+    return field_text(field, record.question, record.reasoning, record.answer)
+
+
+def field_text(field: TextField, question: str, reasoning: str, answer: str | None) -> str:
+    """`record_text` from the three fields alone (what the Ray engine reads from Arrow columns)."""
     if field == "question":
-        return record.question
+        return question
     if field == "answer":
-        return record.answer or ""
-    return "\n".join(part for part in (record.question, record.reasoning, record.answer) if part)
+        return answer or ""
+    return "\n".join(part for part in (question, reasoning, answer) if part)
 
 
 def words(text: str) -> list[str]:

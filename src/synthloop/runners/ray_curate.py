@@ -40,6 +40,7 @@ from synthloop.curation.dedup import ExactDedup
 from synthloop.curation.groups import GroupedStage, Member
 from synthloop.curation.near_dedup import MinHashIndex, NearDedup, shingle_hashes
 from synthloop.curation.pipeline import Context, Tally, build_stages, stage_counts
+from synthloop.curation.text import field_text
 from synthloop.records import HUMAN, SCHEMA, Record, from_table, to_table
 from synthloop.runners.local import summed
 from synthloop.storage.shards import ShardWriter, TableShardWriter
@@ -70,7 +71,6 @@ class WorkerStages:
     run_id: str
     shipped: dict[int, Stage] = field(default_factory=dict)  # by index in the full stage list
     built: dict[int, str] = field(default_factory=dict)  # index -> stage name
-    token: str = field(default_factory=lambda: uuid.uuid4().hex)  # this curation's, in the worker's cache
 
     def make(self, indices: list[int]) -> list[Stage]:
         stages: list[Stage] = []
@@ -218,12 +218,8 @@ def live_rows(table: pa.Table, pending: list[Rejections] = ()) -> np.ndarray:
 def texts(table: pa.Table, rows: np.ndarray, field: str) -> list[str]:
     """`record_text` of the given rows, from the columns."""
     take = pa.array(rows, pa.int64())
-    columns = {name: table.column(name).take(take).to_pylist() for name in ("question", "reasoning", "answer")}
-    if field == "question":
-        return columns["question"]
-    if field == "answer":
-        return [a or "" for a in columns["answer"]]
-    return ["\n".join(p for p in parts if p) for parts in zip(*columns.values(), strict=True)]
+    parts = [table.column(name).take(take).to_pylist() for name in ("question", "reasoning", "answer")]
+    return [field_text(field, *row) for row in zip(*parts, strict=True)]
 
 
 def question_keys(table: pa.Table, pending: list[Rejections] = ()) -> pa.Table:
