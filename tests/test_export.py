@@ -83,3 +83,31 @@ def test_the_report_tells_what_to_do_next(reviewed: dict) -> None:
     low, high, n = metrics["eval"]["per_skill_ci"]["addition"]
     assert 0.0 <= low <= metrics["eval"]["per_skill"]["addition"] <= high <= 1.0 and n == 6
     assert len(metrics["train"]["loss_curve"]) == 6  # 6 steps: every one read
+
+
+@pytest.mark.parametrize("fmt", ["hf", "parquet", "jsonl"])
+def test_an_export_in_small_batches_and_files_holds_the_same_rows(
+    reviewed: dict, tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datasets
+
+    from synthloop.reports import export
+
+    def exported(out: Path) -> list[dict]:
+        assert export.export_run(reviewed["run"], out, fmt, None)["rows"] == len(reviewed["curated"])
+        if fmt == "hf":
+            return datasets.load_from_disk(str(out)).to_list()
+        files = {"parquet": "data/*.parquet", "jsonl": "data/train.jsonl"}[fmt]
+        kind = "json" if fmt == "jsonl" else "parquet"
+        return datasets.load_dataset(kind, data_files=str(out / files), split="train", cache_dir=str(out.parent / "c"))
+
+    whole = exported(tmp_path / "whole")
+    monkeypatch.setattr(export, "BATCH_ROWS", 7)  # converted 7 rows at a time
+    monkeypatch.setattr(export, "PARQUET_ROWS", 10)
+    small = exported(tmp_path / "small")
+    assert list(small) == list(whole) and any(r["original_answer"] for r in small)
+    if fmt == "parquet":
+        names = sorted(p.name for p in (tmp_path / "small" / "data").iterdir())
+        parts = -(-len(whole) // 10)
+        assert names == [f"train-{i:05d}-of-{parts:05d}.parquet" for i in range(parts)] and parts > 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no scratch left beside the dataset

@@ -1,4 +1,5 @@
 import json
+from collections import Counter
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -60,3 +61,35 @@ def test_mix_hits_the_ratio_and_labels_every_row(n, ratio):
     assert golden == golden_count(n, ratio)
     assert abs(golden / len(out) - ratio) < 0.01
     assert sum(r.source == "synthetic" for r in out) == n
+
+
+def test_a_mix_bigger_than_a_bucket_is_shuffled_on_disk_and_loses_nothing(tmp_path, monkeypatch):
+    from synthloop.grounding import mix as mixing
+
+    synthetic, golden = rows(1000, "synthetic"), rows(30, "reference")
+    in_memory = mix(synthetic, golden, 0.2, 7)  # one bucket, no disk
+    monkeypatch.setattr(mixing, "BUCKET_ROWS", 40)  # 1000 rows: 29 buckets with their golden share
+    monkeypatch.setattr(mixing, "WAITING_ROWS", 25)  # rows go to the buckets' files after 25
+    tables, counts = mixing.mix_tables(synthetic, golden, 0.2, 7, len(synthetic), tmp_path)
+    first = next(tables)
+    assert [p.name[: len(".scratch-")] for p in tmp_path.iterdir()] == [".scratch-"]  # spilled, in scratch
+    out = [r for table in [first, *tables] for r in mixing.from_table(table)]
+    assert not list(tmp_path.iterdir())  # scratch removed once read
+    assert counts == {"synthetic": 1000, "golden": golden_count(1000, 0.2)}
+    assert sorted(r.id for r in out if r.source == "synthetic") == sorted(r.id for r in synthetic)
+    assert Counter(r.id for r in in_memory) == Counter(r.id for r in out)  # the same rows, golden ones included
+    assert [r.id for r in in_memory] != [r.id for r in out] and [r.id for r in out] != [r.id for r in synthetic]
+    again, _ = mixing.mix_tables(synthetic, golden, 0.2, 7, len(synthetic), tmp_path)
+    assert [r.id for t in again for r in mixing.from_table(t)] == [r.id for r in out]  # seeded
+
+
+def test_the_shuffle_through_buckets_gives_every_order_alike(monkeypatch):
+    from synthloop.grounding import mix as mixing
+
+    monkeypatch.setattr(mixing, "BUCKET_ROWS", 2)  # 4 rows in 2 buckets (held in memory: the order is the same)
+    four = rows(4, "synthetic")
+    seen = Counter()
+    for seed in range(1200):
+        tables, _ = mixing.mix_tables(four, [], 0.0, seed, 4)
+        seen[tuple(r.question for t in tables for r in mixing.from_table(t))] += 1
+    assert len(seen) == 24 and all(25 < n < 85 for n in seen.values()), seen  # 50 expected each

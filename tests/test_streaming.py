@@ -191,3 +191,24 @@ def test_a_terminated_curation_leaves_nothing_and_a_killed_one_is_redone(tmp_pat
     assert done.returncode == 0 and "unfinished curation" in done.stderr, done.stderr
     assert json.loads((out / "summary.json").read_text())["rows"] == 200_000
     assert not list(out.glob(".scratch-*"))
+
+
+def test_a_training_mix_shuffled_on_disk_holds_what_one_in_memory_holds(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from synthloop.grounding import mix
+    from synthloop.storage.shards import read_marker
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text((Path(__file__).parent / "tiny_recipe.yaml").read_text().replace("rounds: 3", "rounds: 2"))
+    assert main(["run", str(recipe), "--run-dir", str(tmp_path / "memory")]) == 0
+    monkeypatch.setattr(mix, "BUCKET_ROWS", 30)  # round 2 (accumulate) mixes about 700 rows: 20-odd buckets
+    monkeypatch.setattr(mix, "WAITING_ROWS", 50)
+    assert main(["run", str(recipe), "--run-dir", str(tmp_path / "disk")]) == 0
+    for number in ("01", "02"):
+        memory, disk = (tmp_path / run / "rounds" / number / "train" for run in ("memory", "disk"))
+        assert Counter(r.id for r in iter_records(memory)) == Counter(r.id for r in iter_records(disk))
+        assert [r.id for r in iter_records(memory)] != [r.id for r in iter_records(disk)]  # shuffled otherwise
+        assert all(r.messages for r in iter_records(disk))  # SFT conversations
+        assert read_marker(memory) | {"seconds": 0} == read_marker(disk) | {"seconds": 0}  # counts and monitor
+        assert not list(memory.parent.glob(".scratch-*")) and not list(disk.parent.glob(".scratch-*"))

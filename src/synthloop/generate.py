@@ -35,7 +35,7 @@ from synthloop.storage.input_files import MAX_FIELD_BYTES, OVERSIZE, InputFileEr
 from synthloop.storage.lock import holding_run_dir, unlock_run_dir
 from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.rundir import EmptyOutputError, open_manifest
-from synthloop.storage.shards import ids_digest, read_records, reset
+from synthloop.storage.shards import ids_digest, iter_records, read_records, reset
 from synthloop.tasks.answer import PlainAnswerTask
 from synthloop.tasks.prompted import EVOLUTIONS, PromptTask
 from synthloop.teachers.base import SamplingParams, TeacherRequest
@@ -292,12 +292,15 @@ def run_steps(
 
 
 def empty_step_reason(name: str, directory: Path) -> str | None:
-    rows = read_records(directory)
-    if any(r.error is None and r.parse_status != "failed" for r in rows):
-        return None
-    failed = [r.error for r in rows if r.error]
-    unparsable = sum(r.parse_status == "failed" for r in rows)
-    why = f"{len(failed)} calls failed (first error: {' '.join(failed[0].split())[:200]})" if failed else ""
+    failed = unparsable = 0
+    first = ""
+    for row in iter_records(directory):  # stops at the first usable row
+        if row.error is None and row.parse_status != "failed":
+            return None
+        failed += bool(row.error)
+        first = first or (row.error or "")
+        unparsable += row.parse_status == "failed"
+    why = f"{failed} calls failed (first error: {' '.join(first.split())[:200]})" if failed else ""
     why = ", ".join(part for part in (why, f"{unparsable} replies unparsable" if unparsable else "") if part)
     return f"step {name} produced no usable rows ({why or 'no inputs'})"
 

@@ -12,7 +12,7 @@ import math
 import random
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,9 +33,9 @@ from synthloop.curation.pipeline import (
 from synthloop.evaluation.allocate import allocate, counts_from_shares, weakness_report
 from synthloop.evaluation.evaluate import score_report
 from synthloop.grounding.golden import embedded_golden, load_golden_file, task_golden
-from synthloop.grounding.mix import mix
+from synthloop.grounding.mix import mix_tables
 from synthloop.monitoring import embeddings
-from synthloop.monitoring.diversity import completion_text, diversity, row_text
+from synthloop.monitoring.diversity import SeededSample, completion_text, row_text, sample_diversity
 from synthloop.monitoring.drift import tail_coverage
 from synthloop.monitoring.guards import apply_guards, guard_lines
 from synthloop.prompt_rounds import (
@@ -71,6 +71,7 @@ from synthloop.storage.shards import (
     FILES,
     INPUTS,
     MARKER,
+    TableShardWriter,
     digest,
     file_digests,
     files_damage,
@@ -81,7 +82,7 @@ from synthloop.storage.shards import (
     read_marker,
     read_records,
     reset,
-    write_records,
+    shard_rows,
 )
 from synthloop.storage.spill import clear_scratch
 from synthloop.teachers.base import SamplingParams, Teacher, TeacherRequest, TeacherUnavailable
@@ -343,7 +344,7 @@ def empty_round_message(number: int, stats: dict[str, Any], counts: dict[str, An
     parts = [f"round {number}: curation kept 0 of {counts['generated']} generated rows"]
     if "problems" in stats:  # a dataset task: the problems are written first
         written = stats["problems"]
-        first = next((r.error for r in read_records(rdir / "problems") if r.error), "")
+        first = next((r.error for r in iter_records(rdir / "problems") if r.error), "")
         parts.append(
             f"the teacher wrote {written['written']} usable problems of {written['wanted']} asked"
             + (
@@ -353,7 +354,7 @@ def empty_round_message(number: int, stats: dict[str, Any], counts: dict[str, An
             )
         )
     if failed:
-        first = next((r.error for r in read_records(rdir / "generated") if r.error), "")
+        first = next((r.error for r in iter_records(rdir / "generated") if r.error), "")
         parts.append(f"{failed} teacher calls failed (first error: {' '.join(first.split())[:200]})")
     if reasons:
         parts.append("rejected: " + ", ".join(f"{reason} {n}" for reason, n in reasons))
@@ -659,54 +660,71 @@ def earlier_rows(loop: Loop, number: int) -> Iterator[Record]:
 
 
 def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
+    """Mix this round's training set: the synthetic rows (human decisions applied) with their golden share
+    and the rows reviewers edited, shuffled on disk and written shard by shard as SFT conversations."""
     train_dir = rdir / "train"
     if is_complete(train_dir, train_inputs(loop, number, decisions_used(loop, train_dir))):
         return read_marker(train_dir)
     reset(train_dir)
+    clear_scratch(rdir)
     decisions = read_decisions(loop.run.root)  # every decision made so far, read once
     inputs = train_inputs(loop, number, decisions)
-    synthetic, human = reviewed_synthetic(loop, number, decisions)
     ratio = golden_ratio(loop, number)
+    sample = SeededSample(stream_seed(loop.recipe.seed, f"monitor-{number}"))
+    tally = Counter()
+
+    def training_rows() -> Iterator[Record]:
+        for row in reviewed_synthetic(loop, number, decisions):
+            if row.source == "synthetic":
+                tally["human_decided"] += row.human_verdict is not None
+                if row.round == number:
+                    sample.offer(row)
+            else:
+                tally["human_edited"] += 1
+            yield sft_ready(row)
+
+    most = sum(shard_rows(loop.run.round(r) / "curated") for r in range(1, number + 1)) + 2 * len(decisions)
     seed = stream_seed(loop.recipe.seed, f"mix-{number}")
-    rows = mix(synthetic, loop.golden, ratio, seed)
-    if human:  # rows reviewers edited: golden rows of their own, every one in every later mix
-        rows += human
-        random.Random(seed).shuffle(rows)
-    for row in rows:  # SFT-ready: the student's conversation (the teacher's prompt stays in curated/, same id)
-        row.messages = [Message(**turn) for turn in row_conversation(row)]
-    write_records(train_dir, rows, loop.recipe.generation.shard_size)
+    golden = [sft_ready(row) for row in loop.golden]
+    tables, mixed = mix_tables(training_rows(), golden, ratio, seed, most, rdir)
+    writer = TableShardWriter(train_dir, loop.recipe.generation.shard_size)
+    for table in tables:
+        writer.append(table)
+    rows = writer.close()
+    own = [row_text(r) for r in sample.rows()]
     counts = {
-        "rows": len(rows),
-        "synthetic": len(synthetic),
-        "golden": len(rows) - len(synthetic),
+        "rows": rows,
+        "synthetic": mixed["synthetic"],
+        "golden": mixed["golden"],
         "golden_ratio": ratio,
-        "human_edited": len(human),
+        "human_edited": tally["human_edited"],
         REVIEW_USED: len(decisions),
-        "human_decided": sum(1 for row in synthetic if row.human_verdict is not None),
-        "monitor": diversity(rows, number, stream_seed(loop.recipe.seed, f"monitor-{number}"))
-        | embedding_monitor(loop, number, rows),
+        "human_decided": tally["human_decided"],
+        "monitor": sample_diversity(sample.rows(), mixed["synthetic"], rows) | embedding_monitor(loop, number, own),
     }
     mark_complete(train_dir, counts, inputs)
     return counts
 
 
-def reviewed_synthetic(loop: Loop, number: int, decisions: list[Decision]) -> tuple[list[Record], list[Record]]:
-    """The synthetic rows this round's mix trains on (this round's, or every round's so far with accumulate)
-    with the humans' decisions applied, and the rows reviewers edited in any round so far when
-    `grounding.human_edits` is golden (they join the golden set as `source: human`)."""
+def sft_ready(row: Record) -> Record:
+    """The row with the student's conversation in `messages` (the teacher's prompt stays in curated/)."""
+    row.messages = [Message(**turn) for turn in row_conversation(row)]
+    return row
+
+
+def reviewed_synthetic(loop: Loop, number: int, decisions: list[Decision]) -> Iterator[Record]:
+    """The rows this round's mix trains on, streamed with the humans' decisions applied: the kept synthetic
+    rows (this round's, or every round's so far with accumulate) and, when `grounding.human_edits` is
+    golden, the rows reviewers edited in any round so far (`source: human`, golden rows of their own)."""
     g = loop.recipe.grounding
     rounds = range(1, number + 1) if g.strategy == "accumulate" else [number]
-    synthetic: list[Record] = []
-    human: list[Record] = []
     for r in range(1, number + 1):
         verdicts = human_verdicts(decisions, r)
         if r not in rounds and not (verdicts and g.human_edits == "golden"):
             continue
-        rows = reviewed_rows(loop.run.round(r), verdicts, g.human_edits)
-        if r in rounds:
-            synthetic += [row for row in rows if row.kept and row.source == "synthetic"]
-        human += [row for row in rows if row.kept and row.source == "human"]
-    return synthetic, human
+        for row in reviewed_rows(loop.run.round(r), verdicts, g.human_edits):
+            if row.kept and ((row.source == "synthetic" and r in rounds) or row.source == "human"):
+                yield row
 
 
 def train_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
@@ -781,12 +799,12 @@ def golden_ratio(loop: Loop, number: int) -> float:
     return ratio if isinstance(ratio, float) and 0.0 <= ratio < 1.0 else loop.recipe.grounding.ratio
 
 
-def embedding_monitor(loop: Loop, number: int, rows: list[Record]) -> dict[str, float]:
-    """Embedding dispersion and Vendi score of the synthetic rows, where the offline MiniLM is installed."""
+def embedding_monitor(loop: Loop, number: int, texts: list[str]) -> dict[str, float]:
+    """Embedding dispersion and Vendi score of a sample of this round's synthetic rows, where the offline
+    MiniLM is installed."""
     if loop.recipe.monitor.embeddings == "off" or not embeddings.available():
         return {}
-    own = [row_text(r) for r in rows if r.source == "synthetic" and r.round == number]  # this round's, as diversity
-    return embeddings.embedding_diversity(own, stream_seed(loop.recipe.seed, f"embed-{number}"))
+    return embeddings.embedding_diversity(texts, stream_seed(loop.recipe.seed, f"embed-{number}"))
 
 
 def drift_monitor(loop: Loop, rdir: Path, answers: list[str]) -> dict[str, Any]:

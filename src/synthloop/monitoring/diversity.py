@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import random
+import hashlib
+import heapq
 import zlib
+from collections.abc import Iterable
 
 from synthloop.records import Record
 
@@ -24,14 +26,35 @@ def compression_ratio(texts: list[str]) -> float:
 SAMPLE = 1000  # rows the figures are computed on: distinct-n falls with sample size, so rounds compare at one size
 
 
-def round_sample(train_rows: list[Record], number: int | None, seed: int = 0) -> list[Record]:
-    """This round's own synthetic rows (not those accumulated from earlier rounds), a seeded sample of at
-    most SAMPLE: the same figure for the same data whatever the strategy and the round's size."""
-    own = sorted(
-        (r for r in train_rows if r.source == "synthetic" and (number is None or r.round == number)), key=lambda r: r.id
-    )
-    random.Random(seed).shuffle(own)
-    return own[:SAMPLE]
+class SeededSample:
+    """A seeded sample of at most `size` rows, kept while rows stream past: the rows whose seeded hash of
+    their id is smallest. The same rows give the same sample in any order, from a list or a stream of
+    millions, in memory for `size` rows only."""
+
+    def __init__(self, seed: int, size: int = SAMPLE):
+        self.salt, self.size = str(seed).encode(), size
+        self.heap: list[tuple[int, str, Record]] = []  # (-hash, id, row): the largest kept hash on top
+
+    def offer(self, row: Record) -> None:
+        key = -int.from_bytes(hashlib.blake2b(row.id.encode(), digest_size=8, key=self.salt).digest(), "big")
+        if len(self.heap) < self.size:
+            heapq.heappush(self.heap, (key, row.id, row))
+        elif (key, row.id) > self.heap[0][:2]:
+            heapq.heapreplace(self.heap, (key, row.id, row))
+
+    def rows(self) -> list[Record]:
+        return [row for _, _, row in sorted(self.heap, key=lambda item: (-item[0], item[1]))]
+
+
+def round_sample(train_rows: Iterable[Record], number: int | None, seed: int = 0) -> list[Record]:
+    """This round's own synthetic rows (not those accumulated from earlier rounds; every round's when
+    `number` is None), a seeded sample of at most SAMPLE: the same figure for the same data whatever the
+    strategy and the round's size."""
+    sample = SeededSample(seed)
+    for row in train_rows:
+        if row.source == "synthetic" and (number is None or row.round == number):
+            sample.offer(row)
+    return sample.rows()
 
 
 def row_text(row: Record) -> str:
@@ -46,8 +69,12 @@ def completion_text(row: Record) -> str:
 def diversity(train_rows: list[Record], number: int | None = None, seed: int = 0) -> dict[str, float]:
     """Diversity of round `number`'s synthetic rows (a sample; all rounds' when None), and the synthetic
     share of the whole training mix."""
-    sample = round_sample(train_rows, number, seed)
-    synthetic = [r for r in train_rows if r.source == "synthetic"]
+    synthetic = sum(r.source == "synthetic" for r in train_rows)
+    return sample_diversity(round_sample(train_rows, number, seed), synthetic, len(train_rows))
+
+
+def sample_diversity(sample: list[Record], synthetic: int, rows: int) -> dict[str, float]:
+    """The diversity figures of a round's sample, and the synthetic share of a mix of `rows` rows."""
     questions = [r.question for r in sample]
     texts = [row_text(r) for r in sample]
     return {
@@ -55,5 +82,5 @@ def diversity(train_rows: list[Record], number: int | None = None, seed: int = 0
         "distinct_3_texts": round(distinct_n(texts, 3), 4),
         "compression_ratio": round(compression_ratio(texts), 4),
         "unique_question_share": round(len(set(questions)) / len(questions), 4) if questions else 0.0,
-        "synthetic_share_of_train": round(len(synthetic) / len(train_rows), 4) if train_rows else 0.0,
+        "synthetic_share_of_train": round(synthetic / rows, 4) if rows else 0.0,
     }

@@ -6,32 +6,36 @@ it was grounded with, and the seed's Natural vs Synthetic comparison for this ve
 
 from __future__ import annotations
 
-import random
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synthloop.curation.pii import redact
 from synthloop.monitoring import embeddings
-from synthloop.monitoring.diversity import distinct_n, row_text
+from synthloop.monitoring.diversity import SeededSample, distinct_n, row_text
 from synthloop.records import Record
 from synthloop.review.apply import reviewed_rows
 from synthloop.review.decisions import DecisionLog, human_verdicts
 from synthloop.review.rounds import check_run, finished_rounds, review_figures
-from synthloop.storage.shards import read_marker, read_records
+from synthloop.storage.shards import iter_records, read_marker
 
 DIVERSITY_SAMPLE = 1000  # rows each side is measured on: distinct-n falls with sample size, so both sides match
 
 
-def exported_rows(run_root: Path, rounds: list[int], edits_to: str) -> list[Record]:
+def reviewed_run_rows(run_root: Path, rounds: list[int], edits_to: str) -> Iterator[Record]:
+    """The rounds' curated rows and the rejected rows humans accepted, decisions applied, streamed (an
+    edit's original, rejected as `replaced_by_edit`, comes just before its edited row)."""
+    decisions = DecisionLog(run_root).read()
+    for number in rounds:
+        yield from reviewed_rows(run_root / "rounds" / f"{number:02d}", human_verdicts(decisions, number), edits_to)
+
+
+def exported_rows(run_root: Path, rounds: list[int], edits_to: str) -> Iterator[Record]:
     """The rows a dataset of these rounds holds: curated rows and rows humans accepted, decisions applied,
     rejected ones left out (they stay in the run directory)."""
-    decisions = DecisionLog(run_root).read()
-    rows: list[Record] = []
-    for number in rounds:
-        humans = human_verdicts(decisions, number)
-        rows += [row for row in reviewed_rows(run_root / "rounds" / f"{number:02d}", humans, edits_to) if row.kept]
-    return rows
+    return (row for row in reviewed_run_rows(run_root, rounds, edits_to) if row.kept)
 
 
 def golden_rows(run_root: Path, rounds: list[int]) -> list[Record]:
@@ -39,10 +43,33 @@ def golden_rows(run_root: Path, rounds: list[int]) -> list[Record]:
     seen: dict[str, Record] = {}
     for number in rounds:
         train = run_root / "rounds" / f"{number:02d}" / "train"
-        for row in read_records(train) if train.is_dir() else []:
+        for row in iter_records(train) if train.is_dir() else []:
             if row.source != "synthetic" and row.round == 0:  # a reviewer's edit (round N) is not given data
                 seen.setdefault(row.id, row)
     return list(seen.values())
+
+
+@dataclass
+class DatasetTally:
+    """What one pass over the exported rows counts, and a seeded sample of the synthetic ones."""
+
+    rows: int = 0
+    synthetic: int = 0
+    human_edited: int = 0
+    verified: int = 0
+    per_skill: Counter[str] = field(default_factory=Counter)
+    teachers: Counter[str] = field(default_factory=Counter)
+    sample: SeededSample = field(default_factory=lambda: SeededSample(0, DIVERSITY_SAMPLE))
+
+    def add(self, row: Record) -> None:
+        self.rows += 1
+        self.per_skill[row.skill] += 1
+        self.human_edited += row.source == "human"
+        if row.source == "synthetic":
+            self.synthetic += 1
+            self.verified += is_verified(row)
+            self.teachers[f"{row.teacher_backend}:{row.teacher_model}"] += 1
+            self.sample.offer(row)
 
 
 def dataset_facts(run_root: Path, only_round: int | None = None, embed: bool = True) -> dict[str, Any]:
@@ -51,27 +78,28 @@ def dataset_facts(run_root: Path, only_round: int | None = None, embed: bool = T
     recipe = manifest["recipe"]
     rounds = [only_round] if only_round is not None else finished_rounds(run_root)
     edits_to = (recipe.get("grounding") or {}).get("human_edits", "golden")
-    rows = exported_rows(run_root, rounds, edits_to)
+    tally = DatasetTally()
+    for row in exported_rows(run_root, rounds, edits_to):
+        tally.add(row)
     golden = golden_rows(run_root, rounds)
     per_round = [round_facts(run_root, number) for number in rounds]
     review = {k: v for k, v in review_figures(run_root).items() if int(k) in rounds}
-    synthetic = [r for r in rows if r.source == "synthetic"]
     return {
         "run_id": manifest.get("run_id"),
         "recipe_name": recipe.get("name"),
         "recipe_hash": manifest.get("recipe_hash"),
         "versions": manifest.get("versions", {}),
         "rounds": rounds,
-        "rows": len(rows),
-        "synthetic_rows": len(synthetic),
-        "human_edited_rows": sum(r.source == "human" for r in rows),
+        "rows": tally.rows,
+        "synthetic_rows": tally.synthetic,
+        "human_edited_rows": tally.human_edited,
         "golden_rows": len(golden),
-        "per_skill": dict(sorted(Counter(r.skill for r in rows).items())),
-        "teachers": dict(Counter(f"{r.teacher_backend}:{r.teacher_model}" for r in synthetic).most_common()),
+        "per_skill": dict(sorted(tally.per_skill.items())),
+        "teachers": dict(tally.teachers.most_common()),
         "per_round": per_round,
         "curation": curation_settings(recipe),
         "review": review,
-        "natural_vs_synthetic": natural_vs_synthetic(synthetic, golden, per_round, review, embed),
+        "natural_vs_synthetic": natural_vs_synthetic(tally, golden, per_round, review, embed),
     }
 
 
@@ -81,7 +109,7 @@ def round_facts(run_root: Path, number: int) -> dict[str, Any]:
     calls = generated.get("calls", {})
     statuses: Counter[str] = Counter()
     errors: Counter[str] = Counter()
-    for row in read_records(rdir / "generated"):
+    for row in iter_records(rdir / "generated"):
         statuses[row.parse_status or ("failed_call" if row.error else "unknown")] += 1
         if row.error:
             errors[" ".join(row.error.split())[:160]] += 1
@@ -113,7 +141,7 @@ def curation_settings(recipe: dict[str, Any]) -> dict[str, Any]:
 
 
 def natural_vs_synthetic(
-    synthetic: list[Record],
+    synthetic: DatasetTally,
     golden: list[Record],
     per_round: list[dict[str, Any]],
     review: dict[str, Any],
@@ -130,13 +158,16 @@ def natural_vs_synthetic(
     for row in golden:
         for text in (row.question, row.reasoning, row.answer or ""):
             pii_golden.update(redact(text)[1])
-    verified = sum(is_verified(r) for r in synthetic)
     statuses: Counter[str] = Counter()
     for r in per_round:
         statuses.update(r["parse_status"])
     usable = sum(n for status, n in statuses.items() if status in ("schema", "parsed", "repaired"))
+    golden_sample = SeededSample(0, DIVERSITY_SAMPLE)
+    for row in golden:
+        golden_sample.offer(row)
     audited = [(k, v["kept_error"]) for k, v in review.items() if v["kept_error"].get("error_rate") is not None]
-    kept = len(synthetic)
+    kept, verified = synthetic.synthetic, synthetic.verified
+    size = same_size(kept, len(golden))
     return {
         "availability": {
             "synthetic": {"generated": generated, "kept_by_curation": sum(r["kept"] for r in per_round), "kept": kept},
@@ -164,8 +195,8 @@ def natural_vs_synthetic(
             "natural": {"note": "taken as correct (the reference the loop is grounded on)"},
         },
         "diversity": {  # both sides measured on as many rows: distinct-n falls as a sample grows
-            "synthetic": diversity_figures(synthetic, same_size(synthetic, golden), embed),
-            "natural": diversity_figures(golden, same_size(synthetic, golden), embed),
+            "synthetic": diversity_figures(synthetic.sample.rows(), size, embed),
+            "natural": diversity_figures(golden_sample.rows(), size, embed),
         },
         "structure": {
             "synthetic": {
@@ -185,13 +216,13 @@ def is_verified(row: Record) -> bool:
     )
 
 
-def same_size(a: list[Record], b: list[Record]) -> int:
-    return min(len(a), len(b), DIVERSITY_SAMPLE) if a and b else min(max(len(a), len(b)), DIVERSITY_SAMPLE)
+def same_size(a: int, b: int) -> int:
+    """Rows each side's diversity is measured on: as many on both sides, at most DIVERSITY_SAMPLE."""
+    return min(a, b, DIVERSITY_SAMPLE) if a and b else min(max(a, b), DIVERSITY_SAMPLE)
 
 
-def diversity_figures(rows: list[Record], size: int, embed: bool) -> dict[str, Any]:
-    sample = sorted(rows, key=lambda r: r.id)
-    random.Random(0).shuffle(sample)
+def diversity_figures(sample: list[Record], size: int, embed: bool) -> dict[str, Any]:
+    """Distinct-n (and embedding dispersion) of the first `size` rows of a seeded sample."""
     texts = [row_text(r) for r in sample[:size]]
     out: dict[str, Any] = {
         "rows_measured": len(texts),

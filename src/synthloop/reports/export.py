@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import pyarrow.parquet as pq
 
 from synthloop.records import SCHEMA, Record
 from synthloop.reports.card import render_card
-from synthloop.reports.dataset import dataset_facts, exported_rows
+from synthloop.reports.dataset import dataset_facts, reviewed_run_rows
 from synthloop.review.decisions import ReviewError
 from synthloop.review.rounds import check_run, finished_rounds
 from synthloop.storage.atomic import replace_dir
@@ -40,26 +42,37 @@ EXPORT_SCHEMA = pa.schema(
 )
 
 
-def export_row(row: Record) -> dict[str, Any]:
+BATCH_ROWS = 4096  # rows converted at a time: the export's memory
+
+
+def export_row(row: Record, originals: dict[str, Record]) -> dict[str, Any]:
     """One dataset row: the record's provenance, its SFT conversation, and for an edited row its original."""
     data = asdict(row)
     human = row.human_verdict
     out = {name: data.get(name) for name in EXPORT_SCHEMA.names if name in data}
     out["messages"] = row_conversation(row)
     out["human_decision"] = None if human is None else ("edited" if human.reason == "edited" else "accepted")
-    out["original_answer"] = out["original_reasoning"] = None
+    original = originals.get(row.parent_ids[0]) if out["human_decision"] == "edited" and row.parent_ids else None
+    out["original_answer"] = original.answer if original else None
+    out["original_reasoning"] = original.reasoning if original else None
     return out
 
 
-def export_table(rows: list[Record], originals: dict[str, Record]) -> pa.Table:
-    records = []
-    for row in rows:
-        data = export_row(row)
-        if data["human_decision"] == "edited" and row.parent_ids and row.parent_ids[0] in originals:
-            original = originals[row.parent_ids[0]]
-            data["original_answer"], data["original_reasoning"] = original.answer, original.reasoning
-        records.append(data)
-    return pa.Table.from_pylist(records, schema=EXPORT_SCHEMA)
+def export_tables(run_root: Path, rounds: list[int], edits_to: str) -> Iterator[pa.Table]:
+    """The dataset's rows as Arrow tables of at most BATCH_ROWS rows, read and converted as a stream (an
+    edited row's original comes just before it; the originals are kept, the rest is not)."""
+    originals: dict[str, Record] = {}
+    batch: list[dict[str, Any]] = []
+    for row in reviewed_run_rows(run_root, rounds, edits_to):
+        if row.reject_reason == "replaced_by_edit":
+            originals[row.id] = row
+        if row.kept:
+            batch.append(export_row(row, originals))
+        if len(batch) >= BATCH_ROWS:
+            yield pa.Table.from_pylist(batch, schema=EXPORT_SCHEMA)
+            batch = []
+    if batch:
+        yield pa.Table.from_pylist(batch, schema=EXPORT_SCHEMA)
 
 
 def check_out(out: Path) -> None:
@@ -87,25 +100,14 @@ def export_run(run_root: Path, out: Path, fmt: str, only_round: int | None, lice
         raise ReviewError(f"round {only_round} of {run_root} has no finished curation; rounds to export: {done}")
     rounds = [only_round] if only_round is not None else done
     edits_to = (manifest["recipe"].get("grounding") or {}).get("human_edits", "golden")
-    rows = exported_rows(run_root, rounds, edits_to)
-    edited_parents = {
-        r.parent_ids[0] for r in rows if r.parent_ids and r.human_verdict and r.human_verdict.reason == "edited"
-    }
-    originals = {}
-    if edited_parents:
-        from synthloop.storage.shards import read_records
-
-        for number in rounds:
-            rdir = run_root / "rounds" / f"{number:02d}"
-            for directory in ("curated", "rejected"):
-                originals |= {r.id: r for r in read_records(rdir / directory) if r.id in edited_parents}
-    table = export_table(rows, originals)
     quiet_hub_logging()
     facts = dataset_facts(run_root, only_round)
+    written = 0
 
     def build(tmp: Path) -> None:
+        nonlocal written
         tmp.chmod(0o755)  # a temporary folder is private; the dataset is not
-        data_files, load = write_data(table, tmp, fmt, out)
+        data_files, load, written = write_data(export_tables(run_root, rounds, edits_to), tmp, fmt, out)
         (tmp / "README.md").write_text(render_card(facts, license_, data_files, load))
         (tmp / "synthloop_facts.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
 
@@ -118,7 +120,7 @@ def export_run(run_root: Path, out: Path, fmt: str, only_round: int | None, lice
             f"could not write the dataset to {out} ({err.strerror or err}); nothing was left there: choose a folder "
             "you can write to, new or empty"
         ) from None
-    return {"rows": table.num_rows, "rounds": rounds}
+    return {"rows": written, "rounds": rounds}
 
 
 def quiet_hub_logging() -> None:
@@ -128,26 +130,57 @@ def quiet_hub_logging() -> None:
     hf_logging.set_verbosity_error()
 
 
-def write_data(table: pa.Table, tmp: Path, fmt: str, out: Path) -> tuple[str | None, str]:
-    """Write the rows; return the card's data_files pattern and how to load them."""
+def write_data(tables: Iterator[pa.Table], tmp: Path, fmt: str, out: Path) -> tuple[str | None, str, int]:
+    """Write the rows a table at a time; return the card's data_files pattern, how to load them, and how
+    many rows were written."""
     if fmt == "hf":
         import datasets
 
         datasets.disable_progress_bars()  # one line says what was written
-        datasets.Dataset(table).save_to_disk(str(tmp))
-        return None, f"from datasets import load_from_disk\nrows = load_from_disk({json.dumps(out.name)})"
+        with tempfile.TemporaryDirectory(prefix=".export-", dir=tmp.parent) as scratch:
+            parts, rows = write_parquet(tables, Path(scratch) / "data")
+            rows_table = datasets.Dataset.from_parquet([str(p) for p in parts], cache_dir=str(Path(scratch) / "cache"))
+            rows_table.save_to_disk(str(tmp))  # read from the memory-mapped cache, not held in memory
+        return None, f"from datasets import load_from_disk\nrows = load_from_disk({json.dumps(out.name)})", rows
     data = tmp / "data"
-    data.mkdir()
     if fmt == "parquet":
-        parts = max(1, -(-table.num_rows // PARQUET_ROWS))
-        for i in range(parts):
-            chunk = table.slice(i * PARQUET_ROWS, PARQUET_ROWS)
-            pq.write_table(chunk, data / f"train-{i:05d}-of-{parts:05d}.parquet", compression="zstd")
+        _, rows = write_parquet(tables, data)
         load = f'from datasets import load_dataset\nrows = load_dataset({json.dumps(out.name)}, split="train")'
-        return "data/train-*.parquet", load
+        return "data/train-*.parquet", load, rows
+    data.mkdir()
+    rows = 0
     with (data / "train.jsonl").open("w") as f:
-        for row in table.to_pylist():
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for table in tables:
+            rows += table.num_rows
+            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in table.to_pylist())
     where = json.dumps(f"{out.name}/data/train.jsonl")
     load = f'from datasets import load_dataset\nrows = load_dataset("json", data_files={where}, split="train")'
-    return "data/train.jsonl", load
+    return "data/train.jsonl", load, rows
+
+
+def write_parquet(tables: Iterator[pa.Table], data: Path) -> tuple[list[Path], int]:
+    """`data/train-0000i-of-0000N.parquet` files of PARQUET_ROWS rows (one empty file for no row), written
+    as the tables come and renamed once N is known."""
+    data.mkdir()
+    parts: list[Path] = []
+    writer: pq.ParquetWriter | None = None
+    in_part = rows = 0
+    for table in tables:
+        while table.num_rows:
+            if writer is None or in_part == PARQUET_ROWS:
+                if writer is not None:
+                    writer.close()
+                parts.append(data / f"train-{len(parts):05d}.parquet")
+                writer, in_part = pq.ParquetWriter(parts[-1], EXPORT_SCHEMA, compression="zstd"), 0
+            piece = table.slice(0, PARQUET_ROWS - in_part)
+            writer.write_table(piece)
+            in_part, rows, table = in_part + piece.num_rows, rows + piece.num_rows, table.slice(piece.num_rows)
+    if writer is None:
+        parts.append(data / "train-00000.parquet")
+        pq.write_table(EXPORT_SCHEMA.empty_table(), parts[-1], compression="zstd")
+    else:
+        writer.close()
+    named = [part.with_name(f"train-{i:05d}-of-{len(parts):05d}.parquet") for i, part in enumerate(parts)]
+    for part, name in zip(parts, named, strict=True):
+        part.rename(name)
+    return named, rows

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from html import escape
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from synthloop.reports.card import natural_vs_synthetic_rows, percent
 from synthloop.reports.svg import line_chart
 from synthloop.review.agreement import wilson
 from synthloop.storage.atomic import read_json
-from synthloop.storage.shards import read_records
+from synthloop.storage.shards import iter_records
 
 EXAMPLES = 2  # rows shown per reject reason (and kept rows), from the last round
 PROBE_EXAMPLES = 2  # right and wrong answers shown per skill
@@ -78,9 +79,9 @@ def examples_section(run_root: Path, number: int) -> str:
     rdir = run_root / "rounds" / f"{number:02d}"
     if not (rdir / "curated").is_dir():
         return ""
-    kept = read_records(rdir / "curated")[:EXAMPLES]
+    kept = list(islice(iter_records(rdir / "curated"), EXAMPLES))
     by_reason: dict[str, list[Any]] = {}
-    for row in read_records(rdir / "rejected"):
+    for row in iter_records(rdir / "rejected"):
         shown = by_reason.setdefault(row.reject_reason or "rejected", [])
         if len(shown) < EXAMPLES:
             shown.append(row)

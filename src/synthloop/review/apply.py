@@ -8,33 +8,34 @@ every row still shows what the stages said."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from synthloop.records import HUMAN, Record, Verdict
 from synthloop.review.decisions import Decision, DecisionLog, HumanVerdict, changed_fields
-from synthloop.storage.shards import digest, read_records
+from synthloop.storage.shards import digest, iter_records
 
 
-def apply_human(rows: list[Record], humans: dict[str, HumanVerdict], edits_to: str = "golden") -> list[Record]:
+def apply_human(rows: Iterable[Record], humans: dict[str, HumanVerdict], edits_to: str = "golden") -> list[Record]:
     """`rows` with each reviewed row's human verdict, and after each accepted edit its edited row: a new
     row (its own id; `parent_ids` the original's) with `source: human` when `edits_to` is golden. The
     original is kept beside it, rejected as `replaced_by_edit`, so its text is never lost."""
-    out: list[Record] = []
-    for row in rows:
-        human = humans.get(row.id)
-        if human is None:
-            out.append(row)
-            continue
-        if human.keep and changed_fields(row, human.edit):
-            row.add_verdict(HUMAN, False, "replaced_by_edit", None, human.detail())
-            out += [row, edited_row(row, human, edits_to)]
-        elif human.keep and row.answer is None:
-            row.add_verdict(HUMAN, False, "no_answer", None, human.detail() + "; accepted, but it has no answer")
-            out.append(row)
-        else:
-            row.add_verdict(HUMAN, human.keep, None if human.keep else human.reason, None, human.detail())
-            out.append(row)
-    return out
+    return [out for row in rows for out in human_applied(row, humans, edits_to)]
+
+
+def human_applied(row: Record, humans: dict[str, HumanVerdict], edits_to: str) -> list[Record]:
+    """One row with its human decision: itself, or itself and its edited row after it."""
+    human = humans.get(row.id)
+    if human is None:
+        return [row]
+    if human.keep and changed_fields(row, human.edit):
+        row.add_verdict(HUMAN, False, "replaced_by_edit", None, human.detail())
+        return [row, edited_row(row, human, edits_to)]
+    if human.keep and row.answer is None:
+        row.add_verdict(HUMAN, False, "no_answer", None, human.detail() + "; accepted, but it has no answer")
+    else:
+        row.add_verdict(HUMAN, human.keep, None if human.keep else human.reason, None, human.detail())
+    return [row]
 
 
 def edited_row(row: Record, human: HumanVerdict, edits_to: str) -> Record:
@@ -53,17 +54,20 @@ def edited_row(row: Record, human: HumanVerdict, edits_to: str) -> Record:
     )
 
 
-def reviewed_rows(rdir: Path, humans: dict[str, HumanVerdict], edits_to: str) -> list[Record]:
-    """A round's rows as the humans left them: the curated rows and the rejected rows a human accepted,
-    decisions applied (read `.kept` for what trains)."""
-    rows = read_records(rdir / "curated")
-    if humans:
-        seen = {r.id for r in rows}  # an exact duplicate shares its kept twin's id: that row is decided once
-        for r in read_records(rdir / "rejected"):
-            if r.id in humans and humans[r.id].keep and r.id not in seen:
-                seen.add(r.id)
-                rows.append(r)
-    return apply_human(rows, humans, edits_to)
+def reviewed_rows(rdir: Path, humans: dict[str, HumanVerdict], edits_to: str) -> Iterator[Record]:
+    """A round's rows as the humans left them, streamed: the curated rows and the rejected rows a human
+    accepted, decisions applied (read `.kept` for what trains). Memory holds the decisions, not the rows."""
+    seen: set[str] = set()  # an exact duplicate shares its kept twin's id: that row is decided once
+    for row in iter_records(rdir / "curated"):
+        if row.id in humans:
+            seen.add(row.id)
+        yield from human_applied(row, humans, edits_to)
+    if not humans:
+        return
+    for row in iter_records(rdir / "rejected"):
+        if row.id in humans and humans[row.id].keep and row.id not in seen:
+            seen.add(row.id)
+            yield from human_applied(row, humans, edits_to)
 
 
 def decisions_digest(decisions: list[Decision], up_to_round: int) -> str | None:

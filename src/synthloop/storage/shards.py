@@ -60,30 +60,42 @@ def iter_records(directory: Path, batch_rows: int = 1024) -> Iterator[Record]:
                 yield from from_table(pa.Table.from_batches([batch]))
 
 
+def shard_rows(directory: Path) -> int:
+    """How many rows a shard directory holds, read from the shards' footers (0 for no directory)."""
+    total = 0
+    for path in directory.glob("part-*.parquet"):
+        with pq.ParquetFile(path) as parquet:
+            total += parquet.metadata.num_rows
+    return total
+
+
 class ShardWriter:
-    """Records appended one at a time and written as shards of `shard_size` rows as each fills; `close`
-    writes the last (or one empty shard when there was no record) and returns how many were written."""
+    """Records appended one at a time, converted a batch at a time and written by a `TableShardWriter`:
+    shards of `shard_size` rows as each fills. `close` writes the last (or one empty shard when there was
+    no record) and returns how many rows were written."""
 
     def __init__(self, directory: Path, shard_size: int):
-        self.directory, self.shard_size = directory, shard_size
+        self.tables = TableShardWriter(directory, shard_size)
         self.buffer: list[Record] = []
-        self.shards = self.rows = 0
+        self.batch = min(shard_size, 4096)
+
+    @property
+    def rows(self) -> int:
+        return self.tables.rows + len(self.buffer)
 
     def append(self, record: Record) -> None:
         self.buffer.append(record)
-        self.rows += 1
-        if len(self.buffer) >= self.shard_size:
+        if len(self.buffer) >= self.batch:
             self.flush()
 
     def flush(self) -> None:
-        write_shard(shard_path(self.directory, self.shards), self.buffer)
-        self.shards += 1
-        self.buffer = []
+        if self.buffer:
+            self.tables.append(to_table(self.buffer))
+            self.buffer = []
 
     def close(self) -> int:
-        if self.buffer or not self.shards:
-            self.flush()
-        return self.rows
+        self.flush()
+        return self.tables.close()
 
 
 def write_records(directory: Path, records: list[Record], shard_size: int) -> None:
@@ -216,7 +228,7 @@ def row_count_damage(directory: Path, marker: dict[str, Any]) -> str | None:
         )
     expected = marker.get("rows", marker.get("kept"))
     try:
-        found = sum(pq.ParquetFile(path).metadata.num_rows for path in directory.glob("part-*.parquet"))
+        found = shard_rows(directory)
     except (OSError, ValueError) as err:  # pyarrow's errors for an unreadable footer
         return f"a shard cannot be read ({' '.join(str(err).split())[:200]})"
     if isinstance(expected, int) and found != expected:
