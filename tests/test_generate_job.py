@@ -3,6 +3,7 @@ replies are scripted per task (valid JSON, invalid JSON that a repair fixes, pro
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,9 +44,10 @@ def scripted(body):
     return "plain"
 
 
-def write_job(path, url, steps, **teacher):
+def write_job(path, url, steps, shard_size=1000, **teacher):
     job = {
         "name": "course",
+        "shard_size": shard_size,
         "teacher": {
             "backend": "openai",
             "model": "simulated",
@@ -92,6 +94,37 @@ def test_a_three_step_job_chains_topics_into_sections_and_exercises(tmp_path, ca
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["steps"]["tree"]["repaired"] == 1 and metrics["total"]["calls"] == 3 + 1 + 7 + 2
     assert "calls this run" in capsys.readouterr().out
+
+
+def test_a_step_stopped_after_a_checkpoint_goes_on_from_it(tmp_path, monkeypatch, capsys):
+    from synthloop.storage.shards import ShardWriter
+
+    monkeypatch.setattr(local, "CHUNK_REQUESTS", 2)  # a checkpoint after every 2 requests (shards of 1 row)
+    checkpoint, saved = ShardWriter.checkpoint, []
+
+    def stop_after_two(self):
+        checkpoint(self)
+        saved.append(self.rows)
+        if len(saved) == 2:
+            raise KeyboardInterrupt  # stopped with the second checkpoint's shards written, not its progress
+
+    server = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, responder=scripted)
+    steps = [{"name": "t", "task": "topics", "inputs": [f"subject {i}" for i in range(7)]}]
+    with serve_in_thread(server.app()) as url:
+        job = write_job(tmp_path / "job.yaml", url, steps, shard_size=1)
+        whole = tmp_path / "whole"
+        assert main(["generate", str(job), "--run-dir", str(whole)]) == 0
+        monkeypatch.setattr(ShardWriter, "checkpoint", stop_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            main(["generate", str(job), "--run-dir", str(tmp_path / "run")])
+        monkeypatch.setattr(ShardWriter, "checkpoint", checkpoint)
+        shutil.rmtree(tmp_path / "run" / "cache")  # so the answers before the checkpoint cannot come from it
+        sent = sum(server.received.values())
+        assert main(["generate", str(job), "--run-dir", str(tmp_path / "run"), "--resume"]) == 0
+    assert "resume: 2 of 7 requests already written" in capsys.readouterr().out  # the first checkpoint's
+    assert sum(server.received.values()) - sent == 5  # only the requests after it are sent
+    resumed, clean = read_records(tmp_path / "run" / "steps" / "t"), read_records(whole / "steps" / "t")
+    assert [r.id for r in resumed] == [r.id for r in clean] and len(clean) >= 7
 
 
 def test_a_reply_that_never_parses_is_kept_as_a_failed_row(tmp_path):

@@ -182,11 +182,12 @@ def test_a_loop_on_ray_curates_every_round_as_the_local_loop(tmp_path, local_ray
         assert local_counts == ray_counts
 
 
-def book_job(tmp_path, url, topics: int):
+def book_job(tmp_path, url, topics: int, shard_size: int = 1000):
     import yaml
 
     job = {
         "name": "book",
+        "shard_size": shard_size,
         "teacher": {"backend": "openai", "model": "simulated", "base_url": f"{url}/v1", "concurrency": 4,
                     "backoff_base_s": 0.01},
         "steps": [{"name": "book", "task": "textbook", "inputs": [f"topic number {i}" for i in range(topics)]}],
@@ -247,6 +248,42 @@ def test_a_teacher_actor_killed_mid_batch_is_restarted_and_no_row_is_lost_or_dou
     rows = read_records(tmp_path / "ray" / "steps" / "book")
     assert sorted(r.skill for r in rows) == sorted(f"topic number {i}" for i in range(80)), "each input once"
     assert all(r.error is None for r in rows)
+
+
+def test_a_killed_ray_generation_resumes_after_its_last_checkpoint_with_nothing_lost_or_doubled(tmp_path, local_ray):
+    import signal
+
+    from synthloop.testing import serve_in_thread
+    from synthloop.testing.simulated_server import SimulatedServer
+
+    server = SimulatedServer(max_concurrent=0, seconds_per_token=0.01, output_tokens=10)  # 0.1 s a call
+    run, address = tmp_path / "run", ray.get_runtime_context().gcs_address
+    progress = run / "steps" / "book" / "progress.json"
+    with serve_in_thread(server.app()) as url:
+        job = book_job(tmp_path, url, 300, shard_size=20)
+        command = [sys.executable, "-m", "synthloop.cli.main", "generate", str(job), "--run-dir", str(run),
+                   "--engine", "ray", "--address", address, "--actors", "2"]  # fmt: skip
+        first = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and first.poll() is None:
+            try:
+                if json.loads(progress.read_text())["requests"] >= 60:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        assert first.poll() is None, first.stderr.read().decode()[-2000:]
+        os.killpg(first.pid, signal.SIGKILL)  # the driver and its children, mid-step
+        first.wait()
+        checkpointed = json.loads(progress.read_text())["requests"]
+        assert 60 <= checkpointed < 300
+        again = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resume: {checkpointed} of 300 requests already written" in again.stdout + again.stderr
+    rows = read_records(run / "steps" / "book")
+    assert [r.skill for r in rows] == [f"topic number {i}" for i in range(300)], "each input once, in order"
+    assert all(r.error is None for r in rows) and not progress.exists()
+    assert sum(server.received.values()) <= 300 + 4  # only the calls in flight at the kill are sent twice
 
 
 @pytest.mark.parametrize("mode", ["pointwise", "pairwise"])

@@ -1,9 +1,11 @@
 """Answer a batch of teacher requests through the engine, parse every sample, repair what does not
 parse (one bounded follow-up call), and write the records as Parquet shards.
 
-The response cache makes this resumable at the granularity of single calls: a run killed anywhere
-re-issues only the calls whose answers had not arrived. The shard directory is written, then marked
-complete, only once every request is answered or kept as failed."""
+Resumable twice over. The directory is checkpointed every shard's worth of rows (`progress.json`: the
+requests answered and the shards that hold their rows), so a killed run goes on after the last
+checkpoint, on this machine or on Ray; and the response cache holds every answer that arrived, so the
+calls after the checkpoint are not paid again either. The directory is marked complete only once every
+request is answered or kept as failed."""
 
 from __future__ import annotations
 
@@ -15,7 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from synthloop.records import Record
-from synthloop.storage.shards import MARKER, ShardWriter, is_complete, mark_complete, read_marker, reset
+from synthloop.storage.atomic import read_json, write_json
+from synthloop.storage.shards import (
+    MARKER,
+    ShardWriter,
+    digest,
+    is_complete,
+    mark_complete,
+    read_marker,
+    reset,
+    shard_path,
+)
 from synthloop.tasks.base import Parsed, Task, repair_request
 from synthloop.teachers.base import TeacherRequest, TeacherResponse
 from synthloop.teachers.engine import BudgetExhausted, Engine, EngineReport
@@ -40,6 +52,7 @@ class Answered:
 
 MakeRecords = Callable[[Answered], list[Record]]
 CHUNK_REQUESTS = 16_384  # requests answered, parsed and written at a time: a round's memory is one chunk's
+PROGRESS = "progress.json"  # an unfinished directory's checkpoint: requests answered, shards written
 
 
 def run_engine(engine: Engine, requests: Sequence[TeacherRequest]) -> tuple[list[TeacherResponse | None], EngineReport]:
@@ -123,16 +136,27 @@ def generate(
         if not (retry_failed and failed):
             return stats | {"written": False}
         log(f"resume: {failed} calls failed last time in {out_dir}; trying them again")
-    reset(out_dir)
-    writer = ShardWriter(out_dir, shard_size)
-    stats: dict[str, Any] = {}
+    key = digest([inputs or "", str(shard_size), *(engine.key(r) for r in requests)])
+    done = written_so_far(out_dir, key) if not marked else None
+    if done is None:
+        reset(out_dir)
+        done = {"requests": 0, "shards": 0, "rows": 0, "stats": {}}
+    else:
+        log(f"resume: {done['requests']} of {len(requests)} requests already written in {out_dir}; going on")
+    writer = ShardWriter(out_dir, shard_size, done["shards"], done["rows"])
+    stats, answered_so_far, saved = done["stats"], done["requests"], done["rows"]
     start = time.perf_counter()
     try:
-        for answered, chunk_stats in answered_chunks(engine, task, requests):
+        for answered, chunk_stats in answered_chunks(engine, task, requests[answered_so_far:]):
             for entry in answered:
                 for row in make_records(entry):
                     writer.append(row)
-            stats = summed(stats, chunk_stats)
+            stats, answered_so_far = summed(stats, chunk_stats), answered_so_far + len(answered)
+            if writer.rows - saved >= shard_size and answered_so_far < len(requests):
+                writer.checkpoint()  # a kill from here on resumes after these requests
+                saved = writer.rows
+                progress = {"key": key, "requests": answered_so_far, "shards": writer.shards, "rows": saved}
+                write_json(out_dir / PROGRESS, progress | {"stats": stats})
     except BudgetExhausted as err:
         if not damaged:
             raise
@@ -141,10 +165,29 @@ def generate(
             f"needs new calls, but {err}"
         ) from None
     rows = writer.close()
-    stats["calls"]["seconds"] = round(time.perf_counter() - start, 6)  # wall time: Ray actors' batches overlap
+    (out_dir / PROGRESS).unlink(missing_ok=True)
+    stats.setdefault("calls", {})["seconds"] = round(time.perf_counter() - start, 6)  # wall time (Ray overlaps)
     stats |= {"requests": len(requests), "rows": rows, "seconds": stats["calls"]["seconds"]}
     mark_complete(out_dir, stats, inputs)
     return stats | {"written": True}
+
+
+def written_so_far(out_dir: Path, key: str) -> dict[str, Any] | None:
+    """What an unfinished directory holds for these very requests (its progress file says how many were
+    answered and written in how many shards), with shards written after that removed; None: start over."""
+    try:
+        progress = read_json(out_dir / PROGRESS)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(progress, dict) or progress.get("key") != key:
+        return None
+    shards = progress["shards"]
+    if any(not shard_path(out_dir, shard).is_file() for shard in range(shards)):
+        return None
+    for path in out_dir.glob("part-*.parquet"):
+        if path.name >= shard_path(out_dir, shards).name:  # written after the last checkpoint
+            path.unlink()
+    return progress
 
 
 def answered_chunks(

@@ -72,16 +72,21 @@ def shard_rows(directory: Path) -> int:
 class ShardWriter:
     """Records appended one at a time, converted a batch at a time and written by a `TableShardWriter`:
     shards of `shard_size` rows as each fills. `close` writes the last (or one empty shard when there was
-    no record) and returns how many rows were written."""
+    no record) and returns how many rows were written. `shards` and `rows`: what a resumed directory
+    already holds, written on after."""
 
-    def __init__(self, directory: Path, shard_size: int):
-        self.tables = TableShardWriter(directory, shard_size)
+    def __init__(self, directory: Path, shard_size: int, shards: int = 0, rows: int = 0):
+        self.tables = TableShardWriter(directory, shard_size, shards, rows)
         self.buffer: list[Record] = []
         self.batch = min(shard_size, 4096)
 
     @property
     def rows(self) -> int:
         return self.tables.rows + len(self.buffer)
+
+    @property
+    def shards(self) -> int:
+        return self.tables.shards
 
     def append(self, record: Record) -> None:
         self.buffer.append(record)
@@ -92,6 +97,11 @@ class ShardWriter:
         if self.buffer:
             self.tables.append(to_table(self.buffer))
             self.buffer = []
+
+    def checkpoint(self) -> None:
+        """Write every row appended so far, the last shard short if need be."""
+        self.flush()
+        self.tables.checkpoint()
 
     def close(self) -> int:
         self.flush()
@@ -107,10 +117,10 @@ def write_records(directory: Path, records: list[Record], shard_size: int) -> No
 class TableShardWriter:
     """`ShardWriter` for Arrow tables of records (the record schema): the same shards, row for row."""
 
-    def __init__(self, directory: Path, shard_size: int):
+    def __init__(self, directory: Path, shard_size: int, shards: int = 0, rows: int = 0):
         self.directory, self.shard_size = directory, shard_size
         self.buffer: list[pa.Table] = []
-        self.buffered = self.shards = self.rows = 0
+        self.buffered, self.shards, self.rows = 0, shards, rows
 
     def append(self, table: pa.Table) -> None:
         self.buffer.append(table)
@@ -128,6 +138,11 @@ class TableShardWriter:
             shard_path(self.directory, self.shards), lambda tmp: pq.write_table(table, tmp, compression="zstd")
         )
         self.shards += 1
+
+    def checkpoint(self) -> None:
+        if self.buffered:
+            self.write(pa.concat_tables(self.buffer))
+            self.buffer, self.buffered = [], 0
 
     def close(self) -> int:
         if self.buffered or not self.shards:
