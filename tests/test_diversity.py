@@ -26,3 +26,20 @@ def test_the_monitor_reports_the_synthetic_rows_only():
     assert varied["synthetic_share_of_train"] == repeated["synthetic_share_of_train"] == round(100 / 150, 4)
     assert varied["distinct_3_texts"] > repeated["distinct_3_texts"]
     assert varied["compression_ratio"] < repeated["compression_ratio"]
+
+
+def test_a_seeded_sample_of_a_stream_is_the_same_in_any_order_and_takes_twins():
+    from synthloop.monitoring.diversity import SeededSample
+
+    rows = [Record(kind="solution", skill="s", question=f"q{i % 300}", source="synthetic", round=1) for i in range(600)]
+    forward, backward = SeededSample(3, 50), SeededSample(3, 50)
+    for row in rows:
+        forward.offer(row)
+    for row in reversed(rows):
+        backward.offer(row)
+    assert [r.id for r in forward.rows()] == [r.id for r in backward.rows()]  # rows with one id come in twos
+    assert len(forward.rows()) == 50 and len({r.id for r in forward.rows()}) == 25
+    other = SeededSample(4, 50)
+    for row in rows:
+        other.offer(row)
+    assert {r.id for r in other.rows()} != {r.id for r in forward.rows()}  # another seed, another sample

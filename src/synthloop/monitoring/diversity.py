@@ -33,17 +33,20 @@ class SeededSample:
 
     def __init__(self, seed: int, size: int = SAMPLE):
         self.salt, self.size = str(seed).encode(), size
-        self.heap: list[tuple[int, str, Record]] = []  # (-hash, id, row): the largest kept hash on top
+        self.heap: list[tuple[int, str, int, Record]] = []  # (-hash, id, -seen, row): the largest hash on top
+        self.seen = 0  # rows offered: orders rows with one id (an exact duplicate's twin) as they came
 
     def offer(self, row: Record) -> None:
         key = -int.from_bytes(hashlib.blake2b(row.id.encode(), digest_size=8, key=self.salt).digest(), "big")
+        self.seen += 1
+        item = (key, row.id, -self.seen, row)
         if len(self.heap) < self.size:
-            heapq.heappush(self.heap, (key, row.id, row))
-        elif (key, row.id) > self.heap[0][:2]:
-            heapq.heapreplace(self.heap, (key, row.id, row))
+            heapq.heappush(self.heap, item)
+        elif item[:3] > self.heap[0][:3]:
+            heapq.heapreplace(self.heap, item)
 
     def rows(self) -> list[Record]:
-        return [row for _, _, row in sorted(self.heap, key=lambda item: (-item[0], item[1]))]
+        return [item[3] for item in sorted(self.heap, key=lambda item: (-item[0], item[1], -item[2]))]
 
 
 def round_sample(train_rows: Iterable[Record], number: int | None, seed: int = 0) -> list[Record]:
