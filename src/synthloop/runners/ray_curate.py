@@ -234,12 +234,32 @@ def question_keys(table: pa.Table, pending: list[Rejections] = ()) -> pa.Table:
     )
 
 
-def later_of_key(group: pa.Table) -> pa.Table:
-    """For one question key: every row after the first (by position), with the first one's id."""
-    order = np.argsort(group.column(POSITION).to_numpy(), kind="stable")
-    first = group.column("id")[int(order[0])].as_py()
-    later = group.column(POSITION).to_numpy()[order[1:]]
-    return pa.table({POSITION: pa.array(later, pa.int64()), "parent": pa.array([first] * len(later), pa.string())})
+def repeated_keys(keys: Any, cpus: int) -> np.ndarray:
+    """The values of the "key" column that more than one row holds: a global count (one shuffle of the
+    keys, counted by Arrow), of which only the repeated keys come back to the driver."""
+    from ray.data.aggregate import Count
+
+    counts = keys.groupby("key", num_partitions=cpus).aggregate(Count(alias_name="rows"))
+    return to_numpy(counts.map_batches(more_than_one, batch_format="pyarrow"), ["key"])["key"]
+
+
+def more_than_one(table: pa.Table) -> pa.Table:
+    return table.filter(pc.greater(table.column("rows"), 1)).select(["key"])
+
+
+def with_keys(table: pa.Table, keys: np.ndarray) -> pa.Table:
+    """The rows of a batch whose key is one of `keys`."""
+    return table.filter(pc.is_in(table.column("key"), value_set=pa.array(keys, table.schema.field("key").type)))
+
+
+def later_of_each_key(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """For rows that share a question key: every row after the first (by position), with the first one's id."""
+    order = np.lexsort((rows[POSITION], rows["key"]))
+    keys, positions, ids = rows["key"][order], rows[POSITION][order], rows["id"][order]
+    first = np.ones(len(keys), bool)
+    first[1:] = keys[1:] != keys[:-1]
+    first_of = np.maximum.accumulate(np.where(first, np.arange(len(keys)), 0))
+    return {POSITION: positions[~first], "parent": ids[first_of[~first]]}
 
 
 class Rejections:
@@ -503,8 +523,10 @@ def curate_on_ray(
             keys = ds.map_batches(question_keys, fn_args=(pending,), **batches)
             if (earlier := earlier_table(context, question_keys)) is not None:
                 keys = keys.union(earlier)
-            later = keys.groupby("key", num_partitions=cpus).map_groups(later_of_key, batch_format="pyarrow")
-            pending = [*pending, Rejections(stage.name, "duplicate", to_numpy(later, [POSITION, "parent"]))]
+            keys = keys.materialize()  # counted, then its repeated keys' rows read
+            shared = keys.map_batches(with_keys, fn_args=(repeated_keys(keys, cpus),), batch_format="pyarrow")
+            later = later_of_each_key(to_numpy(shared, ["key", POSITION, "id"]))
+            pending = [*pending, Rejections(stage.name, "duplicate", later)]
         elif kind == "near":
             ds = ds.materialize()
             rejections = near_rejections(ds, stage, context, cpus, pending)
@@ -558,8 +580,9 @@ def near_rejections(
     if earlier is not None:
         features = features.union(earlier)
     features = features.materialize()
-    pairs = (
-        features.map_batches(band_rows, batch_format="pyarrow")
+    bands = features.map_batches(band_rows, batch_format="pyarrow").materialize()
+    pairs = (  # only the band keys rows share are grouped: most rows share none
+        bands.map_batches(with_keys, fn_args=(repeated_keys(bands, cpus),), batch_format="pyarrow")
         .groupby("key", num_partitions=cpus)
         .map_groups(pairs_in_band, batch_format="pyarrow")
         .groupby(["a", "b"], num_partitions=cpus)
