@@ -186,9 +186,7 @@ def row_step(table: pa.Table, maker: Any, indices: list[int], column: str, pendi
     """The decisions of cross-row stages before (`pending`), then row stages, applied to a batch, with what
     the stages counted on it."""
     stages = stages_for(maker, indices)
-    records, positions = records_of(table)
-    for decided in pending:
-        decided.apply(records, positions.to_numpy())
+    records, positions = decided_records(table, pending)
     before = stage_counts(stages)
     records = list(run_stages(stages, records))
     out = table_of(records, positions, carried(table))
@@ -295,10 +293,16 @@ class Rejections:
                 record.add_verdict(self.stage, True)
 
 
-def apply_pending(table: pa.Table, pending: list[Rejections]) -> pa.Table:
+def decided_records(table: pa.Table, pending: list[Rejections]) -> tuple[list[Record], pa.Array]:
+    """A batch's records with the cross-row decisions not yet applied (`pending`) applied."""
     records, positions = records_of(table)
     for decided in pending:
         decided.apply(records, positions.to_numpy())
+    return records, positions
+
+
+def apply_pending(table: pa.Table, pending: list[Rejections]) -> pa.Table:
+    records, positions = decided_records(table, pending)
     return table_of(records, positions, carried(table))
 
 
