@@ -253,9 +253,12 @@ class Child:
     def wait_gone(self, process_limit: int, seconds: float = 3.0) -> None:
         """A namespace dies a little after its first process, and its orphans are reaped by the machine's
         init, which may take its time: until then they count against the sandbox user's process limit.
-        Wait until none is alive and few enough are left for the next run to start."""
+        Wait until none is alive (a daemon of the sandbox's own user included: `kill_user` signals, the
+        kernel takes it down a little later) and few enough are left for the next run to start."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
+            if self.uid is not None:
+                self.descendants |= user_processes(self.uid)
             states = {pid: process_state(pid) for pid in self.descendants}
             self.descendants = {pid for pid, state in states.items() if state is not None}
             zombies = sum(state == "Z" for state in states.values())
@@ -356,6 +359,16 @@ def supervise(children: list[Child], captures: list[Capture], limits: SandboxLim
             with contextlib.suppress(OSError):
                 os.close(capture.fd)
     return timed_out
+
+
+def user_processes(uid: int) -> set[int]:
+    """The processes whose (effective) user is `uid`, as /proc shows them."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and entry.stat().st_uid == uid:
+                found.add(int(entry.name))
+    return found
 
 
 def process_state(pid: int) -> str | None:
