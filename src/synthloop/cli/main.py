@@ -369,6 +369,7 @@ def shard_records(folder: Path) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
     from synthloop.records import SCHEMA, from_table
+    from synthloop.storage.shards import parquet_batches
 
     for path in sorted(folder.glob("part-*.parquet")):
         try:
@@ -378,7 +379,7 @@ def shard_records(folder: Path) -> Iterator[Record]:
                         f"{path} is not a synthloop shard (no {', '.join(missing[:4])} column); to curate your own "
                         "rows, give the JSONL or Parquet file itself"
                     )
-                for batch in parquet.iter_batches(batch_size=1024, columns=SCHEMA.names):
+                for batch in parquet_batches(parquet, 1024, SCHEMA.names):
                     yield from from_table(pa.Table.from_batches([batch]).cast(SCHEMA))
         except (OSError, pa.ArrowException) as err:
             raise InputFileError(f"cannot read the shard {path}: {' '.join(str(err).split())[:200]}") from None

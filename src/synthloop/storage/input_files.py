@@ -154,10 +154,12 @@ def parquet_rows(path: Path, what: str) -> Iterator[tuple[dict[str, Any], str]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from synthloop.storage.shards import parquet_batches
+
     done = 0
     try:
         with pq.ParquetFile(path) as parquet:
-            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for batch in parquet_batches(parquet, PARQUET_BATCH_ROWS):
                 rows = batch_rows(batch, path, done)
                 done += len(rows)
                 yield from rows
