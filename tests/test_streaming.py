@@ -212,3 +212,39 @@ def test_a_training_mix_shuffled_on_disk_holds_what_one_in_memory_holds(tmp_path
         assert all(r.messages for r in iter_records(disk))  # SFT conversations
         assert read_marker(memory) | {"seconds": 0} == read_marker(disk) | {"seconds": 0}  # counts and monitor
         assert not list(memory.parent.glob(".scratch-*")) and not list(disk.parent.glob(".scratch-*"))
+
+
+def test_cross_row_decisions_applied_on_arrow_columns_match_those_applied_to_records():
+    import numpy as np
+    import pyarrow as pa
+
+    from synthloop.records import from_table, to_table
+    from synthloop.runners.ray_curate import POSITION, Rejections, apply_pending, decided_records
+
+    rng = random.Random(5)
+    rows = [row(f"q{i}", answer=str(i)) for i in range(300)]
+    for r in rows:
+        if rng.random() < 0.2:
+            r.add_verdict("verify", False, "wrong_answer")  # already rejected: no later verdict
+        elif rng.random() < 0.05:
+            r.add_verdict("human", True, None, None, "accepted")
+        else:
+            r.add_verdict("verify", True)
+    table = to_table(rows).append_column(POSITION, pa.array(range(1000, 1300), pa.int64()))
+    exact = rng.sample(range(1000, 1300), 40)
+    near = rng.sample(range(1000, 1300), 40)
+    exact_parents, near_parents = (np.array([f"{name}{x}" for x in rows], dtype=object)
+                                   for name, rows in (("p", exact), ("n", near)))  # fmt: skip
+    pending = [
+        Rejections("dedup", "duplicate", {POSITION: np.array(exact), "parent": exact_parents}),
+        Rejections("near_dedup", "near_duplicate", {POSITION: np.array(near), "parent": near_parents,
+                                                    "score": np.array([rng.random() for _ in near])}),
+    ]  # fmt: skip
+    on_records, _ = decided_records(table, pending)
+    from_arrow = from_table(apply_pending(table, pending).drop_columns([POSITION]))
+    assert [(r.verdicts, r.parent_ids) for r in from_arrow] == [(r.verdicts, r.parent_ids) for r in on_records]
+    assert sum(not r.kept for r in from_arrow) > 60 and any(len(r.verdicts) == 3 for r in from_arrow)
+    sliced = apply_pending(table.slice(100, 50), pending)  # a batch that starts inside the table
+    assert [r.verdicts for r in from_table(sliced.drop_columns([POSITION]))] == [
+        r.verdicts for r in on_records[100:150]
+    ]

@@ -271,6 +271,13 @@ class Rejections:
         self.parents = rejections["parent"][order]
         self.scores = rejections["score"][order] if "score" in rejections else None
 
+    def found(self, positions: np.ndarray) -> np.ndarray:
+        """Where each of `positions` is among the rejected rows, or -1."""
+        if not len(self.positions):
+            return np.full(len(positions), -1, np.int64)
+        where = np.minimum(np.searchsorted(self.positions, positions), len(self.positions) - 1)
+        return np.where(self.positions[where] == positions, where, -1)
+
     def rejects(self, positions: np.ndarray) -> np.ndarray:
         where = np.minimum(np.searchsorted(self.positions, positions), max(len(self.positions) - 1, 0))
         return self.positions[where] == positions if len(self.positions) else np.zeros(len(positions), bool)
@@ -302,8 +309,64 @@ def decided_records(table: pa.Table, pending: list[Rejections]) -> tuple[list[Re
 
 
 def apply_pending(table: pa.Table, pending: list[Rejections]) -> pa.Table:
-    records, positions = decided_records(table, pending)
-    return table_of(records, positions, carried(table))
+    """`Rejections.apply` on the Arrow columns, no record built: every live row gets each stage's verdict
+    appended (a rejected row, its parent too), in the order the stages ran."""
+    if not pending:
+        return table
+    live = live_rows(table)
+    positions = table.column(POSITION).to_numpy()
+    verdicts, parents = (table.column(name).combine_chunks() for name in ("verdicts", "parent_ids"))
+    stages = pc.equal(verdicts.flatten().field("stage"), HUMAN).to_numpy(zero_copy_only=False)
+    decided_by_human = np.zeros(table.num_rows, bool)  # a reviewer's verdict overrides: such a row stays as it is
+    decided_by_human[pc.list_parent_indices(verdicts).to_numpy()[stages]] = True
+    for decided in pending:
+        rows = np.flatnonzero(live)
+        found = decided.found(positions[rows])  # index into the decisions, -1 where not rejected
+        rejected = found >= 0
+        reason = np.where(rejected, decided.reason, None)
+        score, detail = pa.nulls(len(rows), pa.float64()), pa.nulls(len(rows), pa.string())
+        if decided.scores is not None:
+            hit = decided.scores[np.maximum(found, 0)]
+            score = pa.array(hit, pa.float64(), mask=~rejected)
+            said = np.full(len(rows), None, dtype=object)
+            said[rejected] = [
+                f"Jaccard {float(x):.2f} with {p}"
+                for x, p in zip(hit[rejected], decided.parents[found[rejected]], strict=True)
+            ]
+            detail = pa.array(said, pa.string())
+        added = pa.StructArray.from_arrays(
+            [
+                pa.array([decided.stage] * len(rows), pa.string()),
+                pa.array(~rejected),
+                pa.array(reason, pa.string()),
+                score,
+                detail,
+            ],
+            fields=list(verdicts.type.value_type),
+        )
+        verdicts = appended(verdicts, rows, added)
+        parents = appended(parents, rows[rejected], pa.array(decided.parents[found[rejected]].astype(str), pa.string()))
+        live[rows[rejected]] &= decided_by_human[rows[rejected]]
+    return table.set_column(table.schema.get_field_index("verdicts"), "verdicts", verdicts).set_column(
+        table.schema.get_field_index("parent_ids"), "parent_ids", parents
+    )
+
+
+def appended(lists: pa.ListArray, rows: np.ndarray, items: pa.Array) -> pa.ListArray:
+    """`lists` with `items[j]` appended to the list of row `rows[j]` (rows ascending)."""
+    offsets = lists.offsets.to_numpy()
+    values = lists.flatten()
+    counts = np.diff(offsets)
+    grown = np.zeros(len(counts), np.int64)
+    grown[rows] = 1
+    new_offsets = np.concatenate([[0], np.cumsum(counts + grown)])
+    order = np.empty(new_offsets[-1], np.int64)
+    order[np.arange(len(values)) + np.repeat(new_offsets[:-1] - (offsets[:-1] - offsets[0]), counts)] = np.arange(
+        len(values)
+    )
+    order[new_offsets[rows] + counts[rows]] = len(values) + np.arange(len(rows))
+    merged = pa.concat_arrays([values, items.cast(values.type)]).take(pa.array(order))
+    return pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), merged, type=lists.type)
 
 
 # ---- near dedup ----------------------------------------------------------------------------------
