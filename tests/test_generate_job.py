@@ -127,6 +127,45 @@ def test_a_step_stopped_after_a_checkpoint_goes_on_from_it(tmp_path, monkeypatch
     assert [r.id for r in resumed] == [r.id for r in clean] and len(clean) >= 7
 
 
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda p: {**p, "requests": 10**9},  # more than there are: would mark the step done without its rows
+        lambda p: {**p, "rows": p["rows"] + 1},  # the shards do not hold what it says
+        lambda p: {**p, "shards": "2"},
+        lambda p: {k: v for k, v in p.items() if k != "stats"},
+        lambda p: [p],
+    ],
+    ids=["requests-past-the-end", "rows-not-in-shards", "shards-not-a-number", "no-stats", "not-an-object"],
+)
+def test_a_progress_file_that_does_not_fit_its_shards_starts_the_step_over(tmp_path, monkeypatch, tamper):
+    from synthloop.storage.shards import ShardWriter
+
+    monkeypatch.setattr(local, "CHUNK_REQUESTS", 2)
+    checkpoint, saved = ShardWriter.checkpoint, []
+
+    def stop_after_two(self):
+        checkpoint(self)
+        saved.append(self.rows)
+        if len(saved) == 3:
+            raise KeyboardInterrupt  # the second checkpoint's progress is written
+
+    server = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, responder=scripted)
+    steps = [{"name": "t", "task": "topics", "inputs": [f"subject {i}" for i in range(7)]}]
+    with serve_in_thread(server.app()) as url:
+        job = write_job(tmp_path / "job.yaml", url, steps, shard_size=1)
+        assert main(["generate", str(job), "--run-dir", str(tmp_path / "whole")]) == 0
+        monkeypatch.setattr(ShardWriter, "checkpoint", stop_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            main(["generate", str(job), "--run-dir", str(tmp_path / "run")])
+        monkeypatch.setattr(ShardWriter, "checkpoint", checkpoint)
+        progress = tmp_path / "run" / "steps" / "t" / "progress.json"
+        progress.write_text(json.dumps(tamper(json.loads(progress.read_text()))))
+        assert main(["generate", str(job), "--run-dir", str(tmp_path / "run"), "--resume"]) == 0
+    resumed, clean = read_records(tmp_path / "run" / "steps" / "t"), read_records(tmp_path / "whole" / "steps" / "t")
+    assert [r.id for r in resumed] == [r.id for r in clean]  # started over: every row once
+
+
 def test_a_reply_that_never_parses_is_kept_as_a_failed_row(tmp_path):
     server = SimulatedServer(max_concurrent=0, seconds_per_token=0.0, responder=scripted)
     with serve_in_thread(server.app()) as url:

@@ -26,6 +26,7 @@ from synthloop.storage.shards import (
     mark_complete,
     read_marker,
     reset,
+    rows_in,
     shard_path,
 )
 from synthloop.tasks.base import Parsed, Task, repair_request
@@ -137,7 +138,7 @@ def generate(
             return stats | {"written": False}
         log(f"resume: {failed} calls failed last time in {out_dir}; trying them again")
     key = digest([inputs or "", str(shard_size), *(engine.key(r) for r in requests)])
-    done = written_so_far(out_dir, key) if not marked else None
+    done = written_so_far(out_dir, key, len(requests)) if not marked else None
     if done is None:
         reset(out_dir)
         done = {"requests": 0, "shards": 0, "rows": 0, "stats": {}}
@@ -172,20 +173,27 @@ def generate(
     return stats | {"written": True}
 
 
-def written_so_far(out_dir: Path, key: str) -> dict[str, Any] | None:
+def written_so_far(out_dir: Path, key: str, requests: int) -> dict[str, Any] | None:
     """What an unfinished directory holds for these very requests (its progress file says how many were
-    answered and written in how many shards), with shards written after that removed; None: start over."""
+    answered and written in how many shards), with shards written after that removed; None (start over)
+    where there is no progress file, or one for other requests, or one that does not match its shards."""
     try:
         progress = read_json(out_dir / PROGRESS)
-    except (OSError, ValueError):
+        shards, rows, done = progress["shards"], progress["rows"], progress["requests"]
+        if progress["key"] != key or not isinstance(progress["stats"], dict):
+            return None
+    except (OSError, ValueError, TypeError, KeyError):
         return None
-    if not isinstance(progress, dict) or progress.get("key") != key:
+    if not all(type(n) is int for n in (shards, rows, done)) or not (0 < done < requests and shards > 0):
         return None
-    shards = progress["shards"]
-    if any(not shard_path(out_dir, shard).is_file() for shard in range(shards)):
+    kept = [shard_path(out_dir, shard) for shard in range(shards)]
+    try:
+        if rows_in(kept) != rows:
+            return None
+    except (OSError, ValueError):  # a shard missing or unreadable
         return None
     for path in out_dir.glob("part-*.parquet"):
-        if path.name >= shard_path(out_dir, shards).name:  # written after the last checkpoint
+        if path not in kept:  # written after the last checkpoint
             path.unlink()
     return progress
 

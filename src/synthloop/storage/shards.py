@@ -72,8 +72,13 @@ def parquet_batches(
 
 def shard_rows(directory: Path) -> int:
     """How many rows a shard directory holds, read from the shards' footers (0 for no directory)."""
+    return rows_in(directory.glob("part-*.parquet"))
+
+
+def rows_in(paths: Iterable[Path]) -> int:
+    """How many rows these Parquet files hold, read from their footers."""
     total = 0
-    for path in directory.glob("part-*.parquet"):
+    for path in paths:
         with pq.ParquetFile(path) as parquet:
             total += parquet.metadata.num_rows
     return total
