@@ -93,3 +93,24 @@ def test_the_shuffle_through_buckets_gives_every_order_alike(monkeypatch):
         tables, _ = mixing.mix_tables(four, [], 0.0, seed, 4)
         seen[tuple(r.question for t in tables for r in mixing.from_table(t))] += 1
     assert len(seen) == 24 and all(25 < n < 85 for n in seen.values()), seen  # 50 expected each
+
+
+def test_buckets_stay_within_the_open_files_allowed():
+    import subprocess
+    import sys
+
+    script = """
+import resource
+from synthloop.grounding import mix
+mix.BUCKET_ROWS = 10
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (300, hard))
+assert mix.bucket_count(10 * 40) == 40  # within the limit
+if hard == resource.RLIM_INFINITY or hard >= 5000 + mix.SPARE_FILES:
+    assert mix.bucket_count(10 * 5000) == 5000  # the soft limit raised to what is needed
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 5000 + mix.SPARE_FILES
+resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))  # a hard limit too low: bigger buckets instead
+assert mix.bucket_count(10 * 5000) == 300 - mix.SPARE_FILES
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr  # in a process of its own: a lowered hard limit stays lowered

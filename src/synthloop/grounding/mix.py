@@ -12,7 +12,9 @@ whole mix."""
 
 from __future__ import annotations
 
+import contextlib
 import random
+import resource
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -24,6 +26,21 @@ from synthloop.storage.spill import Scratch
 
 BUCKET_ROWS = 20_000  # rows one bucket holds at most on average: what the second pass has in memory
 WAITING_ROWS = 8192  # rows held in memory over all buckets before they are written to the buckets' files
+SPARE_FILES = 256  # open files left for everything else while every bucket's file is open
+
+
+def bucket_count(rows_at_most: int) -> int:
+    """Buckets of BUCKET_ROWS rows, each an open file while the rows are dealt: the process's limit on
+    open files is raised to its hard limit where that is needed, and where even that is too low the
+    buckets grow instead (fewer of them, more rows each)."""
+    wanted = max(1, -(-rows_at_most // BUCKET_ROWS))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted + SPARE_FILES:
+        raised = wanted + SPARE_FILES if hard == resource.RLIM_INFINITY else min(hard, wanted + SPARE_FILES)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return wanted if soft == resource.RLIM_INFINITY else max(1, min(wanted, soft - SPARE_FILES))
 
 
 def golden_count(n_synthetic: int, ratio: float) -> int:
@@ -44,7 +61,7 @@ class ShuffledMix:
 
     def __init__(self, rows_at_most: int, seed: int, scratch_root: Path | None = None):
         self.rng = random.Random(seed)
-        self.buckets = max(1, -(-rows_at_most // BUCKET_ROWS))
+        self.buckets = bucket_count(rows_at_most)
         self.waiting: list[list[Record]] = [[] for _ in range(self.buckets)]
         self.held = self.rows = 0
         self.scratch_root, self.scratch = scratch_root, None
