@@ -347,3 +347,64 @@ def test_actors_never_pass_the_recipes_calls_in_flight(local_ray):
     said: list[str] = []
     give_to_ray(engine, cfg, 0, 8, said.append)
     assert engine.on_ray.actors == 3 and "3 used" in said[0]
+
+
+def your_rows_file(path, rows: list[Record], group_rows: int, labels: list | None = None):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {
+        name: [getattr(r, name) for r in rows] for name in ("question", "answer", "reasoning", "reference_answer")
+    }
+    if labels is not None:
+        columns["labels"] = labels
+    pq.write_table(pa.table(columns), path, row_group_size=group_rows)
+    return path
+
+
+@pytest.mark.parametrize("given", ["parquet", "shards"])
+def test_curate_reads_a_parquet_input_in_ray_read_tasks_and_keeps_what_local_keeps(
+    tmp_path, local_ray, monkeypatch, given
+):
+    from synthloop.cli.main import main
+    from synthloop.runners import ray_curate
+    from synthloop.storage.shards import write_records
+
+    monkeypatch.setattr(ray_curate, "INPUT_SHARD_ROWS", 120)  # slices of 3 row groups of 50 rows, or of 1 shard
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    if given == "parquet":
+        source = your_rows_file(tmp_path / "rows.parquet", dataset(), 50)
+    else:
+        source = tmp_path / "shards"
+        write_records(source, dataset(), 70)
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        code = main(
+            ["curate", str(source), "--recipe", str(tmp_path / "r.yaml"), "--out", str(out), "--engine", engine]
+        )
+        assert code == 0
+    for part in ("curated", "rejected"):
+        assert same_rows(read_records(tmp_path / "local" / part), read_records(tmp_path / "ray" / part)), part
+    local, on_ray = ({k: v for k, v in json.loads((tmp_path / engine / "summary.json").read_text()).items()
+                      if k != "seconds"} for engine in ("local", "ray"))  # fmt: skip
+    assert local == on_ray and local["rows"] == len(dataset())
+
+
+def test_a_bad_row_in_a_later_slice_is_named_as_the_local_reader_names_it(tmp_path, local_ray, monkeypatch, capsys):
+    from synthloop.cli.main import main
+    from synthloop.runners import ray_curate
+
+    monkeypatch.setattr(ray_curate, "INPUT_SHARD_ROWS", 100)
+    labels = [None] * 400
+    labels[333] = "keep"  # 'labels' must map stage names to keep or drop
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    source = your_rows_file(tmp_path / "rows.parquet", dataset()[:400], 50, labels)
+    said = []
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        code = main(
+            ["curate", str(source), "--recipe", str(tmp_path / "r.yaml"), "--out", str(out), "--engine", engine]
+        )
+        said.append((code, capsys.readouterr().err.strip().splitlines()[-1]))
+        assert not out.exists()  # nothing left
+    assert said[0] == said[1] and said[0][0] == 2 and "row 334" in said[0][1], said

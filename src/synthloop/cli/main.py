@@ -13,6 +13,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -365,30 +366,35 @@ def shard_records(folder: Path) -> Iterator[Record]:
     """The records of a folder of synthloop shards, each shard checked first: a shard that is not
     Parquet, or Parquet without the record's columns (a file of your own rows: give the file itself),
     is an error naming it."""
+    for path in sorted(folder.glob("part-*.parquet")):
+        yield from shard_file_records(path)
+
+
+def shard_file_records(path: Path) -> Iterator[Record]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from synthloop.records import SCHEMA, from_table
     from synthloop.storage.shards import parquet_batches
 
-    for path in sorted(folder.glob("part-*.parquet")):
-        try:
-            with pq.ParquetFile(path) as parquet:
-                if missing := [name for name in SCHEMA.names if name not in parquet.schema_arrow.names]:
-                    raise InputFileError(
-                        f"{path} is not a synthloop shard (no {', '.join(missing[:4])} column); to curate your own "
-                        "rows, give the JSONL or Parquet file itself"
-                    )
-                for batch in parquet_batches(parquet, 1024, SCHEMA.names):
-                    yield from from_table(pa.Table.from_batches([batch]).cast(SCHEMA))
-        except (OSError, pa.ArrowException) as err:
-            raise InputFileError(f"cannot read the shard {path}: {' '.join(str(err).split())[:200]}") from None
+    try:
+        with pq.ParquetFile(path) as parquet:
+            if missing := [name for name in SCHEMA.names if name not in parquet.schema_arrow.names]:
+                raise InputFileError(
+                    f"{path} is not a synthloop shard (no {', '.join(missing[:4])} column); to curate your own "
+                    "rows, give the JSONL or Parquet file itself"
+                )
+            for batch in parquet_batches(parquet, 1024, SCHEMA.names):
+                yield from from_table(pa.Table.from_batches([batch]).cast(SCHEMA))
+    except (OSError, pa.ArrowException) as err:
+        raise InputFileError(f"cannot read the shard {path}: {' '.join(str(err).split())[:200]}") from None
 
 
 class CurateInput:
     """The rows `curate` reads (JSONL, Parquet or a folder of shards), streamed: a file of any size is
     read a batch at a time. A bad line raises when it is reached; `check()` afterwards refuses an input
-    with no rows or no answer at all."""
+    with no rows or no answer at all. On Ray, a Parquet file or a folder is read by read tasks instead,
+    slice by slice (`slices`, `read_slice`), and what they counted is added here (`counted`)."""
 
     def __init__(self, path: Path):
         from synthloop.curation.audit import labelled_rows
@@ -397,6 +403,7 @@ class CurateInput:
         self.path = path
         self.rows = self.answered = 0
         self.source = None if path.is_dir() else labelled_rows(iter_rows(path, "rows"), require_answer=True)
+        self.read_slice = read_slice  # what a read task calls on a slice
 
     def __iter__(self) -> Iterator[Record]:
         from synthloop.curation.audit import reject_unanswered
@@ -405,15 +412,80 @@ class CurateInput:
         for row in records:
             if self.source is None:
                 reject_unanswered(row, f"{self.path} row {row.id}")
-            self.rows += 1
-            self.answered += bool(row.answer and row.answer.strip())
+            self.counted(1, bool(row.answer and row.answer.strip()))
             yield row
+
+    def counted(self, rows: int, answered: int) -> None:
+        self.rows += rows
+        self.answered += answered
 
     def check(self) -> None:
         if not self.rows:
             raise InputFileError(f"{self.path}: no rows (a folder must hold part-*.parquet shards)")
         if not self.answered:
             raise InputFileError(f"{self.path}: no row has an 'answer'; curate needs rows with question and answer")
+
+    def slices(self, rows_per_slice: int) -> list[InputSlice] | None:
+        """The input in parts of about `rows_per_slice` rows that read tasks read on their own: row groups
+        of a Parquet file, or a folder's shards; None for JSONL (read in this process, in order)."""
+        import pyarrow.parquet as pq
+
+        if self.path.is_dir():
+            paths = sorted(self.path.glob("part-*.parquet"))
+            return [InputSlice(path, self.path, None, 0, footer_rows(path, "the shard")) for path in paths]
+        if self.path.suffix != ".parquet":
+            return None
+        footer_rows(self.path, "rows")  # a file that is not Parquet: said as the reader says it
+        with pq.ParquetFile(self.path) as parquet:
+            sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
+        out: list[InputSlice] = []
+        first = 0
+        for group, size in enumerate(sizes):
+            if out and out[-1].rows < rows_per_slice:
+                last = out[-1]
+                out[-1] = InputSlice(last.path, last.label, (*last.row_groups, group), last.first_row, last.rows + size)
+            else:
+                out.append(InputSlice(self.path, self.path, (group,), first, size))
+            first += size
+        return out
+
+
+@dataclass(frozen=True)
+class InputSlice:
+    """A part of `curate`'s input that a read task reads on its own."""
+
+    path: Path
+    label: Path  # what a bad row is named after: your file, or the folder of shards
+    row_groups: tuple[int, ...] | None  # of your Parquet file; None: a whole synthloop shard
+    first_row: int  # rows of the file before it: a bad row is named by its row number in the file
+    rows: int
+
+
+def read_slice(piece: InputSlice) -> tuple[list[Record], int]:
+    """A slice's records, checked as `CurateInput` checks them, and how many have an answer."""
+    from synthloop.curation.audit import labelled_rows, reject_unanswered
+    from synthloop.storage.input_files import parquet_rows
+
+    if piece.row_groups is None:
+        records = list(shard_file_records(piece.path))
+        for row in records:
+            reject_unanswered(row, f"{piece.label} row {row.id}")
+    else:
+        rows = parquet_rows(piece.path, "rows", list(piece.row_groups), piece.first_row)
+        records = [item.record for item in labelled_rows(rows, require_answer=True)]
+    return records, sum(bool(r.answer and r.answer.strip()) for r in records)
+
+
+def footer_rows(path: Path, what: str) -> int:
+    """A Parquet file's row count, from its footer; a file that is not Parquet is an error naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with pq.ParquetFile(path) as parquet:
+            return parquet.metadata.num_rows
+    except (OSError, pa.ArrowException) as err:
+        raise InputFileError(f"cannot read {what} {path}: {' '.join(str(err).split())[:200]}") from None
 
 
 def check_curate_paths(rows: Path, out: Path) -> None:

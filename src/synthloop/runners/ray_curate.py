@@ -512,8 +512,13 @@ class ApplyGroupDecisions:
 
 
 def stage_input(rows: Iterable[Record], first_position: int = 0) -> list[Any]:
-    """`rows` as Arrow tables of `INPUT_SHARD_ROWS` with their positions, put in Ray's object store (which
-    spills to disk when full): every node of a cluster reads them, and the driver keeps only references."""
+    """`rows` as Arrow tables of about `INPUT_SHARD_ROWS` with their positions in Ray's object store (which
+    spills to disk when full): every node of a cluster reads them, and the driver keeps only references.
+    An input that comes in slices (`synthloop curate`'s Parquet file or folder of shards) is read by read
+    tasks on the head node, where its files are; any other is read here."""
+    slices = rows.slices(INPUT_SHARD_ROWS) if hasattr(rows, "slices") else None
+    if slices is not None:
+        return read_slices(rows, slices, first_position)
     import ray
 
     refs: list[Any] = []
@@ -523,11 +528,42 @@ def stage_input(rows: Iterable[Record], first_position: int = 0) -> list[Any]:
         if row is not None:
             batch.append(row)
         if batch and (row is None or len(batch) >= INPUT_SHARD_ROWS):
-            positions = pa.array(range(position, position + len(batch)), pa.int64())
-            refs.append(ray.put(to_table(batch).append_column(POSITION, positions)))
+            refs.append(ray.put(positioned(batch, position)))
             position += len(batch)
             batch = []
     return refs
+
+
+def positioned(records: list[Record], first_position: int) -> pa.Table:
+    positions = pa.array(range(first_position, first_position + len(records)), pa.int64())
+    return to_table(records).append_column(POSITION, positions)
+
+
+def read_slices(rows: Any, slices: list[Any], first_position: int) -> list[Any]:
+    """Every slice read by a task of its own; their counts are added to `rows` in order, so the first bad
+    row in input order is the error raised (as the error the input's reader raises, not Ray's)."""
+    import ray
+
+    task = ray.remote(read_slice).options(num_returns=2, **HEAD_NODE, max_retries=3)
+    tables, counts = [], []
+    for piece in slices:
+        table, count = task.remote(rows.read_slice, piece, first_position)
+        tables.append(table)
+        counts.append(count)
+        first_position += piece.rows
+    for count in counts:
+        try:
+            rows.counted(*ray.get(count))
+        except ray.exceptions.RayTaskError as err:
+            raise (err.cause if isinstance(err.cause, Exception) else err) from None
+    return [table for table, piece in zip(tables, slices, strict=True) if piece.rows]
+
+
+def read_slice(
+    read: Callable[[Any], tuple[list[Record], int]], piece: Any, first_position: int
+) -> tuple[pa.Table, tuple[int, int]]:
+    records, answered = read(piece)
+    return positioned(records, first_position), (len(records), answered)
 
 
 def to_numpy(ds: Any, columns: list[str]) -> dict[str, np.ndarray]:

@@ -148,18 +148,21 @@ def value_size(value: Any, where: str) -> int:
     return 8  # a number, true, false or null
 
 
-def parquet_rows(path: Path, what: str) -> Iterator[tuple[dict[str, Any], str]]:
-    """Read in batches of each row group; the text in every cell (nested lists, maps and structs
-    included) is measured in Arrow, and only the rows under the cap become Python objects."""
+def parquet_rows(
+    path: Path, what: str, row_groups: list[int] | None = None, first_row: int = 0
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """Read in batches of each row group (the given ones, `first_row` rows into the file, or all); the
+    text in every cell (nested lists, maps and structs included) is measured in Arrow, and only the rows
+    under the cap become Python objects."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from synthloop.storage.shards import parquet_batches
 
-    done = 0
+    done = first_row
     try:
         with pq.ParquetFile(path) as parquet:
-            for batch in parquet_batches(parquet, PARQUET_BATCH_ROWS):
+            for batch in parquet_batches(parquet, PARQUET_BATCH_ROWS, row_groups=row_groups):
                 rows = batch_rows(batch, path, done)
                 done += len(rows)
                 yield from rows

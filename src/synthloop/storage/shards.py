@@ -61,12 +61,12 @@ def iter_records(directory: Path, batch_rows: int = 1024) -> Iterator[Record]:
 
 
 def parquet_batches(
-    parquet: pq.ParquetFile, batch_rows: int, columns: list[str] | None = None
+    parquet: pq.ParquetFile, batch_rows: int, columns: list[str] | None = None, row_groups: list[int] | None = None
 ) -> Iterator[pa.RecordBatch]:
-    """A Parquet file's rows `batch_rows` at a time, a reader per row group: one reader over a whole file
-    of many row groups keeps memory as it goes (32 MB more every 1.2 million rows of bench/scale.py's
-    file), a reader per row group does not."""
-    for group in range(parquet.num_row_groups):
+    """A Parquet file's rows (of `row_groups`, or all) `batch_rows` at a time, a reader per row group: one
+    reader over a whole file of many row groups keeps memory as it goes (32 MB more every 1.2 million
+    rows of bench/scale.py's file), a reader per row group does not."""
+    for group in range(parquet.num_row_groups) if row_groups is None else row_groups:
         yield from parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns)
 
 
