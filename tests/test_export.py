@@ -111,3 +111,24 @@ def test_an_export_in_small_batches_and_files_holds_the_same_rows(
         parts = -(-len(whole) // 10)
         assert names == [f"train-{i:05d}-of-{parts:05d}.parquet" for i in range(parts)] and parts > 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no scratch left beside the dataset
+
+
+def test_an_export_with_no_rows_loads_and_a_killed_exports_leftovers_are_cleared(
+    one_round: Path, tmp_path: Path
+) -> None:
+    import datasets
+
+    from synthloop.reports import export
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    files, _, rows = export.write_data(iter([]), empty, "hf", empty)  # every row rejected by a reviewer
+    assert rows == 0 and files is None and datasets.load_from_disk(str(empty)).num_rows == 0
+    out = tmp_path / "data"
+    left = [tmp_path / ".data.k2j_x9a1", tmp_path / ".data.export-0a1b2c3d"]  # a killed export's build and scratch
+    for folder in left:
+        (folder / "data").mkdir(parents=True)
+    mine = tmp_path / ".data.notes"  # not an export's: kept
+    mine.mkdir()
+    assert export.export_run(one_round, out, "parquet", None)["rows"] > 0
+    assert not any(folder.exists() for folder in left) and mine.is_dir()

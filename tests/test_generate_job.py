@@ -135,8 +135,18 @@ def test_a_step_stopped_after_a_checkpoint_goes_on_from_it(tmp_path, monkeypatch
         lambda p: {**p, "shards": "2"},
         lambda p: {k: v for k, v in p.items() if k != "stats"},
         lambda p: [p],
+        lambda p: {**p, "stats": {"calls": 1}},
+        lambda p: "swap",  # the first shard replaced by the second: as many rows, other rows
     ],
-    ids=["requests-past-the-end", "rows-not-in-shards", "shards-not-a-number", "no-stats", "not-an-object"],
+    ids=[
+        "requests-past-the-end",
+        "rows-not-in-shards",
+        "shards-not-a-number",
+        "no-stats",
+        "not-an-object",
+        "calls-not-counts",
+        "shard-swapped",
+    ],
 )
 def test_a_progress_file_that_does_not_fit_its_shards_starts_the_step_over(tmp_path, monkeypatch, tamper):
     from synthloop.storage.shards import ShardWriter
@@ -160,7 +170,10 @@ def test_a_progress_file_that_does_not_fit_its_shards_starts_the_step_over(tmp_p
             main(["generate", str(job), "--run-dir", str(tmp_path / "run")])
         monkeypatch.setattr(ShardWriter, "checkpoint", checkpoint)
         progress = tmp_path / "run" / "steps" / "t" / "progress.json"
-        progress.write_text(json.dumps(tamper(json.loads(progress.read_text()))))
+        if (tampered := tamper(json.loads(progress.read_text()))) == "swap":
+            shutil.copy(progress.parent / "part-00001.parquet", progress.parent / "part-00000.parquet")
+        else:
+            progress.write_text(json.dumps(tampered))
         assert main(["generate", str(job), "--run-dir", str(tmp_path / "run"), "--resume"]) == 0
     resumed, clean = read_records(tmp_path / "run" / "steps" / "t"), read_records(tmp_path / "whole" / "steps" / "t")
     assert [r.id for r in resumed] == [r.id for r in clean]  # started over: every row once

@@ -10,8 +10,11 @@ The folder is built beside DIR and moved into place whole, so a killed export le
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -93,6 +96,7 @@ def export_run(run_root: Path, out: Path, fmt: str, only_round: int | None, lice
         raise ReviewError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
     manifest = check_run(run_root)
     check_out(out)
+    clear_leftovers(out)
     done = finished_rounds(run_root)
     if not done:
         raise ReviewError(f"{run_root} has no round with finished curation: nothing to export yet")
@@ -123,6 +127,15 @@ def export_run(run_root: Path, out: Path, fmt: str, only_round: int | None, lice
     return {"rows": written, "rounds": rounds}
 
 
+def clear_leftovers(out: Path) -> None:
+    """Remove what a killed export to `out` left beside it: its half-built folder and its scratch, both
+    named `.OUT.` and eight random characters (`.OUT.export-` and eight for the scratch)."""
+    leftover = re.compile(rf"\.{re.escape(out.name)}\.(export-)?[a-z0-9_]{{8}}")
+    for path in out.absolute().parent.glob(f".{glob.escape(out.name)}.*"):
+        if leftover.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def quiet_hub_logging() -> None:
     from transformers.utils import logging as hf_logging
 
@@ -137,10 +150,13 @@ def write_data(tables: Iterator[pa.Table], tmp: Path, fmt: str, out: Path) -> tu
         import datasets
 
         datasets.disable_progress_bars()  # one line says what was written
-        with tempfile.TemporaryDirectory(prefix=".export-", dir=tmp.parent) as scratch:
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.export-", dir=tmp.parent) as scratch:
             parts, rows = write_parquet(tables, Path(scratch) / "data")
-            rows_table = datasets.Dataset.from_parquet([str(p) for p in parts], cache_dir=str(Path(scratch) / "cache"))
-            rows_table.save_to_disk(str(tmp))  # read from the memory-mapped cache, not held in memory
+            if rows:  # read from the memory-mapped cache, not held in memory
+                dataset = datasets.Dataset.from_parquet([str(p) for p in parts], cache_dir=str(Path(scratch) / "cache"))
+                dataset.save_to_disk(str(tmp))
+            else:  # `datasets` reads no Parquet file without rows, and loads no folder without a shard
+                datasets.Dataset(EXPORT_SCHEMA.empty_table()).save_to_disk(str(tmp), num_shards=1)
         return None, f"from datasets import load_from_disk\nrows = load_from_disk({json.dumps(out.name)})", rows
     data = tmp / "data"
     if fmt == "parquet":

@@ -1,10 +1,11 @@
 """Answer a batch of teacher requests through the engine, parse every sample, repair what does not
 parse (one bounded follow-up call), and write the records as Parquet shards.
 
-Resumable twice over. The directory is checkpointed every shard's worth of rows (`progress.json`: the
-requests answered and the shards that hold their rows), so a killed run goes on after the last
-checkpoint, on this machine or on Ray; and the response cache holds every answer that arrived, so the
-calls after the checkpoint are not paid again either. The directory is marked complete only once every
+Resumable twice over. The directory is checkpointed after each chunk answered (CHUNK_REQUESTS here, a
+Ray batch on Ray) once a shard's worth of rows has come (`progress.json`: the requests answered, the
+shards that hold their rows and their checksums), so a killed run goes on after the last checkpoint;
+and the response cache holds every answer that arrived, so the calls after the checkpoint are not
+paid again either. The directory is marked complete only once every
 request is answered or kept as failed."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from synthloop.storage.shards import (
     MARKER,
     ShardWriter,
     digest,
+    file_sha256,
     is_complete,
     mark_complete,
     read_marker,
@@ -141,11 +143,11 @@ def generate(
     done = written_so_far(out_dir, key, len(requests)) if not marked else None
     if done is None:
         reset(out_dir)
-        done = {"requests": 0, "shards": 0, "rows": 0, "stats": {}}
+        done = {"requests": 0, "shards": 0, "rows": 0, "stats": {}, "sha256": {}}
     else:
         log(f"resume: {done['requests']} of {len(requests)} requests already written in {out_dir}; going on")
     writer = ShardWriter(out_dir, shard_size, done["shards"], done["rows"])
-    stats, answered_so_far, saved = done["stats"], done["requests"], done["rows"]
+    stats, answered_so_far, saved, checksums = done["stats"], done["requests"], done["rows"], done["sha256"]
     start = time.perf_counter()
     try:
         for answered, chunk_stats in answered_chunks(engine, task, requests[answered_so_far:]):
@@ -156,8 +158,10 @@ def generate(
             if writer.rows - saved >= shard_size and answered_so_far < len(requests):
                 writer.checkpoint()  # a kill from here on resumes after these requests
                 saved = writer.rows
+                for shard in range(len(checksums), writer.shards):  # each shard read once, when first saved
+                    checksums[shard_path(out_dir, shard).name] = file_sha256(shard_path(out_dir, shard))
                 progress = {"key": key, "requests": answered_so_far, "shards": writer.shards, "rows": saved}
-                write_json(out_dir / PROGRESS, progress | {"stats": stats})
+                write_json(out_dir / PROGRESS, progress | {"sha256": checksums, "stats": stats})
     except BudgetExhausted as err:
         if not damaged:
             raise
@@ -175,21 +179,24 @@ def generate(
 
 def written_so_far(out_dir: Path, key: str, requests: int) -> dict[str, Any] | None:
     """What an unfinished directory holds for these very requests (its progress file says how many were
-    answered and written in how many shards), with shards written after that removed; None (start over)
-    where there is no progress file, or one for other requests, or one that does not match its shards."""
+    answered, and which shards with which checksums hold their rows), with shards written after that
+    removed; None (start over) where there is no progress file, or one for other requests, or one that
+    does not match its shards."""
     try:
         progress = read_json(out_dir / PROGRESS)
-        shards, rows, done = progress["shards"], progress["rows"], progress["requests"]
-        if progress["key"] != key or not isinstance(progress["stats"], dict):
+        shards, rows, done, checksums = progress["shards"], progress["rows"], progress["requests"], progress["sha256"]
+        if progress["key"] != key or not isinstance(progress["stats"], dict) or not isinstance(checksums, dict):
             return None
     except (OSError, ValueError, TypeError, KeyError):
         return None
     if not all(type(n) is int for n in (shards, rows, done)) or not (0 < done < requests and shards > 0):
         return None
     kept = [shard_path(out_dir, shard) for shard in range(shards)]
+    if sorted(checksums) != [path.name for path in kept] or not isinstance(progress["stats"].get("calls", {}), dict):
+        return None
     try:
-        if rows_in(kept) != rows:
-            return None
+        if any(file_sha256(path) != checksums[path.name] for path in kept) or rows_in(kept) != rows:
+            return None  # a shard changed since: what it holds is not what was answered
     except (OSError, ValueError):  # a shard missing or unreadable
         return None
     for path in out_dir.glob("part-*.parquet"):
@@ -218,7 +225,7 @@ def summed(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     for key, value in part.items():
         before = out.get(key)
         if isinstance(value, dict):
-            out[key] = summed(before or {}, value)
+            out[key] = summed(before if isinstance(before, dict) else {}, value)
         elif isinstance(value, int | float) and not isinstance(value, bool) and isinstance(before, int | float):
             out[key] = before + value
         elif value is not None or key not in out:
