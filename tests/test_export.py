@@ -128,7 +128,11 @@ def test_an_export_with_no_rows_loads_and_a_killed_exports_leftovers_are_cleared
     left = [tmp_path / ".data.k2j_x9a1", tmp_path / ".data.export-0a1b2c3d"]  # a killed export's build and scratch
     for folder in left:
         (folder / "data").mkdir(parents=True)
-    mine = tmp_path / ".data.notes"  # not an export's: kept
-    mine.mkdir()
-    assert export.export_run(one_round, out, "parquet", None)["rows"] > 0
-    assert not any(folder.exists() for folder in left) and mine.is_dir()
+        (folder / export.UNFINISHED).touch()
+    mine = [tmp_path / ".data.notes", tmp_path / ".data.20261206"]  # yours, the second named like a build: kept
+    for folder in mine:
+        (folder / "notes.txt").parent.mkdir()
+        (folder / "notes.txt").write_text("precious")
+    assert export.export_run(one_round, out, "hf", None)["rows"] > 0
+    assert not any(folder.exists() for folder in left) and all((f / "notes.txt").is_file() for f in mine)
+    assert not (out / export.UNFINISHED).exists() and datasets.load_from_disk(str(out)).num_rows > 0

@@ -405,6 +405,40 @@ def test_a_bad_row_in_a_later_slice_is_named_as_the_local_reader_names_it(tmp_pa
         code = main(
             ["curate", str(source), "--recipe", str(tmp_path / "r.yaml"), "--out", str(out), "--engine", engine]
         )
-        said.append((code, capsys.readouterr().err.strip().splitlines()[-1]))
+        said.append((code, capsys.readouterr().err.strip().splitlines()))
         assert not out.exists()  # nothing left
-    assert said[0] == said[1] and said[0][0] == 2 and "row 334" in said[0][1], said
+    assert said[0] == said[1] and said[0][0] == 2 and "row 334" in said[0][1][-1], said  # one line, no traceback
+
+
+def test_a_folder_of_shards_is_checked_in_order_on_ray_as_locally(tmp_path, local_ray, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from synthloop.cli.main import main
+    from synthloop.storage.shards import write_records
+
+    (tmp_path / "r.yaml").write_text(RECIPE)
+    folder = tmp_path / "shards"
+    write_records(folder, dataset(), 60)
+    pq.write_table(pa.table({"question": ["q"], "answer": ["a"]}), folder / "part-00001.parquet")  # not a shard
+    last = sorted(folder.glob("part-*.parquet"))[-1]
+    last.write_bytes(last.read_bytes()[:100])  # truncated, later
+    said = []
+    for engine in ("local", "ray"):
+        args = ["curate", str(folder), "--recipe", str(tmp_path / "r.yaml"), "--out", str(tmp_path / engine)]
+        said.append((main([*args, "--engine", engine]), capsys.readouterr().err.strip().splitlines()))
+    assert said[0] == said[1] and said[0][0] == 2 and "part-00001.parquet is not a synthloop shard" in said[0][1][-1]
+
+
+def test_near_dedup_on_ray_with_no_near_duplicate_at_all(tmp_path, local_ray):
+    def rows() -> list[Record]:  # made anew for each engine: curation adds its verdicts to the records
+        return [Record("solution", "s", f"Question {q}: {' '.join(WORDS[q:q + 5])}?", "synthetic", 1, answer="1")
+                for q in range(3)]  # fmt: skip
+
+    cfg_path = tmp_path / "r.yaml"
+    cfg_path.write_text(RECIPE)
+    for engine in ("local", "ray"):
+        curate_rows(load_curation(str(cfg_path)), rows(), tmp_path / engine, Context(), shard_size=100, engine=engine)
+    for part in ("curated", "rejected"):
+        assert same_rows(read_records(tmp_path / "local" / part), read_records(tmp_path / "ray" / part)), part
+    assert len(read_records(tmp_path / "ray" / "curated")) == 3

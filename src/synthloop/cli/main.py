@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from synthloop.collapse.strategies import CorpusError, StrategyError
 from synthloop.config import RecipeError, load_curation, load_recipe
@@ -379,15 +379,23 @@ def shard_file_records(path: Path) -> Iterator[Record]:
 
     try:
         with pq.ParquetFile(path) as parquet:
-            if missing := [name for name in SCHEMA.names if name not in parquet.schema_arrow.names]:
-                raise InputFileError(
-                    f"{path} is not a synthloop shard (no {', '.join(missing[:4])} column); to curate your own "
-                    "rows, give the JSONL or Parquet file itself"
-                )
+            check_shard(parquet, path)
             for batch in parquet_batches(parquet, 1024, SCHEMA.names):
                 yield from from_table(pa.Table.from_batches([batch]).cast(SCHEMA))
     except (OSError, pa.ArrowException) as err:
         raise InputFileError(f"cannot read the shard {path}: {' '.join(str(err).split())[:200]}") from None
+
+
+def check_shard(parquet: Any, path: Path) -> int:
+    """A synthloop shard's row count; Parquet without the record's columns is an error naming it."""
+    from synthloop.records import SCHEMA
+
+    if missing := [name for name in SCHEMA.names if name not in parquet.schema_arrow.names]:
+        raise InputFileError(
+            f"{path} is not a synthloop shard (no {', '.join(missing[:4])} column); to curate your own "
+            "rows, give the JSONL or Parquet file itself"
+        )
+    return parquet.metadata.num_rows
 
 
 class CurateInput:
@@ -430,9 +438,9 @@ class CurateInput:
         of a Parquet file, or a folder's shards; None for JSONL (read in this process, in order)."""
         import pyarrow.parquet as pq
 
-        if self.path.is_dir():
+        if self.path.is_dir():  # each shard's footer checked in order, as the local reader meets them
             paths = sorted(self.path.glob("part-*.parquet"))
-            return [InputSlice(path, self.path, None, 0, footer_rows(path, "the shard")) for path in paths]
+            return [InputSlice(path, self.path, None, 0, footer_rows(path, "the shard", check_shard)) for path in paths]
         if self.path.suffix != ".parquet":
             return None
         footer_rows(self.path, "rows")  # a file that is not Parquet: said as the reader says it
@@ -476,14 +484,15 @@ def read_slice(piece: InputSlice) -> tuple[list[Record], int]:
     return records, sum(bool(r.answer and r.answer.strip()) for r in records)
 
 
-def footer_rows(path: Path, what: str) -> int:
-    """A Parquet file's row count, from its footer; a file that is not Parquet is an error naming it."""
+def footer_rows(path: Path, what: str, check: Any = None) -> int:
+    """A Parquet file's row count, from its footer (`check`ed when given); a file that is not Parquet is
+    an error naming it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         with pq.ParquetFile(path) as parquet:
-            return parquet.metadata.num_rows
+            return check(parquet, path) if check else parquet.metadata.num_rows
     except (OSError, pa.ArrowException) as err:
         raise InputFileError(f"cannot read {what} {path}: {' '.join(str(err).split())[:200]}") from None
 

@@ -46,6 +46,7 @@ EXPORT_SCHEMA = pa.schema(
 
 
 BATCH_ROWS = 4096  # rows converted at a time: the export's memory
+UNFINISHED = ".synthloop-export-unfinished"  # in an export's folders while it builds them
 
 
 def export_row(row: Record, originals: dict[str, Record]) -> dict[str, Any]:
@@ -111,9 +112,11 @@ def export_run(run_root: Path, out: Path, fmt: str, only_round: int | None, lice
     def build(tmp: Path) -> None:
         nonlocal written
         tmp.chmod(0o755)  # a temporary folder is private; the dataset is not
+        (tmp / UNFINISHED).touch()  # says, if this export is killed, whose folder this is
         data_files, load, written = write_data(export_tables(run_root, rounds, edits_to), tmp, fmt, out)
         (tmp / "README.md").write_text(render_card(facts, license_, data_files, load))
         (tmp / "synthloop_facts.json").write_text(json.dumps(facts, indent=2, default=str) + "\n")
+        (tmp / UNFINISHED).unlink()
 
     try:
         if out.exists():
@@ -128,11 +131,12 @@ def export_run(run_root: Path, out: Path, fmt: str, only_round: int | None, lice
 
 
 def clear_leftovers(out: Path) -> None:
-    """Remove what a killed export to `out` left beside it: its half-built folder and its scratch, both
-    named `.OUT.` and eight random characters (`.OUT.export-` and eight for the scratch)."""
+    """Remove what a killed export to `out` left beside it: its half-built folder (`.OUT.` and eight
+    random characters) and its scratch (`.OUT.export-` and eight), each known by the UNFINISHED file an
+    export puts in it; a folder of yours with such a name is left alone."""
     leftover = re.compile(rf"\.{re.escape(out.name)}\.(export-)?[a-z0-9_]{{8}}")
     for path in out.absolute().parent.glob(f".{glob.escape(out.name)}.*"):
-        if leftover.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+        if leftover.fullmatch(path.name) and not path.is_symlink() and (path / UNFINISHED).is_file():
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -151,6 +155,7 @@ def write_data(tables: Iterator[pa.Table], tmp: Path, fmt: str, out: Path) -> tu
 
         datasets.disable_progress_bars()  # one line says what was written
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.export-", dir=tmp.parent) as scratch:
+            (Path(scratch) / UNFINISHED).touch()
             parts, rows = write_parquet(tables, Path(scratch) / "data")
             if rows:  # read from the memory-mapped cache, not held in memory
                 dataset = datasets.Dataset.from_parquet([str(p) for p in parts], cache_dir=str(Path(scratch) / "cache"))

@@ -43,6 +43,7 @@ from synthloop.curation.pipeline import Context, Tally, build_stages, stage_coun
 from synthloop.curation.text import field_text
 from synthloop.records import HUMAN, SCHEMA, Record, from_table, to_table
 from synthloop.runners.local import summed
+from synthloop.storage.input_files import InputFileError
 from synthloop.storage.shards import ShardWriter, TableShardWriter
 
 POSITION = "_position"
@@ -326,7 +327,8 @@ def apply_pending(table: pa.Table, pending: list[Rejections]) -> pa.Table:
         reason = np.where(rejected, decided.reason, None)
         score, detail = pa.nulls(len(rows), pa.float64()), pa.nulls(len(rows), pa.string())
         if decided.scores is not None:
-            hit = decided.scores[np.maximum(found, 0)]
+            hit = np.zeros(len(rows))
+            hit[rejected] = decided.scores[found[rejected]]
             score = pa.array(hit, pa.float64(), mask=~rejected)
             said = np.full(len(rows), None, dtype=object)
             said[rejected] = [
@@ -552,23 +554,28 @@ def read_slices(rows: Any, slices: list[Any], first_position: int) -> list[Any]:
         counts.append(count)
         first_position += piece.rows
     for count in counts:
-        try:
-            rows.counted(*ray.get(count))
-        except ray.exceptions.RayTaskError as err:
-            raise (err.cause if isinstance(err.cause, Exception) else err) from None
+        said = ray.get(count)
+        if isinstance(said, str):  # the reader's own error, said as it says it
+            raise InputFileError(said)
+        rows.counted(*said)
     return [table for table, piece in zip(tables, slices, strict=True) if piece.rows]
 
 
 def read_slice(
     read: Callable[[Any], tuple[list[Record], int]], piece: Any, first_position: int
-) -> tuple[pa.Table, tuple[int, int]]:
-    records, answered = read(piece)
+) -> tuple[pa.Table, tuple[int, int] | str]:
+    """A slice read and positioned, with its counts; a bad row comes back as its message (a value, not a
+    task error, so Ray has no failed task to report besides it)."""
+    try:
+        records, answered = read(piece)
+    except InputFileError as err:
+        return to_table([]), str(err)
     return positioned(records, first_position), (len(records), answered)
 
 
 def to_numpy(ds: Any, columns: list[str]) -> dict[str, np.ndarray]:
     """A small dataset (decisions) gathered on the driver as arrays."""
-    parts = [batch for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None)]
+    parts = [] if ds is None else [batch for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None)]
     table = pa.concat_tables(parts) if parts else None
     out: dict[str, np.ndarray] = {}
     for name in columns:
@@ -684,8 +691,11 @@ def near_rejections(
         features = features.union(earlier)
     features = features.materialize()
     bands = features.map_batches(band_rows, batch_format="pyarrow").materialize()
+    shared = repeated_keys(bands, cpus)
+    if not len(shared):  # no two rows share a band: no candidate pair, nothing to join
+        return greedy_near(to_numpy(None, ["a", "b", "id_a", "similarity"]), index.threshold)
     pairs = (  # only the band keys rows share are grouped: most rows share none
-        bands.map_batches(with_keys, fn_args=(repeated_keys(bands, cpus),), batch_format="pyarrow")
+        bands.map_batches(with_keys, fn_args=(shared,), batch_format="pyarrow")
         .groupby("key", num_partitions=cpus)
         .map_groups(pairs_in_band, batch_format="pyarrow")
         .groupby(["a", "b"], num_partitions=cpus)
