@@ -12,7 +12,7 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -436,16 +436,12 @@ class CurateInput:
     def slices(self, rows_per_slice: int) -> list[InputSlice] | None:
         """The input in parts of about `rows_per_slice` rows that read tasks read on their own: row groups
         of a Parquet file, or a folder's shards; None for JSONL (read in this process, in order)."""
-        import pyarrow.parquet as pq
-
         if self.path.is_dir():  # each shard's footer checked in order, as the local reader meets them
             paths = sorted(self.path.glob("part-*.parquet"))
-            return [InputSlice(path, self.path, None, 0, footer_rows(path, "the shard", check_shard)) for path in paths]
+            return [InputSlice(path, self.path, None, 0, read_footer(path, "the shard", check_shard)) for path in paths]
         if self.path.suffix != ".parquet":
             return None
-        footer_rows(self.path, "rows")  # a file that is not Parquet: said as the reader says it
-        with pq.ParquetFile(self.path) as parquet:
-            sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
+        sizes = read_footer(self.path, "rows", row_group_rows)  # not Parquet: said as the reader says it
         out: list[InputSlice] = []
         first = 0
         for group, size in enumerate(sizes):
@@ -484,17 +480,21 @@ def read_slice(piece: InputSlice) -> tuple[list[Record], int]:
     return records, sum(bool(r.answer and r.answer.strip()) for r in records)
 
 
-def footer_rows(path: Path, what: str, check: Any = None) -> int:
-    """A Parquet file's row count, from its footer (`check`ed when given); a file that is not Parquet is
-    an error naming it."""
+def read_footer(path: Path, what: str, read: Callable[[Any, Path], Any]) -> Any:
+    """`read(parquet, path)` of a Parquet file opened for its footer; a file that is not Parquet is an
+    error naming it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         with pq.ParquetFile(path) as parquet:
-            return check(parquet, path) if check else parquet.metadata.num_rows
+            return read(parquet, path)
     except (OSError, pa.ArrowException) as err:
         raise InputFileError(f"cannot read {what} {path}: {' '.join(str(err).split())[:200]}") from None
+
+
+def row_group_rows(parquet: Any, path: Path) -> list[int]:
+    return [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
 
 
 def check_curate_paths(rows: Path, out: Path) -> None:

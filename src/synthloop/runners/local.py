@@ -5,8 +5,8 @@ Resumable twice over. The directory is checkpointed after each chunk answered (C
 Ray batch on Ray) once a shard's worth of rows has come (`progress.json`: the requests answered, the
 shards that hold their rows and their checksums), so a killed run goes on after the last checkpoint;
 and the response cache holds every answer that arrived, so the calls after the checkpoint are not
-paid again either. The directory is marked complete only once every
-request is answered or kept as failed."""
+paid again either. The directory is marked complete only once every request is answered or kept as
+failed."""
 
 from __future__ import annotations
 
