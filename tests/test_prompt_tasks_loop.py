@@ -265,9 +265,9 @@ def test_a_task_and_category_that_kept_nothing_is_marked():
     kept = Record("exercise", "addition", "q", "synthetic", 1, answer="1", task="exercises")
     rejected = Record("exercise", "logic", "q2", "synthetic", 1, answer="2", task="exercises")
     rejected.add_verdict("verify", False, "wrong_answer")
-    tally = TaskTally(["write_problems", "exercises"], ["addition", "logic"])
-    tally.add("exercises", kept)
-    tally.add("exercises", rejected)
+    tally = TaskTally([("write_problems", 0), ("exercises", 2)], ["addition", "logic"])
+    tally.row(kept)  # the first folder holds no row: both rows are the exercises'
+    tally.row(rejected)
     counts = tally.counts()
     assert counts["kept_per_task"] == {
         "write_problems": {"addition": 0, "logic": 0},

@@ -15,7 +15,7 @@ import pytest
 
 from synthloop.config import load_curation
 from synthloop.curation.pipeline import Context, curate_rows
-from synthloop.records import Record
+from synthloop.records import Record, from_table
 from synthloop.runners.ray_setup import RayUnavailable, import_ray
 from synthloop.storage.shards import read_records
 
@@ -163,16 +163,23 @@ def test_without_ray_the_error_names_the_extra(monkeypatch):
         import_ray()
 
 
-def test_a_loop_on_ray_curates_every_round_as_the_local_loop(tmp_path, local_ray):
+def test_a_loop_on_ray_curates_and_mixes_every_round_as_the_local_loop(tmp_path, local_ray, monkeypatch):
     from pathlib import Path
 
     from synthloop.cli.main import main
-    from synthloop.storage.shards import read_marker
+    from synthloop.review.apply import ReviewedRows
+    from synthloop.storage.shards import ShardFolders, read_marker
 
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text((Path(__file__).parent / "tiny_recipe.yaml").read_text().replace("rounds: 3", "rounds: 2"))
-    for engine in ("local", "ray"):
-        assert main(["run", str(recipe), "--run-dir", str(tmp_path / engine), "--engine", engine]) == 0
+    assert main(["run", str(recipe), "--run-dir", str(tmp_path / "local"), "--engine", "local"]) == 0
+
+    def read_here(self):  # on Ray the rows curated and mixed are read by read tasks, never by the driver
+        raise AssertionError(f"the driver read {type(self).__name__}")
+
+    monkeypatch.setattr(ShardFolders, "__iter__", read_here)
+    monkeypatch.setattr(ReviewedRows, "__iter__", read_here)
+    assert main(["run", str(recipe), "--run-dir", str(tmp_path / "ray"), "--engine", "ray"]) == 0
     for number in ("01", "02"):  # round 2 deduplicates against round 1 (accumulate)
         local, on_ray = tmp_path / "local" / "rounds" / number, tmp_path / "ray" / "rounds" / number
         for part in ("curated", "rejected"):
@@ -180,6 +187,11 @@ def test_a_loop_on_ray_curates_every_round_as_the_local_loop(tmp_path, local_ray
         local_counts, ray_counts = ({k: v for k, v in read_marker(d / "curated").items() if k != "seconds"}
                                     for d in (local, on_ray))  # fmt: skip
         assert local_counts == ray_counts
+        # the training mix, sorted by the same seeded keys on Ray: the same rows in the same order
+        assert [(r.id, r.source, r.messages) for r in read_records(local / "train")] == [
+            (r.id, r.source, r.messages) for r in read_records(on_ray / "train")
+        ]
+        assert read_marker(local / "train") == read_marker(on_ray / "train")
 
 
 def book_job(tmp_path, url, topics: int, shard_size: int = 1000):
@@ -442,3 +454,45 @@ def test_near_dedup_on_ray_with_no_near_duplicate_at_all(tmp_path, local_ray):
     for part in ("curated", "rejected"):
         assert same_rows(read_records(tmp_path / "local" / part), read_records(tmp_path / "ray" / part)), part
     assert len(read_records(tmp_path / "ray" / "curated")) == 3
+
+
+def test_a_reviewed_mix_on_ray_is_the_local_mix_row_for_row(tmp_path, local_ray, monkeypatch):
+    """Two rounds with human decisions (a kept row rejected, a rejected row rescued, an edit, a rescued
+    twin of a kept row), mixed with golden rows over several read slices: Ray gives the local mix."""
+    from synthloop.grounding.mix import mix_on
+    from synthloop.review.apply import ReviewedRound, ReviewedRows
+    from synthloop.review.decisions import human_verdicts, new_decision
+    from synthloop.runners import ray_mix
+    from synthloop.storage.shards import write_records
+    from synthloop.training.format import sft_ready
+
+    monkeypatch.setattr(ray_mix, "INPUT_SHARD_ROWS", 30)  # several slices per round
+    rounds = []
+    for number in (1, 2):
+        rdir = tmp_path / f"{number:02d}"
+        kept = [Record("solution", "s", f"q{number}-{i}", "synthetic", number, answer=str(i)) for i in range(70)]
+        rejected = [Record("solution", "s", f"r{number}-{i}", "synthetic", number, answer="x") for i in range(20)]
+        for row in rejected:
+            row.add_verdict("verify", False, "wrong_answer")
+        twin = Record("solution", "s", kept[5].question, "synthetic", number, answer=kept[5].answer)
+        twin.add_verdict("dedup", False, "duplicate")
+        write_records(rdir / "curated", kept, 16)
+        write_records(rdir / "rejected", [*rejected, twin], 16)
+        decisions = [
+            new_decision(number, kept[0].id, "ann", "reject", reason="wrong"),
+            new_decision(number, rejected[3].id, "ann", "accept"),
+            new_decision(number, kept[9].id, "ann", "accept", edit={"answer": "edited"}),
+            new_decision(number, twin.id, "ann", "accept"),
+        ]
+        rounds.append(ReviewedRound(rdir, human_verdicts(decisions, number), number == 2))
+    golden = [sft_ready(Record("solution", "s", f"g{i}", "golden", 0, answer="1")) for i in range(7)]
+    mixes = {}
+    for engine in ("local", "ray"):
+        rows = ReviewedRows(rounds, "golden", sft_ready)
+        tables, counts = mix_on(engine, rows, golden, 0.25, 11, 200, tmp_path / engine)
+        mixes[engine] = ([(r.id, r.source, r.verdicts, r.messages) for t in tables for r in from_table(t)], counts)
+    assert mixes["ray"] == mixes["local"]
+    out, counts = mixes["local"]
+    assert counts == {"synthetic": 69, "golden": 23}  # round 2: 70 kept - 1 rejected - 1 edited + 1 rescued
+    assert sum(source == "human" for _, source, _, _ in out) == 2  # each round's edit (round 1: only that)
+    assert len(out) == 69 + 23 + 2 and len({i for i, source, _, _ in out if source == "synthetic"}) == 69  # one twin

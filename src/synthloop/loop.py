@@ -12,13 +12,15 @@ import math
 import random
 import sys
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from synthloop.config import Recipe, RecipeError, StudentTeacherConfig, error_line
@@ -33,7 +35,7 @@ from synthloop.curation.pipeline import (
 from synthloop.evaluation.allocate import allocate, counts_from_shares, weakness_report
 from synthloop.evaluation.evaluate import score_report
 from synthloop.grounding.golden import embedded_golden, load_golden_file, task_golden
-from synthloop.grounding.mix import mix_tables
+from synthloop.grounding.mix import mix_on
 from synthloop.monitoring import embeddings
 from synthloop.monitoring.diversity import SeededSample, completion_text, row_text, sample_diversity
 from synthloop.monitoring.drift import tail_coverage
@@ -43,17 +45,16 @@ from synthloop.prompt_rounds import (
     TaskTally,
     candidate_digests,
     candidate_dirs,
-    candidate_rows,
     first_requests,
     kept_line,
     prompt_task_calls,
     prompted_complete,
 )
-from synthloop.records import Message, Record
+from synthloop.records import HUMAN, Record
 from synthloop.registry import SKILLS, TASKS
 from synthloop.reports.html import write_report
 from synthloop.reports.story import per_skill_intervals
-from synthloop.review.apply import decisions_digest, read_decisions, reviewed_rows
+from synthloop.review.apply import ReviewedRound, ReviewedRows, decisions_digest, read_decisions
 from synthloop.review.decisions import Decision, human_verdicts
 from synthloop.review.rounds import review_figures
 from synthloop.runners.local import Answered, generate, solution_rows
@@ -71,6 +72,7 @@ from synthloop.storage.shards import (
     FILES,
     INPUTS,
     MARKER,
+    ShardFolders,
     TableShardWriter,
     digest,
     file_digests,
@@ -91,7 +93,7 @@ from synthloop.teachers.estimate import estimate
 from synthloop.teachers.factory import check_teacher, engine_settings, make_teacher
 from synthloop.teachers.progress import Progress
 from synthloop.training import student
-from synthloop.training.format import row_conversation
+from synthloop.training.format import sft_ready
 from synthloop.training.preflight import check_student, student_needs
 from synthloop.weak_categories import generate_round, plan_targets, problem_requests, train_probe_items
 
@@ -607,22 +609,13 @@ def curate_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     if loop.recipe.curation.decontaminate is None and loop.source.kind == "dataset":
         stages.insert(0, Decontaminate({"eval": probes}))  # a user's eval split is always held out
     stages.append(RequireVerified())  # a prompt task's answer reaches training only verified
-    origins: deque[str] = deque()  # the origins of rows read and not yet out: every stage keeps their order
-    tasks = TaskTally([label for label, _ in candidate_dirs(rdir, loop.recipe)], loop.source.categories())
-
-    def candidates() -> Iterator[Record]:  # the generated rows, then any prompt task's
-        for origin, row in candidate_rows(rdir, loop.recipe):
-            origins.append(origin)
-            yield row
-
-    def observe(row: Record) -> None:
-        tasks.add(origins.popleft(), row)
-
+    folders = candidate_dirs(rdir, loop.recipe)  # the generated rows, then any prompt task's
+    tasks = TaskTally([(label, shard_rows(path)) for label, path in folders], loop.source.categories())
+    rows = ShardFolders([path for _, path in folders], unanswered_rejected)
     tally = Tally(loop.source.categories())
     size = loop.recipe.generation.shard_size
-    rows = unanswered_rejected(candidates())
     cfg = loop.recipe.curation
-    _, dropped, stage_figures = curate_on(loop.engine_kind, cfg, stages, context, rows, rdir, size, tally, observe)
+    _, dropped, stage_figures = curate_on(loop.engine_kind, cfg, stages, context, rows, rdir, size, tally, tasks)
     counts = {
         "generated": tally.rows,
         "kept": tally.kept,
@@ -650,18 +643,18 @@ def unanswered_rejected(rows: Iterable[Record]) -> Iterator[Record]:
         yield row
 
 
-def earlier_rows(loop: Loop, number: int) -> Iterator[Record]:
+def earlier_rows(loop: Loop, number: int) -> ShardFolders:
     """Rows kept in earlier rounds (accumulate only: they are still in the training set), so that a
     duplicate of one is rejected now; streamed, round by round."""
     if loop.recipe.grounding.strategy != "accumulate":
-        return
-    for earlier in range(1, number):
-        yield from iter_records(loop.run.round(earlier) / "curated")
+        return ShardFolders([])
+    return ShardFolders(loop.run.round(earlier) / "curated" for earlier in range(1, number))
 
 
 def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     """Mix this round's training set: the synthetic rows (human decisions applied) with their golden share
-    and the rows reviewers edited, shuffled on disk and written shard by shard as SFT conversations."""
+    and the rows reviewers edited, shuffled on disk (or on Ray) and written shard by shard as SFT
+    conversations."""
     train_dir = rdir / "train"
     if is_complete(train_dir, train_inputs(loop, number, decisions_used(loop, train_dir))):
         return read_marker(train_dir)
@@ -670,61 +663,66 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     decisions = read_decisions(loop.run.root)  # every decision made so far, read once
     inputs = train_inputs(loop, number, decisions)
     ratio = golden_ratio(loop, number)
-    sample = SeededSample(stream_seed(loop.recipe.seed, f"monitor-{number}"))
-    tally = Counter()
-
-    def training_rows() -> Iterator[Record]:
-        for row in reviewed_synthetic(loop, number, decisions):
-            if row.source == "synthetic":
-                tally["human_decided"] += row.human_verdict is not None
-                if row.round == number:
-                    sample.offer(row)
-            else:
-                tally["human_edited"] += 1
-            yield sft_ready(row)
-
     most = sum(shard_rows(loop.run.round(r) / "curated") for r in range(1, number + 1)) + 2 * len(decisions)
     seed = stream_seed(loop.recipe.seed, f"mix-{number}")
     golden = [sft_ready(row) for row in loop.golden]
-    tables, mixed = mix_tables(training_rows(), golden, ratio, seed, most, rdir)
+    source = reviewed_synthetic(loop, number, decisions)
+    tables, mixed = mix_on(loop.engine_kind, source, golden, ratio, seed, most, rdir)
     writer = TableShardWriter(train_dir, loop.recipe.generation.shard_size)
+    seen = MixTally(number, SeededSample(stream_seed(loop.recipe.seed, f"monitor-{number}")))
     for table in tables:
+        seen.table(table)
         writer.append(table)
     rows = writer.close()
-    own = [row_text(r) for r in sample.rows()]
+    sample = seen.sample.rows()
     counts = {
         "rows": rows,
         "synthetic": mixed["synthetic"],
         "golden": mixed["golden"],
         "golden_ratio": ratio,
-        "human_edited": tally["human_edited"],
+        "human_edited": seen.human_edited,
         REVIEW_USED: len(decisions),
-        "human_decided": tally["human_decided"],
-        "monitor": sample_diversity(sample.rows(), mixed["synthetic"], rows) | embedding_monitor(loop, number, own),
+        "human_decided": seen.human_decided,
+        "monitor": sample_diversity(sample, mixed["synthetic"], rows)
+        | embedding_monitor(loop, number, [row_text(r) for r in sample]),
     }
     mark_complete(train_dir, counts, inputs)
     return counts
 
 
-def sft_ready(row: Record) -> Record:
-    """The row with the student's conversation in `messages` (the teacher's prompt stays in curated/)."""
-    row.messages = [Message(**turn) for turn in row_conversation(row)]
-    return row
+class MixTally:
+    """What a round's mix counts as its shuffled tables go past: the synthetic rows a human decided, the
+    rows reviewers edited (`source: human`), and a seeded sample of this round's synthetic rows."""
+
+    def __init__(self, number: int, sample: SeededSample):
+        self.number, self.sample = number, sample
+        self.human_decided = self.human_edited = 0
+
+    def table(self, table: pa.Table) -> None:
+        source = table.column("source")
+        synthetic = pc.equal(source, "synthetic").to_numpy(zero_copy_only=False)
+        self.human_edited += int(pc.sum(pc.equal(source, "human")).as_py() or 0)
+        verdicts = table.column("verdicts").combine_chunks()
+        decided = np.zeros(table.num_rows, bool)
+        human = pc.equal(verdicts.flatten().field("stage"), HUMAN).to_numpy(zero_copy_only=False)
+        decided[pc.list_parent_indices(verdicts).to_numpy()[human]] = True
+        self.human_decided += int((decided & synthetic).sum())
+        own = synthetic & pc.equal(table.column("round"), self.number).to_numpy(zero_copy_only=False)
+        self.sample.offer_table(table, np.flatnonzero(own).tolist())
 
 
-def reviewed_synthetic(loop: Loop, number: int, decisions: list[Decision]) -> Iterator[Record]:
+def reviewed_synthetic(loop: Loop, number: int, decisions: list[Decision]) -> ReviewedRows:
     """The rows this round's mix trains on, streamed with the humans' decisions applied: the kept synthetic
     rows (this round's, or every round's so far with accumulate) and, when `grounding.human_edits` is
     golden, the rows reviewers edited in any round so far (`source: human`, golden rows of their own)."""
     g = loop.recipe.grounding
     rounds = range(1, number + 1) if g.strategy == "accumulate" else [number]
+    parts = []
     for r in range(1, number + 1):
         verdicts = human_verdicts(decisions, r)
-        if r not in rounds and not (verdicts and g.human_edits == "golden"):
-            continue
-        for row in reviewed_rows(loop.run.round(r), verdicts, g.human_edits):
-            if row.kept and ((row.source == "synthetic" and r in rounds) or row.source == "human"):
-                yield row
+        if r in rounds or (verdicts and g.human_edits == "golden"):
+            parts.append(ReviewedRound(loop.run.round(r), verdicts, r in rounds))
+    return ReviewedRows(parts, g.human_edits, sft_ready)
 
 
 def train_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:

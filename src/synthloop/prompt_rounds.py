@@ -24,6 +24,7 @@ kept only when a verifier voted or scored it (self-consistency, judge, code test
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import random
@@ -32,13 +33,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from synthloop.config import ANSWERED_PROMPT_TASKS, PromptTaskEntry, Recipe
 from synthloop.records import Record
 from synthloop.registry import TASKS
 from synthloop.runners.local import Answered, generate, task_rows
 from synthloop.scoring.item import TaskItem
 from synthloop.sources.dataset import DatasetSource
-from synthloop.storage.shards import digest, ids_digest, is_complete, iter_records, read_records
+from synthloop.storage.shards import digest, ids_digest, is_complete, read_records
 from synthloop.tasks.answer import AnswerTask
 from synthloop.tasks.prompted import EVOLUTIONS, PromptTask, TopicsTask
 from synthloop.teachers.base import SamplingParams, TeacherRequest
@@ -298,13 +303,6 @@ def candidate_dirs(rdir: Path, recipe: Recipe) -> list[tuple[str, Path]]:
     return dirs
 
 
-def candidate_rows(rdir: Path, recipe: Recipe) -> Iterator[tuple[str, Record]]:
-    """(origin, row) of every row to curate, streamed shard by shard in `candidate_dirs` order."""
-    for origin, path in candidate_dirs(rdir, recipe):
-        for row in iter_records(path):
-            yield origin, row
-
-
 def candidate_digests(rdir: Path, recipe: Recipe) -> list[str]:
     """What curation is made from (just the generated rows' digest when no prompt task is configured)."""
     return [ids_digest(path) for _, path in candidate_dirs(rdir, recipe)]
@@ -361,19 +359,42 @@ class RequireVerified:
 
 class TaskTally:
     """`kept_per_task` ({origin: {category: kept}}, 0 where nothing was kept) and `unverified_per_task`,
-    counted as the curated rows stream past."""
+    counted as the curated rows stream past. `folders`: (origin, rows) of each folder read, in the order
+    read; a row's origin is told by its position in that stream (every stage keeps the rows' order)."""
 
-    def __init__(self, origins: Iterable[str], categories: Iterable[str]):
-        names = list(categories)
-        self.per_task: dict[str, dict[str, int]] = {label: dict.fromkeys(names, 0) for label in origins}
+    def __init__(self, folders: Iterable[tuple[str, int]], categories: Iterable[str]):
+        folders, names = list(folders), list(categories)
+        self.labels = [label for label, _ in folders]
+        self.ends = np.cumsum([rows for _, rows in folders], dtype=np.int64).tolist()
+        self.per_task: dict[str, dict[str, int]] = {label: dict.fromkeys(names, 0) for label in self.labels}
         self.unverified: dict[str, int] = {}
+        self.seen = 0
 
-    def add(self, label: str, row: Record) -> None:
-        if not row.kept:
-            return
+    def origins(self, positions: np.ndarray) -> np.ndarray:
+        """The index of the folder each position's row came from."""
+        return np.searchsorted(self.ends, positions, side="right")
+
+    def row(self, row: Record) -> None:
+        """The next row out of curation (in this process)."""
+        label = self.labels[bisect.bisect_right(self.ends, self.seen)]
+        self.seen += 1
+        if row.kept:
+            self.count(label, row.skill, any(v.stage == UNVERIFIED for v in row.verdicts))
+
+    def table(self, rows: pa.Table, positions: np.ndarray, live: np.ndarray) -> None:
+        """A batch of rows out of curation on Ray, with their positions and which of them were kept."""
+        verdicts = rows.column("verdicts").combine_chunks()
+        unverified = np.zeros(rows.num_rows, bool)
+        marked = pc.equal(verdicts.flatten().field("stage"), UNVERIFIED).to_numpy(zero_copy_only=False)
+        unverified[pc.list_parent_indices(verdicts).to_numpy()[marked]] = True
+        origins, skills = self.origins(positions), rows.column("skill").to_pylist()
+        for i in np.flatnonzero(live).tolist():
+            self.count(self.labels[int(origins[i])], skills[i], bool(unverified[i]))
+
+    def count(self, label: str, skill: str, unverified: bool) -> None:
         per = self.per_task.setdefault(label, {})
-        per[row.skill] = per.get(row.skill, 0) + 1
-        if any(v.stage == UNVERIFIED for v in row.verdicts):
+        per[skill] = per.get(skill, 0) + 1
+        if unverified:
             self.unverified[label] = self.unverified.get(label, 0) + 1
 
     def counts(self) -> dict[str, dict[str, Any]]:

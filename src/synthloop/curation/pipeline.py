@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from synthloop.config import CurationConfig, RecipeError
 from synthloop.curation.base import Stage, run_stages
@@ -31,6 +31,10 @@ from synthloop.storage.response_cache import ResponseCache
 from synthloop.storage.shards import ShardWriter, mark_complete, reset
 from synthloop.storage.spill import clear_scratch
 from synthloop.teachers.base import Teacher, TeacherUnavailable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 
 def no_rows() -> Iterable[Record]:
@@ -232,13 +236,23 @@ class Tally:
             )
 
 
+class RowObserver(Protocol):
+    """What sees the rows out of curation besides the `Tally` (the loop's counts per origin)."""
+
+    def row(self, row: Record) -> None:
+        """The next row out, in this process (rows come out in the order they went in)."""
+
+    def table(self, rows: pa.Table, positions: np.ndarray, live: np.ndarray) -> None:
+        """A batch of rows out on Ray, as Arrow, with their positions in the input and which were kept."""
+
+
 def curate_stream(
     stages: list[Stage],
     rows: Iterable[Record],
     out: Path,
     shard_size: int,
     tally: Tally,
-    observe: Callable[[Record], None] | None = None,
+    observe: RowObserver | None = None,
 ) -> tuple[ShardWriter, ShardWriter]:
     """Run `rows` through `stages` into `out/curated` and `out/rejected`, shard by shard as they fill:
     memory is bounded by the shard size and the stages' batches, not by the number of rows. Every
@@ -247,7 +261,7 @@ def curate_stream(
     for row in run_stages(stages, rows):
         tally.add(row)
         if observe is not None:
-            observe(row)
+            observe.row(row)
         (kept if row.kept else rejected).append(row)
     kept.close()
     rejected.close()
@@ -270,7 +284,7 @@ def curate_on(
     out: Path,
     shard_size: int,
     tally: Tally,
-    observe: Callable[[Record], None] | None = None,
+    observe: RowObserver | None = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """`curate_stream` in this process, or on Ray Data (`engine="ray"`, Ray joined): the two writers and
     the stages' counts."""

@@ -5,10 +5,13 @@ written with the memory of one bucket.
 repeat is the same row, same id: its provenance does not change), and every row keeps its
 `source` label, so the training set always says which rows are human and which are synthetic.
 
-The shuffle is the two-pass one: each row goes into one of several buckets at random (a Parquet file
-in scratch once more than a few thousand rows wait), then each bucket is read back and shuffled whole,
-bucket after bucket. Random buckets and a uniform shuffle within each give a uniform shuffle of the
-whole mix."""
+The shuffle sorts the mix by a seeded random key per row: the key of the row at position i of the
+stream (the synthetic rows in the order read, then the golden draws) is the i-th number of the seed's
+SplitMix64 sequence. Sorting by independent uniform keys is a uniform shuffle, and it is the same
+shuffle however it is computed: here, rows go to buckets by key range (a Parquet file each in scratch
+once more than a few thousand rows wait) and each bucket is sorted in turn; on Ray
+(`runners/ray_mix.py`) Ray Data sorts the whole mix by the same keys. Both write the same rows in the
+same order."""
 
 from __future__ import annotations
 
@@ -18,10 +21,12 @@ import resource
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from synthloop.records import SCHEMA, Record, from_table, to_table
+from synthloop.records import Record, from_table, to_table
 from synthloop.storage.spill import Scratch
 
 BUCKET_ROWS = 20_000  # rows one bucket holds at most on average: what the second pass has in memory
@@ -56,47 +61,83 @@ def golden_draws(golden: list[Record], want: int, rng: random.Random) -> Iterato
         want -= len(pool)
 
 
+MIX_KEY, MIX_POSITION = "_mix_key", "_mix_position"  # columns the shuffle sorts by
+
+
+def mix_keys(seed: int, positions: np.ndarray) -> np.ndarray:
+    """The sort keys of the rows at `positions` of a mix: SplitMix64 outputs of the seed's sequence,
+    63 bits (non-negative int64, which every sorter orders alike)."""
+    with np.errstate(over="ignore"):
+        state = np.uint64(random.Random(f"mix-key-{seed}").getrandbits(64))
+        z = state + (positions.astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return (z >> np.uint64(1)).astype(np.int64)
+
+
+def keyed(table: pa.Table, seed: int, first_position: int) -> pa.Table:
+    """`table` (rows at positions from `first_position`) with each row's position and sort key."""
+    positions = np.arange(first_position, first_position + table.num_rows, dtype=np.int64)
+    return table.append_column(MIX_POSITION, pa.array(positions)).append_column(
+        MIX_KEY, pa.array(mix_keys(seed, positions))
+    )
+
+
+def in_mix_order(table: pa.Table) -> pa.Table:
+    """Rows sorted by their keys (a tie, never seen in practice, by position), the two columns dropped."""
+    order = pc.sort_indices(table, sort_keys=[(MIX_KEY, "ascending"), (MIX_POSITION, "ascending")])
+    return table.take(order).drop_columns([MIX_KEY, MIX_POSITION])
+
+
 class ShuffledMix:
-    """Rows added one at a time, read back as Arrow tables in a uniformly shuffled order."""
+    """Rows added one at a time, read back as Arrow tables sorted by their keys: bucket by bucket, each
+    bucket a range of keys."""
 
     def __init__(self, rows_at_most: int, seed: int, scratch_root: Path | None = None):
-        self.rng = random.Random(seed)
+        self.seed = seed
         self.buckets = bucket_count(rows_at_most)
-        self.waiting: list[list[Record]] = [[] for _ in range(self.buckets)]
-        self.held = self.rows = 0
+        self.waiting: list[Record] = []
+        self.held: list[list[pa.Table]] = [[] for _ in range(self.buckets)]  # one bucket: never on disk
+        self.rows = 0
         self.scratch_root, self.scratch = scratch_root, None
         self.writers: dict[int, tuple[Path, pq.ParquetWriter]] = {}
 
     def add(self, row: Record) -> None:
-        self.waiting[self.rng.randrange(self.buckets)].append(row)
-        self.held += 1
-        self.rows += 1
-        if self.held >= WAITING_ROWS and self.buckets > 1:
-            self.spill()
+        self.waiting.append(row)
+        if len(self.waiting) >= WAITING_ROWS:
+            self.deal()
 
-    def spill(self) -> None:
-        self.scratch = self.scratch or Scratch(self.scratch_root)
-        for bucket, rows in enumerate(self.waiting):
-            if rows:
-                if bucket not in self.writers:
-                    path = self.scratch.path / f"bucket-{bucket:05d}.parquet"
-                    self.writers[bucket] = path, pq.ParquetWriter(path, SCHEMA, compression="zstd")
-                self.writers[bucket][1].write_table(to_table(rows))
-        self.waiting = [[] for _ in range(self.buckets)]
-        self.held = 0
+    def deal(self) -> None:
+        """The waiting rows keyed and dealt to their buckets (written to the buckets' files if several)."""
+        if not self.waiting:
+            return
+        table = keyed(to_table(self.waiting), self.seed, self.rows)
+        self.rows += len(self.waiting)
+        self.waiting = []
+        buckets = (table.column(MIX_KEY).to_numpy() >> 31) * self.buckets >> 32  # key range: 63 bits
+        for bucket in np.unique(buckets).tolist():
+            part = table.filter(pa.array(buckets == bucket))
+            if self.buckets == 1:
+                self.held[bucket].append(part)
+                continue
+            if bucket not in self.writers:
+                self.scratch = self.scratch or Scratch(self.scratch_root)
+                path = self.scratch.path / f"bucket-{bucket:05d}.parquet"
+                self.writers[bucket] = path, pq.ParquetWriter(path, part.schema, compression="zstd")
+            self.writers[bucket][1].write_table(part)
 
     def tables(self) -> Iterator[pa.Table]:
-        """Each bucket in turn, shuffled; the scratch files are removed once read."""
+        """Each bucket in key order, sorted; the scratch files are removed once read."""
+        self.deal()
         try:
             for _, writer in self.writers.values():
                 writer.close()
             for bucket in range(self.buckets):
-                parts = [pq.read_table(self.writers[bucket][0])] if bucket in self.writers else []
-                table = pa.concat_tables([*parts, to_table(self.waiting[bucket])])
-                self.waiting[bucket] = []
-                order = list(range(table.num_rows))
-                self.rng.shuffle(order)
-                yield table.take(pa.array(order, pa.int64()))
+                parts = [pq.read_table(self.writers[bucket][0])] if bucket in self.writers else self.held[bucket]
+                self.held[bucket] = []
+                if parts:
+                    yield in_mix_order(pa.concat_tables(parts))
         finally:
             if self.scratch is not None:
                 self.scratch.close()
@@ -118,10 +159,34 @@ def mix_tables(
     for row in rows:
         shuffled.add(row)
         synthetic += row.source == "synthetic"
-    draws = random.Random(f"golden-{seed}")  # its own stream: the same golden rows however many buckets
-    for row in golden_draws(golden, golden_count(synthetic, ratio), draws):
+    drawn = 0
+    for row in golden_draws(golden, golden_count(synthetic, ratio), golden_stream(seed)):
         shuffled.add(row)
-    return shuffled.tables(), {"synthetic": synthetic, "golden": shuffled.rows - synthetic}
+        drawn += 1
+    return shuffled.tables(), {"synthetic": synthetic, "golden": drawn}
+
+
+def mix_on(
+    engine: str,
+    rows: Iterable[Record],
+    golden: list[Record],
+    ratio: float,
+    seed: int,
+    rows_at_most: int,
+    scratch: Path | None = None,
+) -> tuple[Iterator[pa.Table], dict[str, int]]:
+    """`mix_tables` in this process, or on Ray Data (`engine="ray"`, Ray joined; `rows` then read in
+    slices by read tasks): the same rows in the same order either way."""
+    if engine == "ray":
+        from synthloop.runners.ray_mix import mix_on_ray
+
+        return mix_on_ray(rows, golden, ratio, seed)
+    return mix_tables(rows, golden, ratio, seed, rows_at_most, scratch)
+
+
+def golden_stream(seed: int) -> random.Random:
+    """What the golden rows are drawn with: a stream of its own, the same on every engine."""
+    return random.Random(f"golden-{seed}")
 
 
 def mix(rows: list[Record], golden: list[Record], ratio: float, seed: int) -> list[Record]:

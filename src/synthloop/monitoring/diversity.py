@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import heapq
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from synthloop.records import Record
+import pyarrow as pa
+
+from synthloop.records import Record, from_table
 
 
 def distinct_n(texts: list[str], n: int) -> float:
@@ -37,13 +39,23 @@ class SeededSample:
         self.seen = 0  # rows offered: orders rows with one id (an exact duplicate's twin) as they came
 
     def offer(self, row: Record) -> None:
-        key = -int.from_bytes(hashlib.blake2b(row.id.encode(), digest_size=8, key=self.salt).digest(), "big")
+        self.offer_lazily(row.id, lambda: row)
+
+    def offer_lazily(self, row_id: str, row: Callable[[], Record]) -> None:
+        """Offer the row with this id, made by `row()` only if it enters the sample."""
+        key = -int.from_bytes(hashlib.blake2b(row_id.encode(), digest_size=8, key=self.salt).digest(), "big")
         self.seen += 1
-        item = (key, row.id, -self.seen, row)
+        item = (key, row_id, -self.seen)
         if len(self.heap) < self.size:
-            heapq.heappush(self.heap, item)
-        elif item[:3] > self.heap[0][:3]:
-            heapq.heapreplace(self.heap, item)
+            heapq.heappush(self.heap, (*item, row()))
+        elif item > self.heap[0][:3]:
+            heapq.heapreplace(self.heap, (*item, row()))
+
+    def offer_table(self, table: pa.Table, rows: Iterable[int]) -> None:
+        """Offer the given rows of an Arrow table of records; only those that enter become records."""
+        ids = table.column("id").to_pylist()
+        for i in rows:
+            self.offer_lazily(ids[i], lambda i=i: from_table(table.slice(i, 1))[0])
 
     def rows(self) -> list[Record]:
         return [item[3] for item in sorted(self.heap, key=lambda item: (-item[0], item[1], -item[2]))]

@@ -1,9 +1,11 @@
 """Curation on Ray Data: the same stages, verdicts and kept rows as the local engine, with the work
 spread over a Ray cluster's CPUs.
 
-The input is put once into Ray's object store, in shards of 20,000 rows with each row's position in
-the stream (every node reads them; the store spills to disk when full). Then the stages, in the
-recipe's order:
+The input goes once into Ray's object store, in shards of about 20,000 rows with each row's position
+in the stream (every node reads them; the store spills to disk when full). An input that comes in
+slices of files (`synthloop curate`'s Parquet file or folder, a loop round's generated shards, the
+earlier rounds' kept rows) is read there by read tasks on the head node; any other by the driver.
+Then the stages, in the recipe's order:
 - row stages (verify, code tests, PII, quality, decontamination, reward model, pointwise judge) run as
   `map_batches` over the shards; each worker builds its stages once;
 - exact dedup groups the live rows' question hashes globally, and the first row of each group by
@@ -39,7 +41,7 @@ from synthloop.curation.base import Stage, key_hash, question_key, run_stages
 from synthloop.curation.dedup import ExactDedup
 from synthloop.curation.groups import GroupedStage, Member
 from synthloop.curation.near_dedup import MinHashIndex, NearDedup, shingle_hashes
-from synthloop.curation.pipeline import Context, Tally, build_stages, stage_counts
+from synthloop.curation.pipeline import Context, RowObserver, Tally, build_stages, stage_counts
 from synthloop.curation.text import field_text
 from synthloop.records import HUMAN, SCHEMA, Record, from_table, to_table
 from synthloop.runners.local import summed
@@ -49,6 +51,7 @@ from synthloop.storage.shards import ShardWriter, TableShardWriter
 POSITION = "_position"
 INPUT_SHARD_ROWS = 20_000  # rows per input shard written for Ray (its unit of work and of retry)
 BATCH_ROWS = 1024  # rows per map_batches call
+EARLIER = -(1 << 52)  # the first position of rows kept in earlier rounds: before every row of this round
 
 # Stages a worker builds from the recipe (they hold a model or a connection); the rest are shipped as they are.
 BUILT_IN_WORKER = {"reward": "reward_model", "judge": "judge", "judge_pairwise": "judge"}
@@ -602,7 +605,7 @@ def curate_on_ray(
     out: Path,
     shard_size: int,
     tally: Tally,
-    observe: Callable[[Record], None] | None = None,
+    observe: RowObserver | None = None,
 ) -> tuple[ShardWriter, ShardWriter, dict[str, Any]]:
     """`curate_stream` on Ray: the same rows written to `out/curated` and `out/rejected`, in the same
     order, with the same verdicts; returns the writers and the stages' counts."""
@@ -671,13 +674,12 @@ def head_node_if_judged(stages: list[Stage]) -> dict[str, Any]:
 
 
 def earlier_table(context: Context, transform: Callable[[pa.Table], pa.Table]) -> Any:
-    """Rows kept in earlier rounds, at negative positions (before every row of this round), transformed."""
+    """Rows kept in earlier rounds, at positions from `EARLIER` (before every row of this round), transformed."""
     import ray
 
-    earlier = list(context.earlier())
-    if not earlier:
+    refs = stage_input(context.earlier(), EARLIER)
+    if not refs:
         return None
-    refs = stage_input(earlier, -len(earlier))
     return ray.data.from_arrow_refs(refs).map_batches(transform, batch_format="pyarrow", batch_size=BATCH_ROWS)
 
 
@@ -720,10 +722,10 @@ def write_in_order(
     out: Path,
     shard_size: int,
     tally: Tally,
-    observe: Callable[[Record], None] | None,
+    observe: RowObserver | None,
 ) -> tuple[TableShardWriter, TableShardWriter, dict[str, Any]]:
     """The curated rows, in position order, split into curated/ and rejected/ as Arrow tables; only the
-    rejected rows (and every row when `observe` wants them) become records, for the counts."""
+    rejected rows become records, for the counts. `observe` sees each batch as Arrow."""
     kept, rejected = TableShardWriter(out / "curated", shard_size), TableShardWriter(out / "rejected", shard_size)
     counts: dict[str, Any] = {}
     for table in ds.iter_batches(batch_format="pyarrow", batch_size=BATCH_ROWS):
@@ -734,14 +736,11 @@ def write_in_order(
                         counts = summed(counts, json.loads(value))
         live = live_rows(table)
         rows = table.select(SCHEMA.names).cast(SCHEMA)
+        tally.add_kept(rows.filter(pa.array(live)).column("skill").to_pylist())
+        for row in from_table(rows.filter(pa.array(~live))):
+            tally.add(row)
         if observe is not None:
-            for row in from_table(rows):
-                tally.add(row)
-                observe(row)
-        else:
-            tally.add_kept(rows.filter(pa.array(live)).column("skill").to_pylist())
-            for row in from_table(rows.filter(pa.array(~live))):
-                tally.add(row)
+            observe.table(rows, table.column(POSITION).to_numpy(), live)
         kept.append(rows.filter(pa.array(live)))
         rejected.append(rows.filter(pa.array(~live)))
     kept.close()

@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,14 @@ def iter_records(directory: Path, batch_rows: int = 1024) -> Iterator[Record]:
     """The records of a shard directory in shard order, `batch_rows` at a time: a directory of any size
     is read with the memory of one batch."""
     for path in sorted(directory.glob("part-*.parquet")):
-        with pq.ParquetFile(path) as parquet:
-            for batch in parquet_batches(parquet, batch_rows):
-                yield from from_table(pa.Table.from_batches([batch]))
+        yield from shard_file_rows(path, batch_rows)
+
+
+def shard_file_rows(path: Path, batch_rows: int = 1024) -> Iterator[Record]:
+    """The records of one shard, `batch_rows` at a time."""
+    with pq.ParquetFile(path) as parquet:
+        for batch in parquet_batches(parquet, batch_rows):
+            yield from from_table(pa.Table.from_batches([batch]))
 
 
 def parquet_batches(
@@ -82,6 +88,57 @@ def rows_in(paths: Iterable[Path]) -> int:
         with pq.ParquetFile(path) as parquet:
             total += parquet.metadata.num_rows
     return total
+
+
+@dataclass(frozen=True)
+class ShardSlice:
+    """Consecutive shards of a `ShardFolders`, read by one task."""
+
+    paths: tuple[Path, ...]
+    rows: int
+
+
+def grouped_shards(paths: Iterable[Path], rows_per_slice: int) -> list[ShardSlice]:
+    """Consecutive shards grouped into slices of at least `rows_per_slice` rows (the last may hold
+    fewer), their rows read from the footers."""
+    out: list[ShardSlice] = []
+    for path in paths:
+        rows = rows_in([path])
+        if out and out[-1].rows < rows_per_slice:
+            out[-1] = ShardSlice((*out[-1].paths, path), out[-1].rows + rows)
+        else:
+            out.append(ShardSlice((path,), rows))
+    return out
+
+
+class ShardFolders:
+    """The rows of shard folders (a run's own), in folder and shard order, each passed through `prepare`:
+    iterated in this process, or on Ray read by read tasks where the files are, a slice of shards each
+    (`slices`, `read_slice`), so that the driver reads none of them."""
+
+    def __init__(self, folders: Iterable[Path], prepare: Callable[[Iterable[Record]], Iterator[Record]] | None = None):
+        self.folders = list(folders)
+        self.prepare = prepare
+
+    def __iter__(self) -> Iterator[Record]:
+        for folder in self.folders:
+            yield from self.prepared(iter_records(folder))
+
+    def prepared(self, rows: Iterable[Record]) -> Iterable[Record]:
+        return rows if self.prepare is None else self.prepare(rows)
+
+    def slices(self, rows_per_slice: int) -> list[ShardSlice]:
+        """The shards grouped into slices of at least `rows_per_slice` rows (the last may hold fewer)."""
+        paths = [path for folder in self.folders for path in sorted(folder.glob("part-*.parquet"))]
+        return grouped_shards(paths, rows_per_slice)
+
+    def read_slice(self, piece: ShardSlice) -> tuple[list[Record], int]:
+        """A slice's records, prepared, and how many there are."""
+        records = list(self.prepared(row for path in piece.paths for row in shard_file_rows(path)))
+        return records, len(records)
+
+    def counted(self, rows: int, answered: int) -> None:
+        """What the read tasks counted (nothing to check: the run wrote these shards)."""
 
 
 class ShardWriter:

@@ -44,6 +44,14 @@ def row_conversation(row: Any) -> list[dict[str, str]]:
     return conversation(row.question, row.reasoning, row.answer, row.kind)
 
 
+def sft_ready(row: Any) -> Any:
+    """The record with the student's conversation in `messages` (the teacher's prompt stays in curated/)."""
+    from synthloop.records import Message
+
+    row.messages = [Message(**turn) for turn in row_conversation(row)]
+    return row
+
+
 def student_format(source: Any) -> Format:
     """The format a recipe's student (or a tokenizer, with `chat_template: auto`) trains and answers in."""
     if hasattr(source, "student"):
