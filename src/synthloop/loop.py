@@ -159,7 +159,7 @@ def run_rounds(
     teacher = make_teacher(recipe.teacher, recipe.seed)  # a missing key variable fails here
     check_teacher(teacher)  # and an unreachable server or unknown model here
     # and an unreadable eval set, a missing reward model, an unreachable judge, a stage Ray cannot run:
-    judge = preflight(recipe.curation, engine)
+    judge = preflight(recipe.curation)
     read_decisions(root)  # and a damaged review log, before a round is paid for only to stop at its mix
     if recipe.monitor.embeddings == "on" and not embeddings.available():
         raise RecipeError(

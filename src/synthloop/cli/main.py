@@ -320,7 +320,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     curation = load_curation(args.recipe)
     check_curate_paths(args.rows, args.out)
     rows = CurateInput(args.rows)
-    judge = preflight(curation, args.engine)
+    judge = preflight(curation)
     start_engine(args)
     created = not args.out.exists()
     signal.signal(signal.SIGTERM, stop_on_sigterm)  # a terminated curation cleans up as Ctrl-C's does

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from synthloop.config import CurationConfig, RecipeError
+from synthloop.config import CurationConfig
 from synthloop.curation.base import Stage, run_stages
 from synthloop.curation.decontaminate import Decontaminate, load_eval_set
 from synthloop.curation.dedup import ExactDedup
@@ -96,18 +96,13 @@ def curation_warnings(cfg: CurationConfig) -> list[str]:
     return [notice] if notice else []
 
 
-def preflight(cfg: CurationConfig, engine: str = "local") -> Teacher | None:
+def preflight(cfg: CurationConfig) -> Teacher | None:
     """Fail before a run generates anything (and pays for it) if a stage could not be built later: a
     code sandbox whose isolation does not work here, an eval set that cannot be read, a reward model
     folder without a model, a missing extra, a judge that cannot be reached. Returns the judge's
     teacher, checked, so that every round reuses it (a local judge model is loaded once)."""
     from synthloop.teachers.factory import check_teacher, make_teacher
 
-    if engine == "ray" and cfg.dedup and cfg.dedup.semantic:
-        raise RecipeError(
-            "curation.dedup.semantic is not run with --engine ray (it needs every embedding at once); "
-            "turn it off for the Ray run, or use --engine local"
-        )
     if cfg.code:
         require_isolation(cfg.code.isolation)
     if cfg.decontaminate:

@@ -82,8 +82,14 @@ class SemanticDedup:
         earlier: Iterable[tuple[str, str]] = (),
     ):
         self.threshold, self.field = threshold, field
-        self.embedder = embedder or MiniLM()
+        self.given_embedder = embedder  # None: the offline MiniLM, loaded when first needed
         self.earlier = list(earlier)  # (id, text) of rows kept before this stage ran
+
+    @property
+    def embedder(self) -> Embedder:
+        if self.given_embedder is None:
+            self.given_embedder = MiniLM()
+        return self.given_embedder
 
     def run(self, records: Iterable[Record]) -> Iterator[Record]:
         rows = list(records)
@@ -93,8 +99,14 @@ class SemanticDedup:
         if not live:
             yield from rows
             return
-        vectors = self.embedder.encode(texts)
-        vectors[[not text.strip() for text in texts]] = 0.0  # an empty text is similar to nothing
+        vectors = embedded(self.embedder, texts)
         matches = greedy_semantic_matches(vectors, self.threshold, len(self.earlier))
         record_matches(self.name, "semantic_duplicate", "cosine", live, matches, len(self.earlier), ids.__getitem__)
         yield from rows
+
+
+def embedded(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    """The texts' unit vectors; an empty text's is zero (it is similar to nothing)."""
+    vectors = embedder.encode(texts)
+    vectors[[not text.strip() for text in texts]] = 0.0
+    return vectors

@@ -20,13 +20,15 @@ The driver reads the result in position order and writes curated/ and rejected/ 
 engine does. Ray retries a task whose worker died: a shard is redone whole, and nothing is duplicated
 because every step is keyed by position.
 
-Semantic dedup needs every embedding at once and is not run on Ray (the recipe is refused)."""
+Semantic dedup embeds the live rows on the workers (each loads the offline model once) and decides in
+the driver, which holds every embedding as the local stage does."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,7 @@ from synthloop.curation.dedup import ExactDedup
 from synthloop.curation.groups import GroupedStage, Member
 from synthloop.curation.near_dedup import MinHashIndex, NearDedup, shingle_hashes
 from synthloop.curation.pipeline import Context, RowObserver, Tally, build_stages, stage_counts
+from synthloop.curation.semantic_dedup import MiniLM, SemanticDedup, embedded, greedy_semantic_matches
 from synthloop.curation.text import field_text
 from synthloop.records import HUMAN, SCHEMA, Record, from_table, to_table
 from synthloop.runners.local import summed
@@ -55,10 +58,6 @@ EARLIER = -(1 << 52)  # the first position of rows kept in earlier rounds: befor
 
 # Stages a worker builds from the recipe (they hold a model or a connection); the rest are shipped as they are.
 BUILT_IN_WORKER = {"reward": "reward_model", "judge": "judge", "judge_pairwise": "judge"}
-
-
-class RayCurationUnsupported(ValueError):
-    pass
 
 
 _MADE: dict[tuple[str, tuple[int, ...]], list[Stage]] = {}  # per worker process: stages made once, reused
@@ -116,10 +115,7 @@ def stage_step(stage: Stage) -> str:
     if isinstance(stage, GroupedStage):
         return "group"
     if stage.name == "semantic_dedup":
-        raise RayCurationUnsupported(
-            "curation.dedup.semantic is not run with --engine ray (it needs every embedding at once); "
-            "turn it off for the Ray run, or use --engine local"
-        )
+        return "semantic"
     return "row"
 
 
@@ -266,14 +262,26 @@ def later_of_each_key(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 class Rejections:
     """A cross-row stage's decisions: the rows at `positions` are rejected by `stage` (duplicates of
-    `parents`); every other live row is kept by it."""
+    `parents`, with a `measure` of similarity when scored); every other live row is kept by it, with a
+    note where `kept` gives one (position -> "kept for 2 duplicates")."""
 
-    def __init__(self, stage: str, reason: str, rejections: dict[str, np.ndarray]):
-        self.stage, self.reason = stage, reason
+    def __init__(
+        self,
+        stage: str,
+        reason: str,
+        rejections: dict[str, np.ndarray],
+        measure: str = "Jaccard",
+        kept: dict[int, str] | None = None,
+    ):
+        self.stage, self.reason, self.measure = stage, reason, measure
         order = np.argsort(rejections[POSITION], kind="stable")
         self.positions = rejections[POSITION][order]
         self.parents = rejections["parent"][order]
         self.scores = rejections["score"][order] if "score" in rejections else None
+        self.kept = kept or {}
+
+    def said(self, score: float, parent: str) -> str:
+        return f"{self.measure} {score:.2f} with {parent}"
 
     def found(self, positions: np.ndarray) -> np.ndarray:
         """Where each of `positions` is among the rejected rows, or -1."""
@@ -298,10 +306,10 @@ class Rejections:
                     record.add_verdict(self.stage, False, self.reason)
                 else:
                     score = float(self.scores[k])
-                    record.add_verdict(self.stage, False, self.reason, score, f"Jaccard {score:.2f} with {parent}")
+                    record.add_verdict(self.stage, False, self.reason, score, self.said(score, parent))
                 record.parent_ids.append(parent)
             else:
-                record.add_verdict(self.stage, True)
+                record.add_verdict(self.stage, True, None, None, self.kept.get(int(positions[i])))
 
 
 def decided_records(table: pa.Table, pending: list[Rejections]) -> tuple[list[Record], pa.Array]:
@@ -328,17 +336,19 @@ def apply_pending(table: pa.Table, pending: list[Rejections]) -> pa.Table:
         found = decided.found(positions[rows])  # index into the decisions, -1 where not rejected
         rejected = found >= 0
         reason = np.where(rejected, decided.reason, None)
-        score, detail = pa.nulls(len(rows), pa.float64()), pa.nulls(len(rows), pa.string())
+        score = pa.nulls(len(rows), pa.float64())
+        said = np.full(len(rows), None, dtype=object)
         if decided.scores is not None:
             hit = np.zeros(len(rows))
             hit[rejected] = decided.scores[found[rejected]]
             score = pa.array(hit, pa.float64(), mask=~rejected)
-            said = np.full(len(rows), None, dtype=object)
             said[rejected] = [
-                f"Jaccard {float(x):.2f} with {p}"
-                for x, p in zip(hit[rejected], decided.parents[found[rejected]], strict=True)
+                decided.said(float(x), p) for x, p in zip(hit[rejected], decided.parents[found[rejected]], strict=True)
             ]
-            detail = pa.array(said, pa.string())
+        if decided.kept:
+            for i in np.flatnonzero(~rejected).tolist():
+                said[i] = decided.kept.get(int(positions[rows[i]]))
+        detail = pa.array(said, pa.string())
         added = pa.StructArray.from_arrays(
             [
                 pa.array([decided.stage] * len(rows), pa.string()),
@@ -452,6 +462,73 @@ def greedy_near(pairs: dict[str, np.ndarray], threshold: float) -> dict[str, np.
         "parent": np.array([rejected[p][0] for p in positions.tolist()], dtype=object),
         "score": np.array([rejected[p][1] for p in positions.tolist()], np.float64),
     }
+
+
+# ---- semantic dedup ------------------------------------------------------------------------------
+
+_EMBEDDERS: dict[str, Any] = {}  # per worker process: the offline MiniLM, loaded once
+
+
+class SemanticFeatures:
+    """Each live row's embedding, computed in the workers (each loads the offline model once)."""
+
+    def __init__(self, stage: SemanticDedup, pending: list[Rejections]):
+        self.field, self.pending = stage.field, pending
+        self.embedder = None if isinstance(stage.given_embedder, MiniLM | None) else stage.given_embedder
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        rows = np.flatnonzero(live_rows(table, self.pending))
+        take = pa.array(rows, pa.int64())
+        found = texts(table, rows, self.field)
+        vectors = embedded(self.model(), found) if found else np.zeros((0, 1), np.float32)
+        return pa.table(
+            {
+                POSITION: table.column(POSITION).take(take),
+                "id": table.column("id").take(take),
+                "vector": pa.array(list(vectors), pa.list_(pa.float32())),
+            }
+        )
+
+    def model(self) -> Any:
+        if self.embedder is not None:
+            return self.embedder
+        if "minilm" not in _EMBEDDERS:
+            _EMBEDDERS["minilm"] = MiniLM()
+        return _EMBEDDERS["minilm"]
+
+
+def semantic_rejections(ds: Any, stage: SemanticDedup, context: Context, pending: list[Rejections]) -> Rejections:
+    """The local stage's decisions: every live row's embedding (and the earlier rounds' kept rows') is
+    computed on the workers and gathered here, where the same greedy rule runs over all of them in
+    position order. The driver holds every embedding (1.5 kB a row), as the local stage does."""
+    features = ds.map_batches(SemanticFeatures(stage, pending), batch_format="pyarrow", batch_size=BATCH_ROWS)
+    earlier = earlier_table(context, SemanticFeatures(stage, []))
+    if earlier is not None:
+        features = features.union(earlier)
+    parts = list(features.iter_batches(batch_format="pyarrow", batch_size=None))
+    table = pa.concat_tables(parts) if parts else None
+    if table is None or not table.num_rows:
+        return Rejections(stage.name, "semantic_duplicate", {POSITION: np.zeros(0, np.int64), "parent": np.zeros(0)})
+    table = table.take(pc.sort_indices(table, sort_keys=[(POSITION, "ascending")]))
+    positions, ids = table.column(POSITION).to_numpy(), table.column("id").to_pylist()
+    vectors = np.stack([np.asarray(v, np.float32) for v in table.column("vector").to_numpy(zero_copy_only=False)])
+    before = int((positions < 0).sum())  # the earlier rounds' rows come first: they are kept
+    matches = greedy_semantic_matches(vectors, stage.threshold, before)
+    stands_for = Counter(m.representative for m in matches)
+    rejected: list[tuple[int, str, float]] = []
+    kept: dict[int, str] = {}
+    for i, match in enumerate(matches):
+        doc = before + i
+        if match.representative != doc:
+            rejected.append((int(positions[doc]), ids[match.representative], match.similarity))
+        elif stands_for[doc] > 1:
+            kept[int(positions[doc])] = f"kept for {stands_for[doc] - 1} duplicates"
+    decided = {
+        POSITION: np.array([r[0] for r in rejected], np.int64),
+        "parent": np.array([r[1] for r in rejected], dtype=object),
+        "score": np.array([r[2] for r in rejected], np.float64),
+    }
+    return Rejections(stage.name, "semantic_duplicate", decided, "cosine", kept)
 
 
 # ---- grouped stages ------------------------------------------------------------------------------
@@ -644,6 +721,9 @@ def curate_on_ray(
             ds = ds.materialize()
             rejections = near_rejections(ds, stage, context, cpus, pending)
             pending = [*pending, Rejections(stage.name, "near_duplicate", rejections)]
+        elif kind == "semantic":
+            ds = ds.materialize()
+            pending = [*pending, semantic_rejections(ds, stage, context, pending)]
         else:
             if pending:
                 ds = ds.map_batches(apply_pending, fn_args=(pending,), **batches)
