@@ -4,7 +4,10 @@
    (bench/scale.py's), local and on a local Ray with 1 and 2 CPUs, each in its own process; the
    seconds count from reading the rows to the summary written (Ray's start-up is reported apart).
    Every run must keep the same rows.
-2. Teacher calls through 1, 2 and 4 Ray actors against the simulated OpenAI-compatible server (each
+2. The training mix of the rows the local curation kept, with a golden share of 0.1, local and on a
+   local Ray with 2 CPUs, each in its own process: seconds from reading the curated shards to the
+   training shards written, and whether both wrote the same rows in the same order.
+3. Teacher calls through 1, 2 and 4 Ray actors against the simulated OpenAI-compatible server (each
    call 0.25 s, no server limit), 8 calls in flight per actor: calls/s, and the share of linear scaling
    (rate with n actors / (n x rate with 1)).
 
@@ -49,6 +52,32 @@ def curate_once(rows: str, out: str, engine: str, cpus: int) -> None:
     kept = digest(row_ids(Path(out) / "curated"))
     print(json.dumps({"seconds": round(seconds, 1), "ray_start_s": round(ray_seconds, 1), "kept": summary["kept"],
                       "kept_digest": kept}))  # fmt: skip
+
+
+def mix_once(curated_round: str, out: str, engine: str) -> None:
+    """One training mix in this process (run by the parent as a subprocess); prints its figures."""
+    from synthloop.grounding.mix import mix_on
+    from synthloop.records import Record
+    from synthloop.review.apply import ReviewedRound, ReviewedRows
+    from synthloop.runners.ray_setup import connect
+    from synthloop.storage.shards import TableShardWriter, digest, row_ids, shard_rows
+    from synthloop.training.format import sft_ready
+
+    if engine == "ray":
+        connect(None, num_cpus=2)
+    golden = [sft_ready(Record("solution", "golden", f"What is {i} + 1?", "golden", 0, answer=str(i + 1)))
+              for i in range(500)]  # fmt: skip
+    start = time.perf_counter()
+    rows = ReviewedRows([ReviewedRound(Path(curated_round), {}, True)], "golden", sft_ready)
+    most = shard_rows(Path(curated_round) / "curated")  # as the loop sizes its buckets
+    tables, counts = mix_on(engine, rows, golden, 0.1, 7, most, Path(out))
+    writer = TableShardWriter(Path(out) / "train", 20_000)
+    for table in tables:
+        writer.append(table)
+    written = writer.close()
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": round(seconds, 1), "rows": written, "golden": counts["golden"],
+                      "order_digest": digest(row_ids(Path(out) / "train"))}))  # fmt: skip
 
 
 def generate_once(actors: int) -> None:
@@ -117,6 +146,13 @@ def main() -> None:
         figures["curate_ray_2cpu_speedup_over_1cpu"] = round(
             runs["ray_1cpu"]["seconds"] / runs["ray_2cpu"]["seconds"], 2
         )
+        mixes = {engine: child("--mix", str(work / "local"), str(work / f"mix-{engine}"), engine)
+                 for engine in ("local", "ray")}  # fmt: skip
+        figures["mix_rows"] = mixes["local"]["rows"]
+        figures["mix_local_s"] = mixes["local"]["seconds"]
+        figures["mix_ray_2cpu_s"] = mixes["ray"]["seconds"]
+        figures["mix_ray_2cpu_vs_local"] = round(mixes["ray"]["seconds"] / mixes["local"]["seconds"], 2)
+        figures["mix_same_rows_same_order"] = mixes["ray"]["order_digest"] == mixes["local"]["order_digest"]
     rates = {actors: child("--generate", str(actors))["calls_per_s"] for actors in (1, 2, 4)}
     figures["generation_calls_per_s"] = rates
     figures["generation_share_of_linear"] = {n: round(rate / (n * rates[1]), 3) for n, rate in rates.items()}
@@ -126,6 +162,8 @@ def main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--curate"]:
         curate_once(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    elif sys.argv[1:2] == ["--mix"]:
+        mix_once(sys.argv[2], sys.argv[3], sys.argv[4])
     elif sys.argv[1:2] == ["--generate"]:
         generate_once(int(sys.argv[2]))
     else:
