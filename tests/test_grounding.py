@@ -75,7 +75,7 @@ def test_a_mix_bigger_than_a_bucket_is_shuffled_on_disk_and_loses_nothing(tmp_pa
     assert [p.name[: len(".scratch-")] for p in tmp_path.iterdir()] == [".scratch-"]  # spilled, in scratch
     out = [r for table in [first, *tables] for r in mixing.from_table(table)]
     assert not list(tmp_path.iterdir())  # scratch removed once read
-    assert counts == {"synthetic": 1000, "golden": golden_count(1000, 0.2)}
+    assert counts == {"synthetic": 1000, "golden": golden_count(1000, 0.2), "edited": 0}
     assert sorted(r.id for r in out if r.source == "synthetic") == sorted(r.id for r in synthetic)
     assert [r.id for r in in_memory] == [r.id for r in out]  # the same rows in the same order, golden ones too
     assert [r.id for r in out if r.source == "synthetic"] != [r.id for r in synthetic]  # shuffled
@@ -114,3 +114,23 @@ assert mix.bucket_count(10 * 5000) == 300 - mix.SPARE_FILES
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr  # in a process of its own: a lowered hard limit stays lowered
+
+
+def test_golden_rows_from_a_file_are_not_counted_as_reviewers_edits(tmp_path):
+    """A golden file's rows are `source: human`, as a reviewer's edited rows are: the mix counts the
+    edits before the golden rows join it."""
+    from pathlib import Path
+
+    from synthloop.cli.main import main
+    from synthloop.storage.shards import iter_records, read_marker
+
+    golden = [json.dumps({"question": f"What is {i}+{i}?", "answer": str(2 * i)}) for i in range(30)]
+    path = write_lines(tmp_path / "golden.jsonl", golden)
+    recipe = (Path(__file__).parent / "tiny_recipe.yaml").read_text().replace("rounds: 3", "rounds: 1")
+    recipe = recipe.replace("golden: {size: 40}", f"golden: {{path: {path}}}")
+    (tmp_path / "r.yaml").write_text(recipe)
+    assert main(["run", str(tmp_path / "r.yaml"), "--run-dir", str(tmp_path / "run")]) == 0
+    train = tmp_path / "run" / "rounds" / "01" / "train"
+    marker = read_marker(train)
+    assert marker["golden"] > 0 and marker["golden"] == sum(r.source == "human" for r in iter_records(train))
+    assert marker["human_edited"] == 0 and marker["review_decisions"] == 0

@@ -486,7 +486,7 @@ def test_a_reviewed_mix_on_ray_is_the_local_mix_row_for_row(tmp_path, local_ray,
             new_decision(number, twin.id, "ann", "accept"),
         ]
         rounds.append(ReviewedRound(rdir, human_verdicts(decisions, number), number == 2))
-    golden = [sft_ready(Record("solution", "s", f"g{i}", "golden", 0, answer="1")) for i in range(7)]
+    golden = [sft_ready(Record("solution", "s", f"g{i}", "human", 0, answer="1")) for i in range(7)]  # a golden file's
     mixes = {}
     for engine in ("local", "ray"):
         rows = ReviewedRows(rounds, "golden", sft_ready)
@@ -494,8 +494,12 @@ def test_a_reviewed_mix_on_ray_is_the_local_mix_row_for_row(tmp_path, local_ray,
         mixes[engine] = ([(r.id, r.source, r.verdicts, r.messages) for t in tables for r in from_table(t)], counts)
     assert mixes["ray"] == mixes["local"]
     out, counts = mixes["local"]
-    assert counts == {"synthetic": 69, "golden": 23}  # round 2: 70 kept - 1 rejected - 1 edited + 1 rescued
-    assert sum(source == "human" for _, source, _, _ in out) == 2  # each round's edit (round 1: only that)
+    assert counts == {
+        "synthetic": 69,
+        "golden": 23,
+        "edited": 2,
+    }  # round 2: 70 kept - 1 rejected - 1 edited + 1 rescued
+    assert sum(source == "human" for _, source, _, _ in out) == 2 + 23  # each round's edit (round 1: only that); golden
     assert len(out) == 69 + 23 + 2 and len({i for i, source, _, _ in out if source == "synthetic"}) == 69  # one twin
 
 

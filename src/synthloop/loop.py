@@ -680,7 +680,7 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
         "synthetic": mixed["synthetic"],
         "golden": mixed["golden"],
         "golden_ratio": ratio,
-        "human_edited": seen.human_edited,
+        "human_edited": mixed["edited"],  # counted before the golden rows joined (they may be `source: human` too)
         REVIEW_USED: len(decisions),
         "human_decided": seen.human_decided,
         "monitor": sample_diversity(sample, mixed["synthetic"], rows)
@@ -691,17 +691,15 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
 
 
 class MixTally:
-    """What a round's mix counts as its shuffled tables go past: the synthetic rows a human decided, the
-    rows reviewers edited (`source: human`), and a seeded sample of this round's synthetic rows."""
+    """What a round's mix counts as its shuffled tables go past: the synthetic rows a human decided, and a
+    seeded sample of this round's synthetic rows."""
 
     def __init__(self, number: int, sample: SeededSample):
         self.number, self.sample = number, sample
-        self.human_decided = self.human_edited = 0
+        self.human_decided = 0
 
     def table(self, table: pa.Table) -> None:
-        source = table.column("source")
-        synthetic = pc.equal(source, "synthetic").to_numpy(zero_copy_only=False)
-        self.human_edited += int(pc.sum(pc.equal(source, "human")).as_py() or 0)
+        synthetic = pc.equal(table.column("source"), "synthetic").to_numpy(zero_copy_only=False)
         verdicts = table.column("verdicts").combine_chunks()
         decided = np.zeros(table.num_rows, bool)
         human = pc.equal(verdicts.flatten().field("stage"), HUMAN).to_numpy(zero_copy_only=False)

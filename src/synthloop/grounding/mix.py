@@ -153,17 +153,19 @@ def mix_tables(
 ) -> tuple[Iterator[pa.Table], dict[str, int]]:
     """Shuffle `rows` (a stream of at most `rows_at_most`) with the golden share of its synthetic rows
     (other rows, a reviewer's edits, join the mix as they are); return the shuffled tables and the count
-    of synthetic and golden rows. Buckets spill to a scratch folder under `scratch`."""
+    of synthetic, golden and other rows (`edited`: a reviewer's edits). Buckets spill to a scratch folder
+    under `scratch`."""
     shuffled = ShuffledMix(rows_at_most + golden_count(rows_at_most, ratio), seed, scratch)
-    synthetic = 0
+    synthetic = other = 0
     for row in rows:
         shuffled.add(row)
         synthetic += row.source == "synthetic"
+        other += row.source != "synthetic"
     drawn = 0
     for row in golden_draws(golden, golden_count(synthetic, ratio), golden_stream(seed)):
         shuffled.add(row)
         drawn += 1
-    return shuffled.tables(), {"synthetic": synthetic, "golden": drawn}
+    return shuffled.tables(), {"synthetic": synthetic, "golden": drawn, "edited": other}
 
 
 def mix_on(

@@ -39,7 +39,7 @@ def mix_on_ray(rows: Any, golden: list[Record], ratio: float, seed: int) -> tupl
         refs.append(ray.put(keyed(to_table(chunk), seed, position)))
         position += len(chunk)
         drawn += len(chunk)
-    counts = {"synthetic": synthetic, "golden": drawn}
+    counts = {"synthetic": synthetic, "golden": drawn, "edited": position - drawn - synthetic}
     if not refs:
         return iter(()), counts
     ds = ray.data.from_arrow_refs(refs).sort([MIX_KEY, MIX_POSITION])
