@@ -663,10 +663,10 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     decisions = read_decisions(loop.run.root)  # every decision made so far, read once
     inputs = train_inputs(loop, number, decisions)
     ratio = golden_ratio(loop, number)
-    most = sum(shard_rows(loop.run.round(r) / "curated") for r in range(1, number + 1)) + 2 * len(decisions)
     seed = stream_seed(loop.recipe.seed, f"mix-{number}")
     golden = [sft_ready(row) for row in loop.golden]
     source = reviewed_synthetic(loop, number, decisions)
+    most = sum(shard_rows(part.rdir / "curated") for part in source.rounds) + 2 * len(decisions)  # sizes the buckets
     tables, mixed = mix_on(loop.engine_kind, source, golden, ratio, seed, most, rdir)
     writer = TableShardWriter(train_dir, loop.recipe.generation.shard_size)
     seen = MixTally(number, SeededSample(stream_seed(loop.recipe.seed, f"monitor-{number}")))
