@@ -69,3 +69,22 @@ def test_bad_rows_are_stored_and_read_back(tmp_path):
     assert [r.id for r in back] == [r.id for r in rows]
     assert back[3].question == "caf\ufffd costs 3 \ufffd\ufffd euros"
     assert [r.reject_reason for r in back] == ["wrong_answer", None, "wrong_answer", None, "parse_error"]
+
+
+def test_copies_of_a_text_are_duplicates_at_threshold_one_whatever_their_last_bits():
+    """One text embedded in different batches differs in its last bits (cosine 0.9999999 with itself):
+    with `threshold: 1.0` its copies are still duplicates, on either engine."""
+    pytest.importorskip("faiss", reason="the 'semantic' extra is not installed")
+    import numpy as np
+
+    from synthloop.curation.semantic_dedup import greedy_semantic_matches
+
+    rng = np.random.default_rng(0)
+    text = rng.normal(size=384).astype(np.float32)
+    other = rng.normal(size=384).astype(np.float32)
+    copies = [text + rng.normal(scale=2e-3, size=384).astype(np.float32) for _ in range(3)]
+    vectors = np.stack([*copies, other])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert 1 - 1e-5 < float(vectors[0] @ vectors[1]) < 1 - 1e-7  # not bit-identical
+    matches = greedy_semantic_matches(vectors, 1.0)
+    assert [m.representative for m in matches] == [0, 0, 0, 3]

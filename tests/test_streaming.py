@@ -291,3 +291,25 @@ def test_shard_folders_read_in_slices_give_the_rows_of_reading_them_whole(tmp_pa
     pieces = [r for piece in slices for r in folders.read_slice(piece)[0]]
     assert [(r.id, r.verdicts) for r in pieces] == [(r.id, r.verdicts) for r in whole]
     assert sum(not r.kept for r in whole) == 12  # every row without an answer, rejected on the way in
+
+
+def test_live_rows_apply_pending_decisions_in_a_batch_with_a_reviewers_verdict():
+    """A batch holding a reviewer's verdict is read from its records; the dedup decisions not yet applied
+    still count there (a row exact dedup rejected must not be embedded or absorb another row), except on
+    the row a reviewer decided, which stays as the reviewer said."""
+    import numpy as np
+    import pyarrow as pa
+
+    from synthloop.records import to_table
+    from synthloop.runners.ray_curate import POSITION, Rejections, live_rows
+
+    reviewed, a, b, c, d = (row(f"q{i}") for i in range(5))
+    reviewed.add_verdict("human", True, None, None, "accepted")
+    d.add_verdict("human", True, None, None, "accepted")
+    c.add_verdict("verify", False, "wrong_answer")
+    table = to_table([reviewed, a, b, c, d]).append_column(POSITION, pa.array(range(10, 15), pa.int64()))
+    pending = [Rejections("dedup", "duplicate", {POSITION: np.array([12, 14]), "parent": np.array(["x", "y"])})]
+    assert live_rows(table).tolist() == [True, True, True, False, True]
+    assert live_rows(table, pending).tolist() == [True, True, False, False, True]  # d: the reviewer kept it
+    plain = table.slice(1, 3)  # no reviewer's verdict: read from the Arrow verdicts alone
+    assert live_rows(plain, pending).tolist() == [True, False, False]

@@ -49,14 +49,21 @@ class MiniLM:
         return np.asarray(vectors, dtype=np.float32)
 
 
+SCORE_SLACK = 1e-5  # a cosine this close below the threshold reaches it (see greedy_semantic_matches)
+
+
 def greedy_semantic_matches(vectors: np.ndarray, threshold: float, kept_before: int = 0) -> list[Match]:
     """For each row of `vectors` (unit length), in order: the most similar earlier kept row at cosine
-    >= threshold, else itself. The first `kept_before` rows are already kept (earlier rounds)."""
+    >= threshold, else itself. The first `kept_before` rows are already kept (earlier rounds).
+
+    One text embeds to vectors that differ in their last bits with the other texts of its batch, so two
+    copies of a text can score 0.9999999: a score within SCORE_SLACK below the threshold reaches it (with
+    `threshold: 1.0`, copies are duplicates, whichever batches they were embedded in)."""
     import faiss
 
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
-    limits, scores, neighbours = index.range_search(vectors[kept_before:], threshold)
+    limits, scores, neighbours = index.range_search(vectors[kept_before:], threshold - SCORE_SLACK)
     kept = np.ones(len(vectors), dtype=bool)
     out = [Match(i, 1.0) for i in range(len(vectors))]
     for row in range(len(vectors) - kept_before):

@@ -198,18 +198,23 @@ def row_step(table: pa.Table, maker: Any, indices: list[int], column: str, pendi
 
 def live_rows(table: pa.Table, pending: list[Rejections] = ()) -> np.ndarray:
     """Which rows of a batch every stage so far kept, read from the Arrow verdicts (no record is built),
-    the decisions not yet applied (`pending`) included."""
+    the decisions not yet applied (`pending`) included. A reviewer's verdict overrides the stages: such a
+    row is live as the reviewer said, whatever a stage or a pending decision says."""
     verdicts = table.column("verdicts").combine_chunks()
     flat = verdicts.flatten()
-    if HUMAN in flat.field("stage").to_pylist():  # a reviewer's verdict overrides: read the records
-        return np.array([r.kept for r in records_of(table)[0]], dtype=bool)
-    keep = flat.field("keep").to_numpy(zero_copy_only=False).astype(bool)
     parents = pc.list_parent_indices(verdicts).to_numpy()
-    live = np.ones(table.num_rows, dtype=bool)
-    live[parents[~keep]] = False
+    human = pc.equal(flat.field("stage"), HUMAN).to_numpy(zero_copy_only=False)
+    decided_by_human = np.zeros(table.num_rows, dtype=bool)
+    decided_by_human[parents[human]] = True
+    if decided_by_human.any():  # the reviewer's latest verdict: read from the records
+        live = np.array([r.kept for r in records_of(table)[0]], dtype=bool)
+    else:
+        keep = flat.field("keep").to_numpy(zero_copy_only=False).astype(bool)
+        live = np.ones(table.num_rows, dtype=bool)
+        live[parents[~keep]] = False
     positions = table.column(POSITION).to_numpy()
     for decided in pending:
-        live &= ~decided.rejects(positions)
+        live &= ~decided.rejects(positions) | decided_by_human
     return live
 
 
