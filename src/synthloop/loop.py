@@ -50,7 +50,7 @@ from synthloop.prompt_rounds import (
     prompt_task_calls,
     prompted_complete,
 )
-from synthloop.records import HUMAN, Record
+from synthloop.records import HUMAN, Record, with_verdict_of
 from synthloop.registry import SKILLS, TASKS
 from synthloop.reports.html import write_report
 from synthloop.reports.story import per_skill_intervals
@@ -700,11 +700,7 @@ class MixTally:
 
     def table(self, table: pa.Table) -> None:
         synthetic = pc.equal(table.column("source"), "synthetic").to_numpy(zero_copy_only=False)
-        verdicts = table.column("verdicts").combine_chunks()
-        decided = np.zeros(table.num_rows, bool)
-        human = pc.equal(verdicts.flatten().field("stage"), HUMAN).to_numpy(zero_copy_only=False)
-        decided[pc.list_parent_indices(verdicts).to_numpy()[human]] = True
-        self.human_decided += int((decided & synthetic).sum())
+        self.human_decided += int((with_verdict_of(table, HUMAN) & synthetic).sum())
         own = synthetic & pc.equal(table.column("round"), self.number).to_numpy(zero_copy_only=False)
         self.sample.offer_table(table, np.flatnonzero(own).tolist())
 

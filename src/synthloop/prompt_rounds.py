@@ -35,10 +35,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from synthloop.config import ANSWERED_PROMPT_TASKS, PromptTaskEntry, Recipe
-from synthloop.records import Record
+from synthloop.records import Record, with_verdict_of
 from synthloop.registry import TASKS
 from synthloop.runners.local import Answered, generate, task_rows
 from synthloop.scoring.item import TaskItem
@@ -383,10 +382,7 @@ class TaskTally:
 
     def table(self, rows: pa.Table, positions: np.ndarray, live: np.ndarray) -> None:
         """A batch of rows out of curation on Ray, with their positions and which of them were kept."""
-        verdicts = rows.column("verdicts").combine_chunks()
-        unverified = np.zeros(rows.num_rows, bool)
-        marked = pc.equal(verdicts.flatten().field("stage"), UNVERIFIED).to_numpy(zero_copy_only=False)
-        unverified[pc.list_parent_indices(verdicts).to_numpy()[marked]] = True
+        unverified = with_verdict_of(rows, UNVERIFIED)
         origins, skills = self.origins(positions), rows.column("skill").to_pylist()
         for i in np.flatnonzero(live).tolist():
             self.count(self.labels[int(origins[i])], skills[i], bool(unverified[i]))

@@ -10,7 +10,9 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
     # Arrow's default (mimalloc) pool keeps freed pages: a stream of millions of rows, read and written a
@@ -156,6 +158,15 @@ def to_table(records: list[Record]) -> pa.Table:
             values = [[_verdict_dict(v) for v in verdicts] for verdicts in values]
         columns[name] = pa.array(values, SCHEMA.field(name).type)
     return pa.Table.from_pydict(columns, schema=SCHEMA)
+
+
+def with_verdict_of(table: pa.Table, stage: str) -> np.ndarray:
+    """Which rows of an Arrow table of records hold a verdict of `stage` (read from the columns)."""
+    verdicts = table.column("verdicts").combine_chunks()
+    marked = pc.equal(verdicts.flatten().field("stage"), stage).to_numpy(zero_copy_only=False)
+    rows = np.zeros(table.num_rows, dtype=bool)
+    rows[pc.list_parent_indices(verdicts).to_numpy()[marked]] = True
+    return rows
 
 
 def _verdict_dict(v: Verdict) -> dict[str, object]:

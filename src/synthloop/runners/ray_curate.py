@@ -46,7 +46,7 @@ from synthloop.curation.near_dedup import MinHashIndex, NearDedup, shingle_hashe
 from synthloop.curation.pipeline import Context, RowObserver, Tally, build_stages, stage_counts
 from synthloop.curation.semantic_dedup import MiniLM, SemanticDedup, embedded, greedy_semantic_matches
 from synthloop.curation.text import field_text
-from synthloop.records import HUMAN, SCHEMA, Record, from_table, to_table
+from synthloop.records import HUMAN, SCHEMA, Record, from_table, to_table, with_verdict_of
 from synthloop.runners.local import summed
 from synthloop.storage.input_files import InputFileError
 from synthloop.storage.shards import ShardWriter, TableShardWriter
@@ -200,18 +200,14 @@ def live_rows(table: pa.Table, pending: list[Rejections] = ()) -> np.ndarray:
     """Which rows of a batch every stage so far kept, read from the Arrow verdicts (no record is built),
     the decisions not yet applied (`pending`) included. A reviewer's verdict overrides the stages: such a
     row is live as the reviewer said, whatever a stage or a pending decision says."""
-    verdicts = table.column("verdicts").combine_chunks()
-    flat = verdicts.flatten()
-    parents = pc.list_parent_indices(verdicts).to_numpy()
-    human = pc.equal(flat.field("stage"), HUMAN).to_numpy(zero_copy_only=False)
-    decided_by_human = np.zeros(table.num_rows, dtype=bool)
-    decided_by_human[parents[human]] = True
+    decided_by_human = with_verdict_of(table, HUMAN)
     if decided_by_human.any():  # the reviewer's latest verdict: read from the records
         live = np.array([r.kept for r in records_of(table)[0]], dtype=bool)
     else:
-        keep = flat.field("keep").to_numpy(zero_copy_only=False).astype(bool)
+        verdicts = table.column("verdicts").combine_chunks()
+        keep = verdicts.flatten().field("keep").to_numpy(zero_copy_only=False).astype(bool)
         live = np.ones(table.num_rows, dtype=bool)
-        live[parents[~keep]] = False
+        live[pc.list_parent_indices(verdicts).to_numpy()[~keep]] = False
     positions = table.column(POSITION).to_numpy()
     for decided in pending:
         live &= ~decided.rejects(positions) | decided_by_human
@@ -333,9 +329,7 @@ def apply_pending(table: pa.Table, pending: list[Rejections]) -> pa.Table:
     live = live_rows(table)
     positions = table.column(POSITION).to_numpy()
     verdicts, parents = (table.column(name).combine_chunks() for name in ("verdicts", "parent_ids"))
-    stages = pc.equal(verdicts.flatten().field("stage"), HUMAN).to_numpy(zero_copy_only=False)
-    decided_by_human = np.zeros(table.num_rows, bool)  # a reviewer's verdict overrides: such a row stays as it is
-    decided_by_human[pc.list_parent_indices(verdicts).to_numpy()[stages]] = True
+    decided_by_human = with_verdict_of(table, HUMAN)  # a reviewer's verdict overrides: such a row stays as it is
     for decided in pending:
         rows = np.flatnonzero(live)
         found = decided.found(positions[rows])  # index into the decisions, -1 where not rejected
