@@ -127,8 +127,9 @@ def answer_on_ray(
         # on the head node, with the run's response cache (SQLite, which must not be shared over a
         # network file system); they only wait on the network, so one node holds many
         resources={"node:__internal_head__": 0.001},
-        max_restarts=-1,  # an actor that dies is started again and its batch retried
-        max_task_retries=-1,
+        # an actor that dies is started again and its batch retried: Ray Data's own default for an actor
+        # pool (max_restarts=-1, max_task_retries=-1), so it is not passed (those extra arguments are
+        # deprecated in Ray 2.60 and go in 2.64)
     )
     for table in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         stats: dict[str, Any] = {}
