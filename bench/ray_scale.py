@@ -56,7 +56,7 @@ def curate_once(rows: str, out: str, engine: str, cpus: int) -> None:
 
 def mix_once(curated_round: str, out: str, engine: str) -> None:
     """One training mix in this process (run by the parent as a subprocess); prints its figures."""
-    from synthloop.grounding.mix import mix_on
+    from synthloop.grounding.mix import mix_tables
     from synthloop.records import Record
     from synthloop.review.apply import ReviewedRound, ReviewedRows
     from synthloop.runners.ray_setup import connect
@@ -70,7 +70,7 @@ def mix_once(curated_round: str, out: str, engine: str) -> None:
     start = time.perf_counter()
     rows = ReviewedRows([ReviewedRound(Path(curated_round), {}, True)], "golden", sft_ready)
     most = shard_rows(Path(curated_round) / "curated")  # as the loop sizes its buckets
-    tables, counts = mix_on(engine, rows, golden, 0.1, 7, most, Path(out))
+    tables, counts = mix_tables(rows, golden, 0.1, 7, most, Path(out), engine)
     writer = TableShardWriter(Path(out) / "train", 20_000)
     for table in tables:
         writer.append(table)

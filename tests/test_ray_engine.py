@@ -460,7 +460,7 @@ def test_near_dedup_on_ray_with_no_near_duplicate_at_all(tmp_path, local_ray):
 def test_a_reviewed_mix_on_ray_is_the_local_mix_row_for_row(tmp_path, local_ray, monkeypatch):
     """Two rounds with human decisions (a kept row rejected, a rejected row rescued, an edit, a rescued
     twin of a kept row), mixed with golden rows over several read slices: Ray gives the local mix."""
-    from synthloop.grounding.mix import mix_on
+    from synthloop.grounding.mix import mix_tables
     from synthloop.review.apply import ReviewedRound, ReviewedRows
     from synthloop.review.decisions import human_verdicts, new_decision
     from synthloop.runners import ray_mix
@@ -490,7 +490,7 @@ def test_a_reviewed_mix_on_ray_is_the_local_mix_row_for_row(tmp_path, local_ray,
     mixes = {}
     for engine in ("local", "ray"):
         rows = ReviewedRows(rounds, "golden", sft_ready)
-        tables, counts = mix_on(engine, rows, golden, 0.25, 11, 200, tmp_path / engine)
+        tables, counts = mix_tables(rows, golden, 0.25, 11, 200, tmp_path / engine, engine)
         mixes[engine] = ([(r.id, r.source, r.verdicts, r.messages) for t in tables for r in from_table(t)], counts)
     assert mixes["ray"] == mixes["local"]
     out, counts = mixes["local"]

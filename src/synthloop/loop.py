@@ -35,7 +35,7 @@ from synthloop.curation.pipeline import (
 from synthloop.evaluation.allocate import allocate, counts_from_shares, weakness_report
 from synthloop.evaluation.evaluate import score_report
 from synthloop.grounding.golden import embedded_golden, load_golden_file, task_golden
-from synthloop.grounding.mix import mix_on
+from synthloop.grounding.mix import mix_tables
 from synthloop.monitoring import embeddings
 from synthloop.monitoring.diversity import SeededSample, completion_text, row_text, sample_diversity
 from synthloop.monitoring.drift import tail_coverage
@@ -667,7 +667,7 @@ def ground_round(loop: Loop, number: int, rdir: Path) -> dict[str, Any]:
     golden = [sft_ready(row) for row in loop.golden]
     source = reviewed_synthetic(loop, number, decisions)
     most = sum(shard_rows(part.rdir / "curated") for part in source.rounds) + 2 * len(decisions)  # sizes the buckets
-    tables, mixed = mix_on(loop.engine_kind, source, golden, ratio, seed, most, rdir)
+    tables, mixed = mix_tables(source, golden, ratio, seed, most, rdir, loop.engine_kind)
     writer = TableShardWriter(train_dir, loop.recipe.generation.shard_size)
     seen = MixTally(number, SeededSample(stream_seed(loop.recipe.seed, f"monitor-{number}")))
     for table in tables:

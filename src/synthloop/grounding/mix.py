@@ -150,11 +150,17 @@ def mix_tables(
     seed: int,
     rows_at_most: int,
     scratch: Path | None = None,
+    engine: str = "local",
 ) -> tuple[Iterator[pa.Table], dict[str, int]]:
     """Shuffle `rows` (a stream of at most `rows_at_most`) with the golden share of its synthetic rows
     (other rows, a reviewer's edits, join the mix as they are); return the shuffled tables and the count
     of synthetic, golden and other rows (`edited`: a reviewer's edits). Buckets spill to a scratch folder
-    under `scratch`."""
+    under `scratch`. With `engine="ray"` (Ray joined; `rows` read in slices by read tasks) the mix runs
+    on Ray Data: the same rows in the same order."""
+    if engine == "ray":
+        from synthloop.runners.ray_mix import mix_on_ray
+
+        return mix_on_ray(rows, golden, ratio, seed)
     shuffled = ShuffledMix(rows_at_most + golden_count(rows_at_most, ratio), seed, scratch)
     synthetic = other = 0
     for row in rows:
@@ -166,24 +172,6 @@ def mix_tables(
         shuffled.add(row)
         drawn += 1
     return shuffled.tables(), {"synthetic": synthetic, "golden": drawn, "edited": other}
-
-
-def mix_on(
-    engine: str,
-    rows: Iterable[Record],
-    golden: list[Record],
-    ratio: float,
-    seed: int,
-    rows_at_most: int,
-    scratch: Path | None = None,
-) -> tuple[Iterator[pa.Table], dict[str, int]]:
-    """`mix_tables` in this process, or on Ray Data (`engine="ray"`, Ray joined; `rows` then read in
-    slices by read tasks): the same rows in the same order either way."""
-    if engine == "ray":
-        from synthloop.runners.ray_mix import mix_on_ray
-
-        return mix_on_ray(rows, golden, ratio, seed)
-    return mix_tables(rows, golden, ratio, seed, rows_at_most, scratch)
 
 
 def golden_stream(seed: int) -> random.Random:
