@@ -8,11 +8,12 @@ batch, as Arrow, to write the training shards."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
 
+from synthloop.curation.base import batched
 from synthloop.grounding.mix import MIX_KEY, MIX_POSITION, golden_count, golden_draws, golden_stream, keyed
 from synthloop.records import Record, to_table
 from synthloop.runners.ray_curate import BATCH_ROWS, HEAD_NODE, INPUT_SHARD_ROWS
@@ -20,7 +21,7 @@ from synthloop.runners.ray_curate import BATCH_ROWS, HEAD_NODE, INPUT_SHARD_ROWS
 
 def mix_on_ray(rows: Any, golden: list[Record], ratio: float, seed: int) -> tuple[Iterator[pa.Table], dict[str, int]]:
     """`mix_tables` on Ray: `rows` is read in slices (`slices`, `read_slice`) by read tasks. Returns the
-    mixed tables in order and the count of synthetic and golden rows."""
+    mixed tables in order and the count of synthetic, golden and other (`edited`) rows."""
     import ray
 
     read = ray.remote(read_mix_slice).options(num_returns=2, max_retries=3, **HEAD_NODE)
@@ -35,7 +36,7 @@ def mix_on_ray(rows: Any, golden: list[Record], ratio: float, seed: int) -> tupl
         position += held
         synthetic += synthetic_held
     drawn = 0
-    for chunk in chunks(golden_draws(golden, golden_count(synthetic, ratio), golden_stream(seed)), INPUT_SHARD_ROWS):
+    for chunk in batched(golden_draws(golden, golden_count(synthetic, ratio), golden_stream(seed)), INPUT_SHARD_ROWS):
         refs.append(ray.put(keyed(to_table(chunk), seed, position)))
         position += len(chunk)
         drawn += len(chunk)
@@ -51,14 +52,3 @@ def read_mix_slice(read: Callable[[Any], tuple[list[Record], int]], piece: Any) 
     """A slice's training rows as Arrow, with how many there are and how many of them are synthetic."""
     records, _ = read(piece)
     return to_table(records), (len(records), sum(row.source == "synthetic" for row in records))
-
-
-def chunks(rows: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    chunk: list[Record] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
