@@ -234,6 +234,41 @@ class TransformersTeacherConfig(EngineFields):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
+class VLLMTeacherConfig(EngineFields):
+    """vLLM on the Ray cluster's GPU workers, through Ray Data's LLM support (`--engine ray` only). Each
+    replica is one vLLM engine on `tensor_parallel_size` x `pipeline_parallel_size` GPUs (`engine_kwargs`).
+    vLLM batches the calls itself: `concurrency`, `timeout_s` and the rate limits do not apply; retries,
+    prices and budget caps do."""
+
+    backend: Literal["vllm"]
+    model: FilePath = Field(description="Hugging Face model id or a path every GPU worker can read")
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="vLLM engine arguments, e.g. tensor_parallel_size, max_model_len, gpu_memory_utilization",
+    )
+    replicas: StrictInt = Field(1, ge=1, le=10_000, description="vLLM engines at most (Ray starts them as GPUs allow)")
+    batch_size: StrictInt = Field(64, ge=1, le=65_536, description="requests handed to an engine at a time")
+    accelerator_type: Text | None = Field(None, description="the GPU kind to run on, as Ray names it (e.g. H100)")
+    structured_output: bool = Field(
+        False, description="constrain replies to the task's JSON schema (vLLM's structured outputs)"
+    )
+
+    @model_validator(mode="after")
+    def no_rate_limits(self) -> VLLMTeacherConfig:
+        for key in ("requests_per_minute", "tokens_per_minute"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key}: vLLM on the cluster's GPUs is not rate limited; leave it out")
+        for key in ("tensor_parallel_size", "pipeline_parallel_size"):
+            size = self.engine_kwargs.get(key, 1)
+            if type(size) is not int or size < 1:
+                raise ValueError(f"engine_kwargs.{key}: give a whole number of GPUs, 1 or more (got {size!r})")
+        return self
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.engine_kwargs.get("tensor_parallel_size", 1) * self.engine_kwargs.get("pipeline_parallel_size", 1)
+
+
 FirstRoundTeacher = Annotated[
     Annotated[OracleTeacherConfig, Tag("oracle")]
     | Annotated[OpenAITeacherConfig, Tag("openai")]
@@ -270,10 +305,19 @@ TEACHER_CONFIGS: dict[str, type[EngineFields]] = {
     "openai": OpenAITeacherConfig,
     "transformers": TransformersTeacherConfig,
     "student": StudentTeacherConfig,
+    "vllm": VLLMTeacherConfig,
 }
 
 
-OPERATIONAL_TEACHER_KEYS = (*EngineFields.model_fields, "base_url", "api_key_env", "device", "batch_size")
+OPERATIONAL_TEACHER_KEYS = (
+    *EngineFields.model_fields,
+    "base_url",
+    "api_key_env",
+    "device",
+    "batch_size",
+    "replicas",
+    "accelerator_type",
+)
 
 
 def teacher_backend(value: Any) -> str | None:
@@ -287,7 +331,8 @@ TeacherConfig = Annotated[
     Annotated[OracleTeacherConfig, Tag("oracle")]
     | Annotated[OpenAITeacherConfig, Tag("openai")]
     | Annotated[TransformersTeacherConfig, Tag("transformers")]
-    | Annotated[StudentTeacherConfig, Tag("student")],
+    | Annotated[StudentTeacherConfig, Tag("student")]
+    | Annotated[VLLMTeacherConfig, Tag("vllm")],
     Discriminator(teacher_backend),
 ]
 
@@ -533,6 +578,10 @@ class JudgeConfig(Strict):
         if isinstance(teacher, OracleTeacherConfig):
             raise ValueError(
                 "the oracle only answers skill problems and cannot judge; use backend openai or transformers"
+            )
+        if isinstance(teacher, VLLMTeacherConfig):
+            raise ValueError(
+                "a judge calls its model row by row: serve it with `vllm serve MODEL` and use backend openai"
             )
         return teacher
 

@@ -41,7 +41,7 @@ from synthloop.tasks.prompted import EVOLUTIONS, PromptTask
 from synthloop.teachers.base import SamplingParams, TeacherRequest
 from synthloop.teachers.engine import Engine
 from synthloop.teachers.estimate import estimate
-from synthloop.teachers.factory import check_teacher, engine_settings, make_teacher
+from synthloop.teachers.factory import check_engine, check_teacher, engine_settings, make_teacher
 from synthloop.teachers.progress import Progress
 
 MAX_STEP_CALLS = 10_000_000  # inputs x samples of one step; more is a mistake (and would hang even --dry-run)
@@ -244,6 +244,7 @@ def run_steps(
     actors: int | None = None,
 ) -> dict[str, Any]:
     teacher = make_teacher(job.teacher, job.seed)
+    check_engine(job.teacher, engine)  # a teacher that runs only on Ray, asked to run here
     check_teacher(teacher)  # unreachable server, unknown model: fail before anything is written
     manifest = open_manifest(root, "job", job.hash(), {"job": job.model_dump(mode="json", by_alias=True)}, resume)
     try:

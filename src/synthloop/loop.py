@@ -90,7 +90,7 @@ from synthloop.storage.spill import clear_scratch
 from synthloop.teachers.base import SamplingParams, Teacher, TeacherRequest, TeacherUnavailable
 from synthloop.teachers.engine import Engine
 from synthloop.teachers.estimate import estimate
-from synthloop.teachers.factory import check_teacher, engine_settings, make_teacher
+from synthloop.teachers.factory import check_engine, check_teacher, engine_settings, make_teacher
 from synthloop.teachers.progress import Progress
 from synthloop.training import student
 from synthloop.training.format import sft_ready
@@ -157,6 +157,7 @@ def run_rounds(
     source = build_source(recipe, stream_seed(recipe.seed, "probes"), scoring)  # so does a bad task file or row
     golden = load_golden(recipe, skills, difficulty, source)  # and a bad golden file, before anything is written
     teacher = make_teacher(recipe.teacher, recipe.seed)  # a missing key variable fails here
+    check_engine(recipe.teacher, engine)  # a teacher that runs only on Ray, asked to run here
     check_teacher(teacher)  # and an unreachable server or unknown model here
     # and an unreadable eval set, a missing reward model, an unreachable judge, a stage Ray cannot run:
     judge = preflight(recipe.curation)

@@ -87,6 +87,7 @@ TEACHERS: Registry = Registry(
         "oracle": "synthloop.teachers.oracle:OracleTeacher",
         "openai": "synthloop.teachers.openai_http:OpenAITeacher",
         "transformers": "synthloop.teachers.transformers_local:TransformersTeacher",
+        "vllm": "synthloop.teachers.vllm_answers:VLLMAnswers",
     },
 )
 

@@ -208,12 +208,16 @@ def written_so_far(out_dir: Path, key: str, requests: int) -> dict[str, Any] | N
 def answered_chunks(
     engine: Engine, task: Task, requests: Sequence[TeacherRequest]
 ) -> Iterator[tuple[list[Answered], dict[str, Any]]]:
-    """The requests answered and parsed a chunk at a time, in order: in this process, or by Ray actors
-    when the engine was given to Ray (`engine.on_ray`)."""
+    """The requests answered and parsed a chunk at a time, in order: in this process, by Ray actors when
+    the engine was given to Ray (`engine.on_ray`), or by vLLM on the cluster's GPUs."""
     if engine.on_ray is not None:
         from synthloop.runners.ray_generate import answer_on_ray
+        from synthloop.runners.ray_vllm import VLLMOnRay, answer_with_vllm
 
-        yield from answer_on_ray(engine.on_ray, task, requests)
+        if isinstance(engine.on_ray, VLLMOnRay):  # vLLM on the cluster's GPUs: a batch pass into the cache first
+            yield from answer_with_vllm(engine, task, requests, CHUNK_REQUESTS)
+        else:
+            yield from answer_on_ray(engine.on_ray, task, requests)
         return
     for start in range(0, max(1, len(requests)), CHUNK_REQUESTS):
         yield answer_and_parse(engine, task, requests[start : start + CHUNK_REQUESTS])

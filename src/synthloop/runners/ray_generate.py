@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from synthloop.config import EngineFields, StudentTeacherConfig, TransformersTeacherConfig
+from synthloop.config import EngineFields, StudentTeacherConfig, TransformersTeacherConfig, VLLMTeacherConfig
 from synthloop.tasks.base import Task
 from synthloop.teachers.base import TeacherRequest
 from synthloop.teachers.engine import BudgetExhausted
@@ -44,6 +44,11 @@ def give_to_ray(engine: Any, cfg: EngineFields, seed: int, actors: int | None, l
     teacher can live in an actor; a local model stays in this process, which is said."""
     import ray
 
+    if isinstance(cfg, VLLMTeacherConfig):
+        from synthloop.runners.ray_vllm import give_vllm_to_ray
+
+        give_vllm_to_ray(engine, cfg, log)
+        return
     if not can_run_on_ray(cfg):
         log(f"teacher: {cfg.backend} runs in this process (a local model is not copied to Ray actors)")
         return

@@ -94,6 +94,16 @@ class ResponseCache:
                 found[key] = TeacherResponse(tuple(json.loads(texts)), None, prompt, completion, attempts, cached=True)
         return found
 
+    def known(self, keys: Iterable[str]) -> set[str]:
+        """Which of `keys` have an answer, without reading the answers."""
+        with self.guard():
+            keys, found = list(dict.fromkeys(keys)), set()
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                query = f"SELECT key FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
+                found.update(key for (key,) in self.db.execute(query, chunk))
+            return found
+
     def record(self, run: str, key: str, response: TeacherResponse, cost_usd: float, backend: str, model: str) -> None:
         """Keep a finished call: the answer (if any) in `responses`, and a row in the ledger, in one commit."""
         now = time.time()

@@ -149,7 +149,7 @@ class Engine:
             self._account(response, cost, report)
 
     async def _call(self, request: TeacherRequest, report: EngineReport) -> TeacherResponse | None:
-        estimate = request.estimated_prompt_tokens() + request.sampling.max_tokens * request.sampling.n
+        estimate = worst_tokens(request)
         s = self.settings
         for attempt in range(1, s.max_retries + 2):
             await self._wait_for_retry_after()
@@ -198,28 +198,19 @@ class Engine:
 
     def _reserve(self, estimate: int, report: EngineReport) -> bool:
         """Hold `estimate` tokens against the budget caps; False (and stop) if the call could cross one."""
-        s = self.settings
         tokens = self.spent.tokens + report.prompt_tokens + report.completion_tokens + self.reserved_tokens
-        if s.max_total_tokens is not None and tokens + estimate > s.max_total_tokens:
-            report.stopped = f"max_total_tokens {s.max_total_tokens} reached ({tokens} spent or in flight)"
-            return False
         cost = self.spent.cost_usd + report.cost_usd + self.reserved_cost
-        worst = self._worst_cost(estimate)
-        if s.max_cost_usd is not None and cost + worst > s.max_cost_usd:
-            report.stopped = f"max_cost_usd {s.max_cost_usd} reached (${cost:.4f} spent or in flight)"
+        reached = cap_reached(self.settings, tokens, cost, estimate)
+        if reached:
+            report.stopped = reached
             return False
         self.reserved_tokens += estimate
-        self.reserved_cost += worst
+        self.reserved_cost += worst_cost(self.settings.prices, estimate)
         return True
-
-    def _worst_cost(self, estimate: int) -> float:
-        """An upper bound on a call's cost: all `estimate` tokens at the dearer of the two prices."""
-        prices = self.settings.prices
-        return prices.cost(0, estimate) + prices.cost(estimate, 0)
 
     def _release(self, estimate: int) -> None:
         self.reserved_tokens -= estimate
-        self.reserved_cost -= self._worst_cost(estimate)
+        self.reserved_cost -= worst_cost(self.settings.prices, estimate)
 
     def _account(self, response: TeacherResponse, cost: float, report: EngineReport) -> None:
         ok = response.texts is not None
@@ -233,6 +224,26 @@ class Engine:
             report.errors[kind] = report.errors.get(kind, 0) + 1
         if self.progress:
             self.progress.advance(ok, response.completion_tokens)
+
+
+def worst_tokens(request: TeacherRequest) -> int:
+    """An upper bound on a call's tokens: its estimated prompt and every sample's `max_tokens`."""
+    return request.estimated_prompt_tokens() + request.sampling.max_tokens * request.sampling.n
+
+
+def worst_cost(prices: Prices, estimate: int) -> float:
+    """An upper bound on a call's cost: all `estimate` tokens at the dearer of the two prices."""
+    return prices.cost(0, estimate) + prices.cost(estimate, 0)
+
+
+def cap_reached(settings: EngineSettings, tokens: int, cost: float, estimate: int) -> str | None:
+    """Why a call of `estimate` tokens would cross a budget cap after `tokens` and `cost` spent or held
+    (in flight), or None."""
+    if settings.max_total_tokens is not None and tokens + estimate > settings.max_total_tokens:
+        return f"max_total_tokens {settings.max_total_tokens} reached ({tokens} spent or in flight)"
+    if settings.max_cost_usd is not None and cost + worst_cost(settings.prices, estimate) > settings.max_cost_usd:
+        return f"max_cost_usd {settings.max_cost_usd} reached (${cost:.4f} spent or in flight)"
+    return None
 
 
 def error_kind(error: str) -> str:

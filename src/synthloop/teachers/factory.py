@@ -8,8 +8,10 @@ from synthloop.config import (
     EngineFields,
     OpenAITeacherConfig,
     OracleTeacherConfig,
+    RecipeError,
     StudentTeacherConfig,
     TransformersTeacherConfig,
+    VLLMTeacherConfig,
 )
 from synthloop.registry import TEACHERS
 from synthloop.teachers.base import Teacher
@@ -43,7 +45,18 @@ def make_teacher(cfg: EngineFields, seed: int = 0) -> Teacher:
         return servers[0] if len(servers) == 1 else SpreadTeacher(servers)
     if isinstance(cfg, TransformersTeacherConfig):
         return backend(model=cfg.model, device=cfg.device, batch_size=cfg.batch_size, dtype=cfg.dtype)
+    if isinstance(cfg, VLLMTeacherConfig):
+        return backend(model=cfg.model, structured_output=cfg.structured_output)
     raise TypeError(f"no factory for teacher config {type(cfg).__name__}")
+
+
+def check_engine(cfg: EngineFields, engine: str) -> None:
+    """A teacher that only runs on Ray (vLLM on the cluster's GPUs) with `--engine local` is a user error."""
+    if isinstance(cfg, VLLMTeacherConfig) and engine != "ray":
+        raise RecipeError(
+            "teacher.backend vllm runs on a Ray cluster's GPU workers: add --engine ray (with --address to join "
+            "the cluster), or serve the model with `vllm serve MODEL` and use backend openai"
+        )
 
 
 def engine_settings(cfg: EngineFields) -> EngineSettings:

@@ -1,0 +1,278 @@
+"""vLLM on a Ray cluster's GPU workers, through Ray Data's LLM support (`teacher.backend: vllm`,
+`--engine ray`).
+
+vLLM answers a batch far faster than call by call, and loading a model takes minutes, so a step's
+calls go in two passes, and the engines load once per pass:
+
+1. Every request the response cache lacks goes through one Ray Data LLM processor (chat template,
+   tokenizer, vLLM, detokenizer, on as many GPU replicas as the recipe allows). Each answer is
+   committed to the response cache as it reaches the driver. Then the replies the task cannot parse
+   get one repair call each, in a second, smaller pass (tasks with a JSON schema).
+2. The step is then written as a resumed step is written: each answer read back from the cache,
+   parsed, made into rows, shard by shard with checkpoints. A call vLLM failed is kept as a failed
+   record with vLLM's error, and `--resume` sends it again.
+
+A run killed in pass 1 loses only the answers in flight: a resumed run sends what the cache lacks.
+The budget caps hold back, before pass 1, the calls whose estimated tokens or cost would cross a cap;
+the answers before them are written, and the run stops as it does locally."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from synthloop.config import VLLMTeacherConfig
+from synthloop.runners.ray_setup import RayUnavailable
+from synthloop.tasks.base import Task, repair_request
+from synthloop.teachers.base import TeacherRequest, TeacherResponse, TeacherUnavailable
+from synthloop.teachers.engine import BudgetExhausted, Engine, cap_reached, worst_cost, worst_tokens
+
+CALLS_PER_BLOCK = 4096  # calls per block handed to Ray Data at most
+CHECK_TIMEOUT_S = 300.0  # for a GPU worker to import vLLM (a cluster may have to start a GPU node first)
+LLM_EXTRA = "pip install 'ray[llm]'"
+
+
+class VLLMEngines:
+    """Where the calls run: Ray Data LLM's vLLM processor, built from the recipe's teacher."""
+
+    def __init__(self, cfg: VLLMTeacherConfig):
+        self.cfg = cfg
+
+    def check(self, ray: Any) -> None:
+        """Fail before anything is written: no GPUs for one replica, Ray's LLM support missing here, or
+        vLLM missing on the GPU workers."""
+        need, have = self.cfg.gpus_per_replica, int(ray.cluster_resources().get("GPU", 0))
+        if have < need:
+            raise TeacherUnavailable(
+                f"teacher.backend vllm needs {need} GPU(s) for one replica, and the Ray cluster has {have}: join a "
+                "cluster with GPU workers (--address), or serve the model with `vllm serve` and use backend openai"
+            )
+        try:
+            import ray.data.llm  # Ray's LLM support, needed on the driver
+        except ImportError as err:
+            raise RayUnavailable(f"Ray's LLM support is not installed here ({err}); install it: {LLM_EXTRA}") from None
+        placement = {"accelerator_type": self.cfg.accelerator_type} if self.cfg.accelerator_type else {}
+        probe = ray.remote(num_gpus=1, **placement)(vllm_version)
+        try:
+            said = ray.get(probe.remote(), timeout=CHECK_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise TeacherUnavailable(
+                f"no GPU worker took a task within {CHECK_TIMEOUT_S:g}s"
+                + (f" (accelerator_type {self.cfg.accelerator_type})" if self.cfg.accelerator_type else "")
+            ) from None
+        if said.startswith("error:"):
+            raise TeacherUnavailable(
+                f"vLLM cannot be imported on the GPU workers ({said[6:]}); install {LLM_EXTRA} there"
+            )
+
+    def processor(self, preprocess: Callable, postprocess: Callable) -> Callable[[Any], Any]:
+        from ray.data.llm import build_processor
+
+        return build_processor(processor_config(self.cfg), preprocess=preprocess, postprocess=postprocess)
+
+
+def processor_config(cfg: VLLMTeacherConfig) -> Any:
+    """Ray Data LLM's config for the recipe's vLLM teacher. A failed call comes back as a row with its
+    error (`should_continue_on_error`) rather than failing the pass."""
+    from ray.data.llm import vLLMEngineProcessorConfig
+
+    return vLLMEngineProcessorConfig(
+        model_source=cfg.model,
+        engine_kwargs=dict(cfg.engine_kwargs),
+        concurrency=cfg.replicas,
+        batch_size=cfg.batch_size,
+        accelerator_type=cfg.accelerator_type,
+        should_continue_on_error=True,
+    )
+
+
+def vllm_version() -> str:
+    try:
+        import vllm
+    except Exception as err:  # any failure to import is the answer
+        return f"error: {type(err).__name__}: {err}"
+    return str(getattr(vllm, "__version__", "unknown"))
+
+
+ENGINES: Callable[[VLLMTeacherConfig], Any] = VLLMEngines  # what `give_to_ray` builds (a test's stand-in here)
+
+
+@dataclass
+class VLLMOnRay:
+    """An engine whose calls go through vLLM on the cluster (`engine.on_ray`)."""
+
+    teacher: VLLMTeacherConfig
+    engines: Any  # a VLLMEngines
+
+
+def give_vllm_to_ray(engine: Engine, cfg: VLLMTeacherConfig, log: Callable[[str], None]) -> None:
+    import ray
+
+    engines = ENGINES(cfg)
+    engines.check(ray)
+    engine.on_ray = VLLMOnRay(cfg, engines)
+    log(f"teacher: vLLM on the cluster's GPUs ({cfg.replicas} replica(s) at most, {cfg.gpus_per_replica} GPU(s) each)")
+
+
+@dataclass
+class Pass:
+    """What one pass sent and got back. `held_back_at`: the first request a budget cap held back."""
+
+    answered: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    failures: dict[str, str] = field(default_factory=dict)
+    repairs: list[TeacherRequest] = field(default_factory=list)
+    held_back_at: int | None = None
+    stopped: str | None = None
+
+
+def answer_with_vllm(
+    engine: Engine, task: Task, requests: Sequence[TeacherRequest], chunk: int
+) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+    """(answered, stats) a chunk at a time, in request order, as `answered_chunks` gives them."""
+    from synthloop.runners.local import answer_and_parse
+
+    first = vllm_pass(engine, task, requests, find_repairs=True)
+    repaired = vllm_pass(engine, task, first.repairs, find_repairs=False) if first.repairs else Pass()
+    engine.teacher.failures = first.failures | repaired.failures
+    upto = len(requests) if first.held_back_at is None else first.held_back_at
+    for start in range(0, max(1, upto), chunk):
+        answered, stats = answer_and_parse(engine, task, requests[start : min(upto, start + chunk)])
+        if start == 0:  # what the passes sent, counted once, as sent rather than as found in the cache
+            stats = counted_as_sent(stats, "calls", first)
+            stats = counted_as_sent(stats, "repair_calls", repaired) if repaired.answered else stats
+        yield answered, stats
+    engine.teacher.failures = {}
+    if first.stopped or repaired.stopped:
+        raise BudgetExhausted(first.stopped or repaired.stopped)
+
+
+def counted_as_sent(stats: dict[str, Any], key: str, sent: Pass) -> dict[str, Any]:
+    calls = dict(stats.get(key, {}))
+    for name, value in (("issued", sent.answered), ("answered", sent.answered), ("cached", -sent.answered),
+                        ("attempts", sent.answered), ("prompt_tokens", sent.prompt_tokens),
+                        ("completion_tokens", sent.completion_tokens), ("cost_usd", sent.cost_usd)):  # fmt: skip
+        calls[name] = calls.get(name, 0) + value
+    return stats | {key: calls}
+
+
+def vllm_pass(engine: Engine, task: Task, requests: Sequence[TeacherRequest], find_repairs: bool) -> Pass:
+    """Send what the cache lacks through vLLM and commit each answer to the cache as it comes; the
+    replies that do not parse give repair requests (when `find_repairs` and the task has a schema)."""
+    import ray
+
+    on_ray: VLLMOnRay = engine.on_ray
+    known = engine.cache.known(engine.key(r) for r in requests)
+    budget = Budget(engine)
+    done = Pass()
+    pending: dict[str, TeacherRequest] = {}
+    for i, request in enumerate(requests):
+        key = engine.key(request)
+        if key in known or key in pending:
+            continue
+        if not budget.take(request):
+            done.held_back_at, done.stopped = i, budget.stopped
+            break
+        pending[key] = request
+    if not pending:
+        return done
+    order = list(pending)
+    schema = task.schema if on_ray.teacher.structured_output else None
+    # blocks enough for every replica to have work (a block goes to one replica), each a batch at least
+    size = max(on_ray.teacher.batch_size, min(CALLS_PER_BLOCK, math.ceil(len(order) / (4 * on_ray.teacher.replicas))))
+    blocks = [call_rows(order[start : start + size], pending, start, schema) for start in range(0, len(order), size)]
+    processed = on_ray.engines.processor(prepare_row, reply_of)(ray.data.from_arrow(blocks))
+    # a pass of fewer blocks than replicas starts fewer engines, which Ray Data warns of: expected here
+    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
+    texts: list[str] = []
+    errors: list[str] = []
+    tokens = [0, 0]
+    for row in processed.iter_rows():  # in order; a call's samples are consecutive rows
+        index, sample = int(row["index"]), int(row["sample"])
+        if error := row.get("__inference_error__") or "":
+            errors.append(str(error))
+        else:
+            texts.append(str(row["text"]))
+            tokens[0] = tokens[0] or int(row["prompt_tokens"])  # one prompt, sampled n times
+            tokens[1] += int(row["completion_tokens"])
+        request = pending[order[index]]
+        if sample + 1 < request.sampling.n:
+            continue
+        if errors:
+            done.failures[order[index]] = errors[0]
+        else:
+            commit(engine, done, order[index], TeacherResponse(tuple(texts), None, tokens[0], tokens[1]))
+            if find_repairs and task.schema is not None:
+                done.repairs += [repair_request(request, text, parsed.failure, task.schema)
+                                 for text in texts if (parsed := task.parse(text)).failure]  # fmt: skip
+        texts, errors, tokens = [], [], [0, 0]
+    return done
+
+
+def commit(engine: Engine, done: Pass, key: str, response: TeacherResponse) -> None:
+    cost = engine.settings.prices.cost(response.prompt_tokens, response.completion_tokens)
+    engine.cache.record(engine.run_id, key, response, cost, engine.teacher.backend, engine.teacher.model)
+    done.answered += 1
+    done.prompt_tokens += response.prompt_tokens
+    done.completion_tokens += response.completion_tokens
+    done.cost_usd += cost
+
+
+def call_rows(keys: list[str], pending: dict[str, TeacherRequest], start: int, schema: Any) -> pa.Table:
+    """One row per sample of each call: its position among the calls, the sample, the messages and
+    vLLM's sampling parameters (a seed of its own, so each sample differs and a rerun repeats it)."""
+    index, sample, messages, sampling = [], [], [], []
+    for offset, key in enumerate(keys):
+        request = pending[key]
+        chat = json.dumps([{"role": m.role, "content": m.content} for m in request.messages])
+        for j in range(request.sampling.n):
+            params = {"temperature": request.sampling.temperature, "top_p": request.sampling.top_p,
+                      "max_tokens": request.sampling.max_tokens, "seed": (int(key[:8], 16) + j) % 2**31}  # fmt: skip
+            if schema is not None and request.response_schema is not None:
+                params["structured_outputs"] = {"json": request.response_schema}
+            index.append(start + offset)
+            sample.append(j)
+            messages.append(chat)
+            sampling.append(json.dumps(params))
+    return pa.table({"index": pa.array(index, pa.int64()), "sample": pa.array(sample, pa.int32()),
+                     "messages": messages, "sampling": sampling})  # fmt: skip
+
+
+def prepare_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Ray Data LLM's input: OpenAI-style messages and vLLM's sampling parameters."""
+    return {"messages": json.loads(row["messages"]), "sampling_params": json.loads(row["sampling"])}
+
+
+def reply_of(row: dict[str, Any]) -> dict[str, Any]:
+    """What comes back to the driver: the call, the sample, the text and its tokens. (A failed row skips
+    this and comes back whole, with `__inference_error__`.)"""
+    return {"index": row["index"], "sample": row["sample"], "text": row["generated_text"],
+            "prompt_tokens": row["num_input_tokens"], "completion_tokens": row["num_generated_tokens"]}  # fmt: skip
+
+
+class Budget:
+    """The budget caps over the calls about to be sent, each held at its worst case against what the run
+    has spent, as the engine holds a call in flight."""
+
+    def __init__(self, engine: Engine):
+        self.settings = engine.settings
+        spent = engine.cache.spent(engine.run_id)
+        self.tokens, self.cost = spent.tokens, spent.cost_usd
+        self.stopped: str | None = None
+
+    def take(self, request: TeacherRequest) -> bool:
+        estimate = worst_tokens(request)
+        self.stopped = cap_reached(self.settings, self.tokens, self.cost, estimate)
+        if self.stopped:
+            return False
+        self.tokens += estimate
+        self.cost += worst_cost(self.settings.prices, estimate)
+        return True
