@@ -237,7 +237,8 @@ def call_rows(keys: list[str], pending: dict[str, TeacherRequest], start: int, s
             params = {"temperature": request.sampling.temperature, "top_p": request.sampling.top_p,
                       "max_tokens": request.sampling.max_tokens, "seed": (int(key[:8], 16) + j) % 2**31}  # fmt: skip
             if schema is not None and request.response_schema is not None:
-                params["structured_outputs"] = {"json": request.response_schema}
+                # as text: a JSON schema's varying keys would not survive Arrow's typed columns as a dict
+                params["structured_outputs"] = {"json": json.dumps(request.response_schema)}
             index.append(start + offset)
             sample.append(j)
             messages.append(chat)

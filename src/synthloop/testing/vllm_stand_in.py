@@ -41,6 +41,7 @@ class StandInEngines:
 
 def stand_in_stage(log_path: str, seconds_per_row: float, replicas: int) -> Any:
     from ray.llm._internal.batch.stages.base import StatefulStage, StatefulStageUDF
+    from ray.llm._internal.batch.stages.vllm_engine_stage import vLLMOutputData
 
     class StandInUDF(StatefulStageUDF):
         def __init__(self, data_column: str, expected_input_keys: list[str], log_path: str, seconds: float):
@@ -58,15 +59,16 @@ def stand_in_stage(log_path: str, seconds_per_row: float, replicas: int) -> Any:
                     log.flush()
                     os.fsync(log.fileno())
                 out = {self.IDX_IN_BATCH_COLUMN: row[self.IDX_IN_BATCH_COLUMN], "__inference_error__": ""}
-                if "FAIL" in last:
-                    yield out | {"__inference_error__": "ValueError: the stand-in was told to fail",
-                                 "prompt": last, "num_input_tokens": 0}  # fmt: skip
+                if "FAIL" in last:  # the row vLLM's stage gives for a failed call
+                    empty = vLLMOutputData(prompt=last, prompt_token_ids=None, num_input_tokens=0).model_dump()
+                    said = {"request_id": -1, "batch_uuid": "0", "time_taken_llm": -1, "params": ""}
+                    yield out | empty | said | {"__inference_error__": "ValueError: the stand-in was told to fail"}
                     continue
                 structured = row["sampling_params"].get("structured_outputs")
                 if "Your reply could not be used" in last:
                     text = json.dumps(example_of(json.loads(last.split("JSON schema:\n", 1)[1])))
                 elif structured:
-                    text = json.dumps(example_of(structured["json"]))
+                    text = json.dumps(example_of(json.loads(structured["json"])))
                 else:
                     text = reply_text(last, row["sampling_params"]["max_tokens"] // 4 or 1)
                 yield out | {"prompt": last, "generated_text": text, "num_input_tokens": len(last.split()),
