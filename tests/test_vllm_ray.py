@@ -127,6 +127,14 @@ def test_replies_that_do_not_parse_get_one_repair_call_and_structured_outputs_ne
     assert not [line for line in sent(stand_in) if "Your reply could not be used" in line]
 
 
+def test_an_engine_that_fails_outright_stops_the_run_with_its_error_in_one_line(tmp_path, local_ray, stand_in, capsys):
+    run = tmp_path / "run"
+    assert generate(job_file(tmp_path, book(["topic 0", "topic CRASH 1", "topic 2"])), run) == 2
+    err = capsys.readouterr().err
+    assert "synthloop: error: vLLM on the cluster stopped: RuntimeError: the stand-in engine crashed." in err
+    assert "rerun with --resume" in err and "Traceback" not in err
+
+
 def test_samples_of_one_prompt_get_seeds_of_their_own():
     from synthloop.runners.ray_vllm import call_rows
     from synthloop.teachers.base import Message, SamplingParams, TeacherRequest

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -192,6 +193,26 @@ def vllm_pass(engine: Engine, task: Task, requests: Sequence[TeacherRequest], fi
     processed = on_ray.engines.processor(prepare_row, reply_of)(ray.data.from_arrow(blocks))
     # a pass of fewer blocks than replicas starts fewer engines, which Ray Data warns of: expected here
     warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
+    try:
+        collect(engine, task, processed, order, pending, done, find_repairs)
+    except ray.exceptions.RayError as err:  # the engine itself failed (a model that cannot load, say)
+        raise TeacherUnavailable(
+            f"vLLM on the cluster stopped: {innermost(err)}. The {done.answered} answers received in this pass are "
+            "in the response cache: fix the cause and rerun with --resume"
+        ) from None
+    return done
+
+
+def collect(
+    engine: Engine,
+    task: Task,
+    processed: Any,
+    order: list[str],
+    pending: dict[str, TeacherRequest],
+    done: Pass,
+    find_repairs: bool,
+) -> None:
+    """Commit each call's answer as its rows come back; note its failure, or its repair requests."""
     texts: list[str] = []
     errors: list[str] = []
     tokens = [0, 0]
@@ -214,7 +235,21 @@ def vllm_pass(engine: Engine, task: Task, requests: Sequence[TeacherRequest], fi
                 done.repairs += [repair_request(request, text, parsed.failure, task.schema)
                                  for text in texts if (parsed := task.parse(text)).failure]  # fmt: skip
         texts, errors, tokens = [], [], [0, 0]
-    return done
+
+
+def innermost(err: BaseException) -> str:
+    """The error under Ray's wrapping, as one line. A remote task's exception reaches the driver as text
+    (its traceback, the first cause first): the first `Name: message` line that is not Ray's own."""
+    text = str(err)
+    for line in text.splitlines():
+        match = ERROR_LINE.match(line.strip())
+        if match and "ray." not in match.group(1) and match.group(1) not in RAY_WRAPPERS:
+            return line.strip()[:500]
+    return (text.strip().splitlines() or [type(err).__name__])[0][:500]
+
+
+ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception)): ")
+RAY_WRAPPERS = ("UserCodeException", "RayTaskError", "RayError", "RaySystemError")
 
 
 def commit(engine: Engine, done: Pass, key: str, response: TeacherResponse) -> None:

@@ -10,8 +10,9 @@ row `__inference_error__` as the engine stage does with `should_continue_on_erro
 
 Its replies are the simulated server's (`reply_text`: words, not JSON), except that a row with
 structured outputs, and a repair request, get the smallest JSON value their schema allows, and a last
-message containing `FAIL` fails. Each row it answers is appended to `log_path` (one line: the last
-message), so a test counts what was sent."""
+message containing `FAIL` fails (a failed call), and one containing `CRASH` raises (the engine fails).
+Each row it answers is appended to `log_path` when given (one line: the last message), so a test
+counts what was sent."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from synthloop.testing.simulated_server import reply_text
 
 
 class StandInEngines:
-    def __init__(self, cfg: VLLMTeacherConfig, log_path: str, seconds_per_row: float = 0.0):
+    def __init__(self, cfg: VLLMTeacherConfig, log_path: str | None, seconds_per_row: float = 0.0):
         self.cfg, self.log_path, self.seconds_per_row = cfg, log_path, seconds_per_row
 
     def check(self, ray: Any) -> None:
@@ -39,12 +40,12 @@ class StandInEngines:
         return Processor(processor_config(self.cfg), [stage], preprocess=preprocess, postprocess=postprocess)
 
 
-def stand_in_stage(log_path: str, seconds_per_row: float, replicas: int) -> Any:
+def stand_in_stage(log_path: str | None, seconds_per_row: float, replicas: int) -> Any:
     from ray.llm._internal.batch.stages.base import StatefulStage, StatefulStageUDF
     from ray.llm._internal.batch.stages.vllm_engine_stage import vLLMOutputData
 
     class StandInUDF(StatefulStageUDF):
-        def __init__(self, data_column: str, expected_input_keys: list[str], log_path: str, seconds: float):
+        def __init__(self, data_column: str, expected_input_keys: list[str], log_path: str | None, seconds: float):
             super().__init__(data_column, expected_input_keys)
             self.log_path, self.seconds = log_path, seconds
 
@@ -54,10 +55,13 @@ def stand_in_stage(log_path: str, seconds_per_row: float, replicas: int) -> Any:
             for row in batch:
                 await asyncio.sleep(self.seconds)
                 last = row["messages"][-1]["content"]
-                with open(self.log_path, "a") as log:
-                    log.write(last.replace("\n", " ")[:200] + "\n")
-                    log.flush()
-                    os.fsync(log.fileno())
+                if self.log_path:
+                    with open(self.log_path, "a") as log:
+                        log.write(last.replace("\n", " ")[:200] + "\n")
+                        log.flush()
+                        os.fsync(log.fileno())
+                if "CRASH" in last:  # not a failed call: the engine itself fails, as a model that cannot load
+                    raise RuntimeError("the stand-in engine crashed")
                 out = {self.IDX_IN_BATCH_COLUMN: row[self.IDX_IN_BATCH_COLUMN], "__inference_error__": ""}
                 if "FAIL" in last:  # the row vLLM's stage gives for a failed call
                     empty = vLLMOutputData(prompt=last, prompt_token_ids=None, num_input_tokens=0).model_dump()
