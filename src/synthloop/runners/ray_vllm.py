@@ -145,13 +145,17 @@ def answer_with_vllm(
     repaired = vllm_pass(engine, task, first.repairs, find_repairs=False) if first.repairs else Pass()
     engine.teacher.failures = first.failures | repaired.failures
     upto = len(requests) if first.held_back_at is None else first.held_back_at
-    for start in range(0, max(1, upto), chunk):
-        answered, stats = answer_and_parse(engine, task, requests[start : min(upto, start + chunk)])
-        if start == 0:  # what the passes sent, counted once, as sent rather than as found in the cache
-            stats = counted_as_sent(stats, "calls", first)
-            stats = counted_as_sent(stats, "repair_calls", repaired) if repaired.answered else stats
-        yield answered, stats
-    engine.teacher.failures = {}
+    progress, engine.progress = engine.progress, None  # the passes showed the calls; reading them back is quick
+    try:
+        for start in range(0, max(1, upto), chunk):
+            answered, stats = answer_and_parse(engine, task, requests[start : min(upto, start + chunk)])
+            if start == 0:  # what the passes sent, counted once, as sent rather than as found in the cache
+                stats = counted_as_sent(stats, "calls", first)
+                stats = counted_as_sent(stats, "repair_calls", repaired) if repaired.answered else stats
+            yield answered, stats
+    finally:
+        engine.progress = progress
+        engine.teacher.failures = {}
     if first.stopped or repaired.stopped:
         raise BudgetExhausted(first.stopped or repaired.stopped)
 
@@ -191,10 +195,14 @@ def vllm_pass(engine: Engine, task: Task, requests: Sequence[TeacherRequest], fi
     size = max(on_ray.teacher.batch_size, min(CALLS_PER_BLOCK, math.ceil(len(order) / (4 * on_ray.teacher.replicas))))
     blocks = [call_rows(order[start : start + size], pending, start, schema) for start in range(0, len(order), size)]
     processed = on_ray.engines.processor(prepare_row, reply_of)(ray.data.from_arrow(blocks))
+    if engine.progress:
+        engine.progress.begin(len(order) + len(known), len(known))
     # a pass of fewer blocks than replicas starts fewer engines, which Ray Data warns of: expected here
     warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
     try:
         collect(engine, task, processed, order, pending, done, find_repairs)
+        if engine.progress:
+            engine.progress.finish()
     except ray.exceptions.RayError as err:  # the engine itself failed (a model that cannot load, say)
         raise TeacherUnavailable(
             f"vLLM on the cluster stopped: {innermost(err)}. The {done.answered} answers received in this pass are "
@@ -227,6 +235,8 @@ def collect(
         request = pending[order[index]]
         if sample + 1 < request.sampling.n:
             continue
+        if engine.progress:
+            engine.progress.advance(not errors, tokens[1])
         if errors:
             done.failures[order[index]] = errors[0]
         else:
