@@ -46,8 +46,16 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def teacher_model(tmp_path_factory) -> str:
+    """A small local model: Ray's chat template, tokenizer and detokenizer stages use its tokenizer."""
+    from synthloop.testing.tiny_model import build_tiny_chat_model
+
+    return str(build_tiny_chat_model(tmp_path_factory.mktemp("teacher") / "model"))
+
+
 @pytest.fixture
-def stand_in(tmp_path, monkeypatch) -> Path:
+def stand_in(tmp_path, monkeypatch, teacher_model) -> Path:
     """vLLM played by the stand-in in this process; returns the file that logs each row it answers."""
     import synthloop.runners.ray_vllm as ray_vllm
     from synthloop.testing.vllm_stand_in import StandInEngines
@@ -61,8 +69,8 @@ def sent(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def job_file(tmp_path: Path, steps: list[dict], **teacher) -> Path:
-    teacher = {"backend": "vllm", "model": "org/teacher-7b", "batch_size": 4, "replicas": 2, **teacher}
+def job_file(tmp_path: Path, steps: list[dict], model: str = "org/teacher-7b", **teacher) -> Path:
+    teacher = {"backend": "vllm", "model": model, "batch_size": 4, "replicas": 2, **teacher}
     job = {"name": "book", "shard_size": 10, "steps": steps, "teacher": teacher}
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job))
@@ -78,9 +86,9 @@ def generate(job: Path, run: Path, *extra: str) -> int:
 
 
 def test_every_input_is_written_once_in_order_and_a_failed_call_is_kept_then_sent_again_by_resume(
-    tmp_path, local_ray, stand_in
+    tmp_path, local_ray, stand_in, teacher_model
 ):
-    job, run = job_file(tmp_path, book()), tmp_path / "run"
+    job, run = job_file(tmp_path, book(), model=teacher_model), tmp_path / "run"
     assert generate(job, run) == 0
     rows = read_records(run / "steps" / "book")
     assert [r.skill for r in rows] == TOPICS
@@ -88,7 +96,7 @@ def test_every_input_is_written_once_in_order_and_a_failed_call_is_kept_then_sen
     assert [r.skill for r in failed] == ["topic FAIL 7"]
     assert "vLLM: ValueError: the stand-in was told to fail" in failed[0].error
     assert all(
-        r.answer and r.teacher_backend == "vllm" and r.teacher_model == "org/teacher-7b" for r in rows if not r.error
+        r.answer and r.teacher_backend == "vllm" and r.teacher_model == teacher_model for r in rows if not r.error
     )
     assert len(sent(stand_in)) == 30
     calls = json.loads((run / "metrics.json").read_text())["steps"]["book"]["calls"]
@@ -106,10 +114,13 @@ def test_every_input_is_written_once_in_order_and_a_failed_call_is_kept_then_sen
     assert [r.answer for r in read_records(again / "steps" / "book")] == [r.answer for r in rows]
 
 
-def test_replies_that_do_not_parse_get_one_repair_call_and_structured_outputs_need_none(tmp_path, local_ray, stand_in):
+def test_replies_that_do_not_parse_get_one_repair_call_and_structured_outputs_need_none(
+    tmp_path, local_ray, stand_in, teacher_model
+):
     steps = [{"name": "topics", "task": "topics", "inputs": ["algebra", "geometry", "FAIL here"], "samples": 2}]
     run = tmp_path / "run"
-    assert generate(job_file(tmp_path, steps), run) == 0  # words, not JSON: every sample is repaired
+    # the stand-in answers in words, not JSON: every sample is repaired
+    assert generate(job_file(tmp_path, steps, model=teacher_model), run) == 0
     rows = read_records(run / "steps" / "topics")
     assert sorted(r.parse_status for r in rows if not r.error) == ["repaired"] * 4
     assert sum(bool(r.error) for r in rows) == 2  # the failing input's two samples, kept
@@ -121,15 +132,17 @@ def test_replies_that_do_not_parse_get_one_repair_call_and_structured_outputs_ne
 
     stand_in.unlink()
     structured = tmp_path / "structured"
-    assert generate(job_file(tmp_path, steps, structured_output=True), structured) == 0
+    assert generate(job_file(tmp_path, steps, structured_output=True, model=teacher_model), structured) == 0
     rows = read_records(structured / "steps" / "topics")
     assert sorted(r.parse_status for r in rows if not r.error) == ["schema"] * 4
     assert not [line for line in sent(stand_in) if "Your reply could not be used" in line]
 
 
-def test_an_engine_that_fails_outright_stops_the_run_with_its_error_in_one_line(tmp_path, local_ray, stand_in, capsys):
+def test_an_engine_that_fails_outright_stops_the_run_with_its_error_in_one_line(
+    tmp_path, local_ray, stand_in, capsys, teacher_model
+):
     run = tmp_path / "run"
-    assert generate(job_file(tmp_path, book(["topic 0", "topic CRASH 1", "topic 2"])), run) == 2
+    assert generate(job_file(tmp_path, book(["topic 0", "topic CRASH 1", "topic 2"]), model=teacher_model), run) == 2
     err = capsys.readouterr().err
     assert "synthloop: error: vLLM on the cluster stopped: RuntimeError: the stand-in engine crashed." in err
     assert "rerun with --resume" in err and "Traceback" not in err
@@ -147,22 +160,24 @@ def test_samples_of_one_prompt_get_seeds_of_their_own():
     assert all(p["temperature"] == 0.8 and p["max_tokens"] == 32 for p in params)
 
 
-def test_a_budget_cap_holds_calls_back_and_a_raised_cap_goes_on_paying_nothing_twice(tmp_path, local_ray, stand_in):
+def test_a_budget_cap_holds_calls_back_and_a_raised_cap_goes_on_paying_nothing_twice(
+    tmp_path, local_ray, stand_in, teacher_model
+):
     run = tmp_path / "run"
     topics = [f"topic {i}" for i in range(20)]
     # each call is held at its worst case: the estimated prompt and max_tokens 1024 (textbook's default)
-    assert generate(job_file(tmp_path, book(topics), max_total_tokens=8_000), run) == 3
+    assert generate(job_file(tmp_path, book(topics), model=teacher_model, max_total_tokens=8_000), run) == 3
     first = len(sent(stand_in))
     assert 0 < first < 20
-    assert generate(job_file(tmp_path, book(topics), max_total_tokens=10**9), run, "--resume") == 0
+    assert generate(job_file(tmp_path, book(topics), model=teacher_model, max_total_tokens=10**9), run, "--resume") == 0
     assert len(sent(stand_in)) == 20, "the calls answered before the cap are not sent again"
     assert [r.skill for r in read_records(run / "steps" / "book")] == topics
 
 
-def test_a_run_killed_in_the_vllm_pass_resumes_and_sends_only_what_the_cache_lacks(tmp_path, local_ray):
+def test_a_run_killed_in_the_vllm_pass_resumes_and_sends_only_what_the_cache_lacks(tmp_path, local_ray, teacher_model):
     topics = [f"topic {i}" for i in range(120)]
     run, log = tmp_path / "run", tmp_path / "sent.log"
-    job = job_file(tmp_path, book(topics), replicas=1)
+    job = job_file(tmp_path, book(topics), model=teacher_model, replicas=1)
     address = ray.get_runtime_context().gcs_address
     command = [sys.executable, "-c", WRAPPER, str(log), "0.05", "generate", str(job), "--run-dir", str(run),
                "--engine", "ray", "--address", address]  # fmt: skip
@@ -206,7 +221,7 @@ def test_a_cluster_without_gpus_fails_before_anything_is_written(tmp_path, local
     assert generate(job_file(tmp_path, book(), engine_kwargs={"tensor_parallel_size": 2}), run) == 2
     err = capsys.readouterr().err
     assert "needs 2 GPU(s) for one replica, and the Ray cluster has 0" in err
-    assert not (run / "steps").exists()
+    assert not run.exists(), "the same command goes on once the cluster has GPUs"
 
 
 def test_the_recipe_is_a_processor_config_ray_accepts_and_rows_carry_what_vllms_stages_need():
@@ -239,7 +254,9 @@ def test_the_recipe_is_a_processor_config_ray_accepts_and_rows_carry_what_vllms_
 @pytest.mark.parametrize(
     ("teacher", "says"),
     [
-        ({"requests_per_minute": 60}, "vLLM on the cluster's GPUs is not rate limited"),
+        ({"requests_per_minute": 60}, "requests_per_minute: does not apply to backend vllm"),
+        ({"max_retries": 2}, "max_retries: does not apply to backend vllm"),
+        ({"concurrency": 64}, "concurrency: does not apply"),
         ({"engine_kwargs": {"tensor_parallel_size": 0}}, "engine_kwargs.tensor_parallel_size"),
         ({"replicas": 0}, "replicas"),
     ],

@@ -234,11 +234,16 @@ class TransformersTeacherConfig(EngineFields):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
+PER_CALL_SETTINGS = ("concurrency", "max_retries", "timeout_s", "backoff_base_s", "requests_per_minute",
+                     "tokens_per_minute")  # fmt: skip
+
+
 class VLLMTeacherConfig(EngineFields):
     """vLLM on the Ray cluster's GPU workers, through Ray Data's LLM support (`--engine ray` only). Each
     replica is one vLLM engine on `tensor_parallel_size` x `pipeline_parallel_size` GPUs (`engine_kwargs`).
-    vLLM batches the calls itself: `concurrency`, `timeout_s` and the rate limits do not apply; retries,
-    prices and budget caps do."""
+    Prices and budget caps apply. vLLM batches the calls itself, and a call it fails is kept as failed
+    and sent again by `--resume`: the settings of calls sent one by one (concurrency, timeouts, retries,
+    rate limits) do not apply, and are refused."""
 
     backend: Literal["vllm"]
     model: FilePath = Field(description="Hugging Face model id or a path every GPU worker can read")
@@ -254,10 +259,13 @@ class VLLMTeacherConfig(EngineFields):
     )
 
     @model_validator(mode="after")
-    def no_rate_limits(self) -> VLLMTeacherConfig:
-        for key in ("requests_per_minute", "tokens_per_minute"):
-            if getattr(self, key) is not None:
-                raise ValueError(f"{key}: vLLM on the cluster's GPUs is not rate limited; leave it out")
+    def no_per_call_settings(self) -> VLLMTeacherConfig:
+        for key in PER_CALL_SETTINGS:
+            if key in self.model_fields_set:
+                raise ValueError(
+                    f"{key}: does not apply to backend vllm, which batches the calls on the cluster's GPUs (a call "
+                    "it fails is kept as failed and sent again by --resume); leave it out"
+                )
         for key in ("tensor_parallel_size", "pipeline_parallel_size"):
             size = self.engine_kwargs.get(key, 1)
             if type(size) is not int or size < 1:

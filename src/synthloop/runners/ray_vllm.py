@@ -6,15 +6,16 @@ calls go in two passes, and the engines load once per pass:
 
 1. Every request the response cache lacks goes through one Ray Data LLM processor (chat template,
    tokenizer, vLLM, detokenizer, on as many GPU replicas as the recipe allows). Each answer is
-   committed to the response cache as it reaches the driver. Then the replies the task cannot parse
-   get one repair call each, in a second, smaller pass (tasks with a JSON schema).
+   committed to the response cache as it reaches the driver. Then every reply in the cache that the
+   task cannot parse gets one repair call, in a second, smaller pass (tasks with a JSON schema).
 2. The step is then written as a resumed step is written: each answer read back from the cache,
    parsed, made into rows, shard by shard with checkpoints. A call vLLM failed is kept as a failed
    record with vLLM's error, and `--resume` sends it again.
 
-A run killed in pass 1 loses only the answers in flight: a resumed run sends what the cache lacks.
-The budget caps hold back, before pass 1, the calls whose estimated tokens or cost would cross a cap;
-the answers before them are written, and the run stops as it does locally."""
+A run killed in a pass loses only the answers not yet back: Ray Data LLM hands a batch back when all
+its calls are done, and a resumed run sends what the cache lacks. The budget caps hold back, before a
+pass, the calls whose worst-case tokens or cost could cross a cap; the calls before them are answered
+into the cache, and the run stops before writing the step."""
 
 from __future__ import annotations
 
@@ -112,12 +113,16 @@ class VLLMOnRay:
     engines: Any  # a VLLMEngines
 
 
-def give_vllm_to_ray(engine: Engine, cfg: VLLMTeacherConfig, log: Callable[[str], None]) -> None:
+def check_cluster(cfg: VLLMTeacherConfig) -> None:
     import ray
 
-    engines = ENGINES(cfg)
-    engines.check(ray)
-    engine.on_ray = VLLMOnRay(cfg, engines)
+    ENGINES(cfg).check(ray)
+
+
+def give_vllm_to_ray(engine: Engine, cfg: VLLMTeacherConfig, log: Callable[[str], None]) -> None:
+    """The engine's calls go through vLLM on the cluster (checked by `check_cluster` before anything was
+    written)."""
+    engine.on_ray = VLLMOnRay(cfg, ENGINES(cfg))
     log(f"teacher: vLLM on the cluster's GPUs ({cfg.replicas} replica(s) at most, {cfg.gpus_per_replica} GPU(s) each)")
 
 
@@ -130,7 +135,6 @@ class Pass:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)
-    repairs: list[TeacherRequest] = field(default_factory=list)
     held_back_at: int | None = None
     stopped: str | None = None
 
@@ -138,17 +142,22 @@ class Pass:
 def answer_with_vllm(
     engine: Engine, task: Task, requests: Sequence[TeacherRequest], chunk: int
 ) -> Iterator[tuple[list[Any], dict[str, Any]]]:
-    """(answered, stats) a chunk at a time, in request order, as `answered_chunks` gives them."""
+    """(answered, stats) a chunk at a time, in request order, as `answered_chunks` gives them. A budget
+    cap that holds calls back stops the step before it is written: its answers are in the cache, and
+    the step is written when the run goes on (`--resume`, the cap raised)."""
     from synthloop.runners.local import answer_and_parse
 
-    first = vllm_pass(engine, task, requests, find_repairs=True)
-    repaired = vllm_pass(engine, task, first.repairs, find_repairs=False) if first.repairs else Pass()
+    first = vllm_pass(engine, task, requests)
+    repaired = Pass()
+    if not first.stopped and (repairs := repairs_needed(engine, task, requests, chunk)):
+        repaired = vllm_pass(engine, task, repairs)
+    if first.stopped or repaired.stopped:
+        raise BudgetExhausted(first.stopped or repaired.stopped)
     engine.teacher.failures = first.failures | repaired.failures
-    upto = len(requests) if first.held_back_at is None else first.held_back_at
     progress, engine.progress = engine.progress, None  # the passes showed the calls; reading them back is quick
     try:
-        for start in range(0, max(1, upto), chunk):
-            answered, stats = answer_and_parse(engine, task, requests[start : min(upto, start + chunk)])
+        for start in range(0, max(1, len(requests)), chunk):
+            answered, stats = answer_and_parse(engine, task, requests[start : start + chunk])
             if start == 0:  # what the passes sent, counted once, as sent rather than as found in the cache
                 stats = counted_as_sent(stats, "calls", first)
                 stats = counted_as_sent(stats, "repair_calls", repaired) if repaired.answered else stats
@@ -156,8 +165,23 @@ def answer_with_vllm(
     finally:
         engine.progress = progress
         engine.teacher.failures = {}
-    if first.stopped or repaired.stopped:
-        raise BudgetExhausted(first.stopped or repaired.stopped)
+
+
+def repairs_needed(engine: Engine, task: Task, requests: Sequence[TeacherRequest], chunk: int) -> list[TeacherRequest]:
+    """The repair call of every reply in the cache that the task cannot parse, whenever it was answered
+    (this pass, or a run killed before its repairs were sent): the calls writing the step will ask for."""
+    if task.schema is None:
+        return []
+    repairs = []
+    for start in range(0, len(requests), chunk):
+        part = requests[start : start + chunk]
+        answers = engine.cache.get_many(engine.key(r) for r in part)
+        for request in part:
+            response = answers.get(engine.key(request))
+            for text in response.texts if response else ():
+                if failure := task.parse(text).failure:
+                    repairs.append(repair_request(request, text, failure, task.schema))
+    return repairs
 
 
 def counted_as_sent(stats: dict[str, Any], key: str, sent: Pass) -> dict[str, Any]:
@@ -169,9 +193,8 @@ def counted_as_sent(stats: dict[str, Any], key: str, sent: Pass) -> dict[str, An
     return stats | {key: calls}
 
 
-def vllm_pass(engine: Engine, task: Task, requests: Sequence[TeacherRequest], find_repairs: bool) -> Pass:
-    """Send what the cache lacks through vLLM and commit each answer to the cache as it comes; the
-    replies that do not parse give repair requests (when `find_repairs` and the task has a schema)."""
+def vllm_pass(engine: Engine, task: Task, requests: Sequence[TeacherRequest]) -> Pass:
+    """Send what the cache lacks through vLLM and commit each answer to the cache as it comes back."""
     import ray
 
     on_ray: VLLMOnRay = engine.on_ray
@@ -194,13 +217,18 @@ def vllm_pass(engine: Engine, task: Task, requests: Sequence[TeacherRequest], fi
     # blocks enough for every replica to have work (a block goes to one replica), each a batch at least
     size = max(on_ray.teacher.batch_size, min(CALLS_PER_BLOCK, math.ceil(len(order) / (4 * on_ray.teacher.replicas))))
     blocks = [call_rows(order[start : start + size], pending, start, schema) for start in range(0, len(order), size)]
-    processed = on_ray.engines.processor(prepare_row, reply_of)(ray.data.from_arrow(blocks))
+    context = ray.data.DataContext.get_current()
+    kept_order, context.execution_options.preserve_order = context.execution_options.preserve_order, False
+    try:  # answers come back as each batch is done, not held for the batches before it: a kill loses fewer
+        processed = on_ray.engines.processor(prepare_row, reply_of)(ray.data.from_arrow(blocks))
+    finally:
+        context.execution_options.preserve_order = kept_order
     if engine.progress:
         engine.progress.begin(len(order) + len(known), len(known))
     # a pass of fewer blocks than replicas starts fewer engines, which Ray Data warns of: expected here
     warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
     try:
-        collect(engine, task, processed, order, pending, done, find_repairs)
+        collect(engine, processed, order, pending, done)
         if engine.progress:
             engine.progress.finish()
     except ray.exceptions.RayError as err:  # the engine itself failed (a model that cannot load, say)
@@ -211,40 +239,28 @@ def vllm_pass(engine: Engine, task: Task, requests: Sequence[TeacherRequest], fi
     return done
 
 
-def collect(
-    engine: Engine,
-    task: Task,
-    processed: Any,
-    order: list[str],
-    pending: dict[str, TeacherRequest],
-    done: Pass,
-    find_repairs: bool,
-) -> None:
-    """Commit each call's answer as its rows come back; note its failure, or its repair requests."""
-    texts: list[str] = []
-    errors: list[str] = []
-    tokens = [0, 0]
-    for row in processed.iter_rows():  # in order; a call's samples are consecutive rows
-        index, sample = int(row["index"]), int(row["sample"])
-        if error := row.get("__inference_error__") or "":
-            errors.append(str(error))
-        else:
-            texts.append(str(row["text"]))
-            tokens[0] = tokens[0] or int(row["prompt_tokens"])  # one prompt, sampled n times
-            tokens[1] += int(row["completion_tokens"])
-        request = pending[order[index]]
-        if sample + 1 < request.sampling.n:
+def collect(engine: Engine, processed: Any, order: list[str], pending: dict[str, TeacherRequest], done: Pass) -> None:
+    """Commit each call's answer once all its samples are back (rows come as their batches finish, in
+    any order), or note its failure."""
+    samples: dict[int, list[dict[str, Any]]] = {}
+    for row in processed.iter_rows():
+        index = int(row["index"])
+        key = order[index]
+        got = samples.setdefault(index, [])
+        got.append(row)
+        if len(got) < pending[key].sampling.n:
             continue
+        del samples[index]
+        got.sort(key=lambda r: int(r["sample"]))
+        errors = [str(r["__inference_error__"]) for r in got if r.get("__inference_error__")]
+        completion = sum(int(r.get("completion_tokens") or 0) for r in got)
         if engine.progress:
-            engine.progress.advance(not errors, tokens[1])
+            engine.progress.advance(not errors, completion)
         if errors:
-            done.failures[order[index]] = errors[0]
-        else:
-            commit(engine, done, order[index], TeacherResponse(tuple(texts), None, tokens[0], tokens[1]))
-            if find_repairs and task.schema is not None:
-                done.repairs += [repair_request(request, text, parsed.failure, task.schema)
-                                 for text in texts if (parsed := task.parse(text)).failure]  # fmt: skip
-        texts, errors, tokens = [], [], [0, 0]
+            done.failures[key] = errors[0]
+            continue
+        prompt = int(got[0].get("prompt_tokens") or 0)  # one prompt, sampled n times
+        commit(engine, done, key, TeacherResponse(tuple(str(r["text"]) for r in got), None, prompt, completion))
 
 
 def innermost(err: BaseException) -> str:

@@ -232,7 +232,7 @@ def worst_tokens(request: TeacherRequest) -> int:
 
 
 def worst_cost(prices: Prices, estimate: int) -> float:
-    """An upper bound on a call's cost: all `estimate` tokens at the dearer of the two prices."""
+    """An upper bound on a call's cost: all `estimate` tokens priced as prompt and again as completion."""
     return prices.cost(0, estimate) + prices.cost(estimate, 0)
 
 

@@ -51,12 +51,18 @@ def make_teacher(cfg: EngineFields, seed: int = 0) -> Teacher:
 
 
 def check_engine(cfg: EngineFields, engine: str) -> None:
-    """A teacher that only runs on Ray (vLLM on the cluster's GPUs) with `--engine local` is a user error."""
-    if isinstance(cfg, VLLMTeacherConfig) and engine != "ray":
+    """Before anything is written: a teacher that only runs on Ray (vLLM on the cluster's GPUs) needs
+    `--engine ray`, and a cluster with GPUs and vLLM on them (Ray joined already)."""
+    if not isinstance(cfg, VLLMTeacherConfig):
+        return
+    if engine != "ray":
         raise RecipeError(
             "teacher.backend vllm runs on a Ray cluster's GPU workers: add --engine ray (with --address to join "
             "the cluster), or serve the model with `vllm serve MODEL` and use backend openai"
         )
+    from synthloop.runners.ray_vllm import check_cluster
+
+    check_cluster(cfg)
 
 
 def engine_settings(cfg: EngineFields) -> EngineSettings:
