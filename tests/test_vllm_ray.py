@@ -70,7 +70,7 @@ def sent(log: Path) -> list[str]:
 
 
 def job_file(tmp_path: Path, steps: list[dict], model: str = "org/teacher-7b", **teacher) -> Path:
-    teacher = {"backend": "vllm", "model": model, "batch_size": 4, "replicas": 2, **teacher}
+    teacher = {"backend": "vllm", "model": model, "batch_size": 4, "replicas": 1, **teacher}
     job = {"name": "book", "shard_size": 10, "steps": steps, "teacher": teacher}
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job))
@@ -88,7 +88,7 @@ def generate(job: Path, run: Path, *extra: str) -> int:
 def test_every_input_is_written_once_in_order_and_a_failed_call_is_kept_then_sent_again_by_resume(
     tmp_path, local_ray, stand_in, teacher_model
 ):
-    job, run = job_file(tmp_path, book(), model=teacher_model), tmp_path / "run"
+    job, run = job_file(tmp_path, book(), model=teacher_model, replicas=2), tmp_path / "run"
     assert generate(job, run) == 0
     rows = read_records(run / "steps" / "book")
     assert [r.skill for r in rows] == TOPICS
