@@ -35,7 +35,9 @@ from synthloop.tasks.base import Task, repair_request
 from synthloop.teachers.base import TeacherRequest, TeacherResponse, TeacherUnavailable
 from synthloop.teachers.engine import BudgetExhausted, Engine, cap_reached, worst_cost, worst_tokens
 
-CALLS_PER_BLOCK = 4096  # calls per block handed to Ray Data at most
+# calls per block handed to Ray Data at most. A block's answers reach the driver together, once all are
+# done, so a kill loses the blocks in flight; many small blocks cost Ray Data time of their own.
+CALLS_PER_BLOCK = 1024
 CHECK_TIMEOUT_S = 300.0  # for a GPU worker to import vLLM (a cluster may have to start a GPU node first)
 LLM_EXTRA = "pip install 'ray[llm]'"
 
