@@ -1,8 +1,10 @@
 """The client side of `teacher.backend: vllm` on this machine: what the driver and Ray Data LLM's
 processor cost per call when the engine costs nothing.
 
-A generate job of N textbook calls (default 20,000) on a local Ray with 2 CPUs, vLLM's engine stage
-played by the stand-in (`synthloop.testing.vllm_stand_in`) answering at once with 32-word replies. The
+A generate job of N textbook calls (default 20,000) on a local Ray with 2 CPUs, through Ray Data LLM's
+real processor (chat template, tokenizer and detokenizer stages on a small local model), its vLLM
+engine stage played by the stand-in (`synthloop.testing.vllm_stand_in`) answering at once with 32-word
+replies. The
 pass through the processor (answers committed to the response cache) and the writing of the step from
 the cache are timed apart; the driver's own CPU seconds (user + system) are counted over the whole
 job. A real vLLM takes far longer per call: these figures bound what synthloop adds to it.
@@ -25,6 +27,7 @@ from common import emit
 import synthloop.runners.ray_vllm as ray_vllm
 from synthloop.cli.main import main
 from synthloop.storage.shards import rows_in
+from synthloop.testing.tiny_model import build_tiny_chat_model
 from synthloop.testing.vllm_stand_in import StandInEngines
 
 
@@ -48,10 +51,11 @@ def run(calls: int) -> dict:
             passes.append(time.perf_counter() - start)
 
     with tempfile.TemporaryDirectory() as tmp:
+        model = str(build_tiny_chat_model(Path(tmp) / "model"))  # Ray's tokenizer stages read its tokenizer
         ray_vllm.ENGINES = lambda cfg: StandInEngines(cfg, None)
         ray_vllm.vllm_pass = vllm_pass
         job = {"name": "bench", "shard_size": 5000,
-               "teacher": {"backend": "vllm", "model": "org/m", "batch_size": 256, "replicas": 2},
+               "teacher": {"backend": "vllm", "model": model, "batch_size": 256, "replicas": 2},
                "steps": [{"name": "book", "task": "textbook", "max_tokens": 128,
                           "inputs": [f"topic number {i}" for i in range(calls)]}]}  # fmt: skip
         path = Path(tmp) / "job.yaml"
