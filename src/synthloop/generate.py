@@ -273,13 +273,18 @@ def run_steps(
             stats = generate(
                 teacher_engine, task, requests, make, out, job.shard_size, retry_failed=resume, log=log, inputs=inputs
             )
-            if stats.pop("written"):
+            written = stats.pop("written")
+            if written:
                 rewritten.add(step.name)
             metrics["steps"][step.name] = stats
+            made = (
+                f"{stats['calls']['issued']} calls made, {stats['calls']['cached']} cached"
+                if written
+                else "complete already: no call made now"  # its stats are those of the run that wrote it
+            )
             log(
                 f"step {step.name}: {stats['rows']} rows from {stats['requests']} requests "
-                f"({stats['calls']['issued']} calls made, {stats['calls']['cached']} cached, "
-                f"{stats['parse_failed']} unparsable kept as failed)"
+                f"({made}, {stats['parse_failed']} unparsable kept as failed)"
             )
         spent = cache.spent(manifest["run_id"])
         metrics["total"] = {**spent.__dict__, "tokens": spent.tokens}
