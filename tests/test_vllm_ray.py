@@ -131,6 +131,15 @@ def test_replies_that_do_not_parse_get_one_repair_call_and_structured_outputs_ne
     assert stats["repaired"] == 4 and stats["repair_calls"]["issued"] == 2
 
     stand_in.unlink()
+    broken = tmp_path / "broken"  # a repair call vLLM fails is kept as failed, and --resume sends it again
+    steps_broken = [{"name": "topics", "task": "topics", "inputs": ["algebra", "BREAKS REPAIRS"]}]
+    assert generate(job_file(tmp_path, steps_broken, model=teacher_model), broken) == 0
+    rows = read_records(broken / "steps" / "topics")
+    assert [r.parse_status for r in rows] == ["repaired", "failed"] and "the repair call failed" in rows[1].error
+    assert generate(job_file(tmp_path, steps_broken, model=teacher_model), broken, "--resume") == 0
+    assert len([line for line in sent(stand_in) if "BREAKS REPAIRS" in line and "could not be used" in line]) == 2
+
+    stand_in.unlink()
     structured = tmp_path / "structured"
     assert generate(job_file(tmp_path, steps, structured_output=True, model=teacher_model), structured) == 0
     rows = read_records(structured / "steps" / "topics")

@@ -277,8 +277,11 @@ def run_steps(
             if written:
                 rewritten.add(step.name)
             metrics["steps"][step.name] = stats
+            repairs = stats.get("repair_calls", {}).get("issued", 0)
             made = (
-                f"{stats['calls']['issued']} calls made, {stats['calls']['cached']} cached"
+                f"{stats['calls']['issued']} calls made"
+                + (f" and {repairs} repair calls" if repairs else "")
+                + f", {stats['calls']['cached']} cached"
                 if written
                 else "complete already: no call made now"  # its stats are those of the run that wrote it
             )

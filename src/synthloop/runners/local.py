@@ -125,7 +125,7 @@ def generate(
     inputs: str | None = None,
 ) -> dict[str, Any]:
     """Answer `requests` into `out_dir/part-*.parquet`; returns the stats. A complete directory is
-    skipped, unless `retry_failed` (a resumed step) and some of its calls failed: then it is written
+    skipped, unless `retry_failed` (a resumed step) and some of its calls (or repair calls) failed: then it is written
     again, the answers already received coming from the response cache and the failed calls sent
     again. `written` in the stats says whether the directory was (re)written now. `inputs`: the digest
     of the rows the requests were made from (a step fed by an earlier one), recorded in the marker: a
@@ -135,7 +135,7 @@ def generate(
     damaged = marked and not complete  # finished once, damaged since: its answers should all be cached
     if complete:
         stats = read_marker(out_dir)
-        failed = stats.get("calls", {}).get("failed", 0)
+        failed = sum(stats.get(calls, {}).get("failed", 0) for calls in ("calls", "repair_calls"))  # repairs too
         if not (retry_failed and failed):
             return stats | {"written": False}
         log(f"resume: {failed} calls failed last time in {out_dir}; trying them again")

@@ -254,15 +254,21 @@ def collect(engine: Engine, processed: Any, order: list[str], pending: dict[str,
             continue
         del samples[index]
         got.sort(key=lambda r: int(r["sample"]))
-        errors = [str(r["__inference_error__"]) for r in got if r.get("__inference_error__")]
-        completion = sum(int(r.get("completion_tokens") or 0) for r in got)
+        # as Ray Data LLM decides: a row whose error is anything but "" failed, and skipped the postprocess
+        errors = [str(r["__inference_error__"]) for r in got if r.get("__inference_error__", "") != ""]
+        completion = sum(count(r, "completion_tokens") for r in got)
         if engine.progress:
             engine.progress.advance(not errors, completion)
         if errors:
             done.failures[key] = errors[0]
             continue
-        prompt = int(got[0].get("prompt_tokens") or 0)  # one prompt, sampled n times
+        prompt = count(got[0], "prompt_tokens")  # one prompt, sampled n times
         commit(engine, done, key, TeacherResponse(tuple(str(r["text"]) for r in got), None, prompt, completion))
+
+
+def count(row: dict[str, Any], column: str) -> int:
+    """A token count as the engine gave it; a missing or negative one is 0."""
+    return max(0, int(row.get(column) or 0))
 
 
 def innermost(err: BaseException) -> str:

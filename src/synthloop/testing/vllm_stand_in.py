@@ -12,7 +12,8 @@ gives with `should_continue_on_error`.
 
 Its replies are the simulated server's (`reply_text`: words, not JSON), except that a row with
 structured outputs, and a repair request, get the smallest JSON value their schema allows. A prompt
-containing `FAIL` fails (a failed call), and one containing `CRASH` raises (the engine fails). Each row
+containing `FAIL` fails (a failed call), as does the repair request of one containing `BREAKS REPAIRS`;
+one containing `CRASH` raises (the engine fails). Each row
 it answers is appended to `log_path` when given (one line: the prompt, spaces squeezed), so a test
 counts what was sent. Every stage asks for a quarter CPU here, so that all fit a 2-CPU Ray."""
 
@@ -74,7 +75,8 @@ def stand_in_stage(model: str, log_path: str | None, seconds_per_row: float, rep
                     raise RuntimeError("the stand-in engine crashed")
                 said = {self.IDX_IN_BATCH_COLUMN: row[self.IDX_IN_BATCH_COLUMN], "request_id": 0, "batch_uuid": "0",
                         "time_taken_llm": self.seconds, "params": str(row["sampling_params"])}  # fmt: skip
-                if "FAIL" in prompt:  # the row vLLM's stage gives for a failed call
+                repairing = "Your reply could not be used" in prompt
+                if "FAIL" in prompt or ("BREAKS REPAIRS" in prompt and repairing):  # vLLM's row for a failed call
                     empty = vLLMOutputData(prompt=prompt, prompt_token_ids=None, num_input_tokens=0).model_dump()
                     yield empty | said | {"__inference_error__": "ValueError: the stand-in was told to fail"}
                     continue
