@@ -12,8 +12,8 @@ calls go in two passes, and the engines load once per pass:
    parsed, made into rows, shard by shard with checkpoints. A call vLLM failed is kept as a failed
    record with vLLM's error, and `--resume` sends it again.
 
-A run killed in a pass loses only the answers not yet back: Ray Data LLM hands a batch back when all
-its calls are done, and a resumed run sends what the cache lacks. The budget caps hold back, before a
+A run killed in a pass loses only the answers not yet back (a block of calls comes back when all of
+them are done), and a resumed run sends what the cache lacks. The budget caps hold back, before a
 pass, the calls whose worst-case tokens or cost could cross a cap; the calls before them are answered
 into the cache, and the run stops before writing the step."""
 
@@ -130,14 +130,13 @@ def give_vllm_to_ray(engine: Engine, cfg: VLLMTeacherConfig, log: Callable[[str]
 
 @dataclass
 class Pass:
-    """What one pass sent and got back. `held_back_at`: the first request a budget cap held back."""
+    """What one pass sent and got back; `stopped`: why a budget cap held calls back."""
 
     answered: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)
-    held_back_at: int | None = None
     stopped: str | None = None
 
 
@@ -187,6 +186,7 @@ def repairs_needed(engine: Engine, task: Task, requests: Sequence[TeacherRequest
 
 
 def counted_as_sent(stats: dict[str, Any], key: str, sent: Pass) -> dict[str, Any]:
+    """`stats` with a pass's answers counted as calls made (the engine found them in the cache)."""
     calls = dict(stats.get(key, {}))
     for name, value in (("issued", sent.answered), ("answered", sent.answered), ("cached", -sent.answered),
                         ("attempts", sent.answered), ("prompt_tokens", sent.prompt_tokens),
@@ -204,12 +204,12 @@ def vllm_pass(engine: Engine, task: Task, requests: Sequence[TeacherRequest]) ->
     budget = Budget(engine)
     done = Pass()
     pending: dict[str, TeacherRequest] = {}
-    for i, request in enumerate(requests):
+    for request in requests:
         key = engine.key(request)
         if key in known or key in pending:
             continue
         if not budget.take(request):
-            done.held_back_at, done.stopped = i, budget.stopped
+            done.stopped = budget.stopped
             break
         pending[key] = request
     if not pending:
