@@ -125,9 +125,9 @@ def generate(
     inputs: str | None = None,
 ) -> dict[str, Any]:
     """Answer `requests` into `out_dir/part-*.parquet`; returns the stats. A complete directory is
-    skipped, unless `retry_failed` (a resumed step) and some of its calls (or repair calls) failed: then it is written
-    again, the answers already received coming from the response cache and the failed calls sent
-    again. `written` in the stats says whether the directory was (re)written now. `inputs`: the digest
+    skipped, unless `retry_failed` (a resumed step) and some of its calls or repair calls failed: then
+    it is written again, the answers already received coming from the response cache and the failed
+    calls sent again. `written` in the stats says whether the directory was (re)written now. `inputs`: the digest
     of the rows the requests were made from (a step fed by an earlier one), recorded in the marker: a
     directory made from other rows is redone."""
     marked = (out_dir / MARKER).exists()

@@ -227,7 +227,8 @@ class Engine:
 
 
 def worst_tokens(request: TeacherRequest) -> int:
-    """An upper bound on a call's tokens: its estimated prompt and every sample's `max_tokens`."""
+    """A call's tokens at most, its prompt estimated (4 characters a token): the prompt and every sample's
+    `max_tokens`."""
     return request.estimated_prompt_tokens() + request.sampling.max_tokens * request.sampling.n
 
 
