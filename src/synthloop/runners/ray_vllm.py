@@ -176,9 +176,10 @@ def repairs_needed(engine: Engine, task: Task, requests: Sequence[TeacherRequest
     repairs = []
     for start in range(0, len(requests), chunk):
         part = requests[start : start + chunk]
-        answers = engine.cache.get_many(engine.key(r) for r in part)
-        for request in part:
-            response = answers.get(engine.key(request))
+        keys = [engine.key(r) for r in part]
+        answers = engine.cache.get_many(keys)
+        for key, request in zip(keys, part, strict=True):
+            response = answers.get(key)
             for text in response.texts if response else ():
                 if failure := task.parse(text).failure:
                     repairs.append(repair_request(request, text, failure, task.schema))
@@ -200,12 +201,12 @@ def vllm_pass(engine: Engine, task: Task, requests: Sequence[TeacherRequest]) ->
     import ray
 
     on_ray: VLLMOnRay = engine.on_ray
-    known = engine.cache.known(engine.key(r) for r in requests)
+    keys = [engine.key(r) for r in requests]  # each a hash of the whole request: computed once
+    known = engine.cache.known(keys)
     budget = Budget(engine)
     done = Pass()
     pending: dict[str, TeacherRequest] = {}
-    for request in requests:
-        key = engine.key(request)
+    for key, request in zip(keys, requests, strict=True):
         if key in known or key in pending:
             continue
         if not budget.take(request):
